@@ -1,0 +1,82 @@
+"""Reversa: governed rollback for multi-step agent workflows.
+
+A workflow either completes, or is governed back to a consistent state, or is
+handed to a human with a full report. See ``docs/concepts.md``.
+"""
+
+from .core.audit import AuditProblem, AuditReport
+from .core.clock import Clock, FakeClock, SystemClock
+from .core.context import (
+    Check,
+    CostEstimate,
+    PredicateContext,
+    Probe,
+    SnapshotContext,
+    StepContext,
+)
+from .core.engine import DryRunReport, Engine, StepFinding
+from .core.errors import (
+    AuditError,
+    ConfigError,
+    EmergencyStop,
+    IllegalTransition,
+    LeaseLost,
+    NotFound,
+    OutcomeUnknown,
+    PermanentError,
+    PlanError,
+    PreconditionFailed,
+    ReversaError,
+    ReversaSignal,
+    SchemaError,
+    StepError,
+    StoreError,
+    TransientError,
+)
+from .core.model import (
+    CompensationKind,
+    Escalation,
+    OnCrash,
+    OnFailure,
+    OnInfeasible,
+    Retry,
+    Reversibility,
+    Saga,
+    Step,
+)
+from .core.plan import Plan, validate
+from .core.registry import HandlerKind, Operation, Registry
+from .core.states import Phase, SagaStatus, StepStatus
+from .core.store import Store
+from .core.views import (
+    AttemptView,
+    AuditEntry,
+    EscalationView,
+    RollbackView,
+    SagaResult,
+    SagaSummary,
+    SagaView,
+    StepView,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # definitions
+    "Saga", "Step", "Retry", "Escalation", "Reversibility", "CompensationKind",
+    "OnFailure", "OnCrash", "OnInfeasible", "Plan", "validate",
+    # handlers
+    "Registry", "Operation", "HandlerKind", "StepContext", "SnapshotContext",
+    "PredicateContext", "Check", "CostEstimate", "Probe",
+    # running
+    "Engine", "Store", "Clock", "SystemClock", "FakeClock", "DryRunReport", "StepFinding",
+    # state and records
+    "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaView", "SagaSummary", "StepView",
+    "AttemptView", "AuditEntry", "RollbackView", "EscalationView", "AuditReport",
+    "AuditProblem",
+    # errors
+    "ReversaError", "PlanError", "ConfigError", "StoreError", "IllegalTransition",
+    "LeaseLost", "NotFound", "SchemaError", "StepError", "TransientError", "PermanentError",
+    "OutcomeUnknown", "PreconditionFailed", "AuditError", "ReversaSignal", "EmergencyStop",
+    "__version__",
+]

@@ -1,0 +1,1 @@
+"""Reversa's durable saga core (depends only on pydantic, SQLAlchemy and tenacity)."""

@@ -1,0 +1,119 @@
+"""Calling handlers: one code path for plain and async functions.
+
+The engine itself is a coroutine. A handler is awaited if it is async, called
+inline if it is plain (no thread hop on the hot path), and moved to a thread
+only when a timeout must be enforced on blocking code. Errors are classified
+here, once, into what the engine needs to know: retry or not, and whether the
+effect may have happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
+from tenacity.wait import wait_exponential
+
+from ..clock import Clock
+from ..errors import (
+    OutcomeUnknown,
+    PermanentError,
+    PreconditionFailed,
+    ReversaError,
+    ReversaSignal,
+)
+from ..model import Retry
+
+__all__ = ["Failure", "classify", "invoke", "retrying"]
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A classified handler failure.
+
+    Attributes:
+        code: Outcome code for the audit log.
+        message: Error text (never a secret: adapters redact at the boundary).
+        retryable: Whether another attempt may succeed.
+        in_doubt: Whether the effect may have happened despite the error.
+    """
+
+    code: str
+    message: str
+    retryable: bool
+    in_doubt: bool
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map any exception raised by a handler to a :class:`Failure`."""
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return Failure("timeout", "the call timed out; its effect may have happened", True, True)
+    if isinstance(exc, OutcomeUnknown):
+        return Failure(exc.code, exc.message, exc.retryable, True)
+    if isinstance(exc, PreconditionFailed | PermanentError):
+        return Failure(exc.code, exc.message, False, False)
+    if isinstance(exc, ReversaError):
+        return Failure(exc.code, exc.message, exc.retryable, False)
+    # An untranslated exception says nothing about whether the effect happened:
+    # treat it as in doubt (compensated with the same key) and retryable.
+    return Failure(f"error:{type(exc).__name__}", f"{type(exc).__name__}: {exc}", True, True)
+
+
+async def invoke(fn: Callable[..., Any], ctx: Any, timeout: float | None) -> Any:
+    """Call ``fn(ctx)`` whether it is plain or async, enforcing ``timeout``."""
+    if timeout is not None and timeout <= 0:
+        raise asyncio.TimeoutError
+    if _is_async(fn):
+        coro = fn(ctx)
+        return await (asyncio.wait_for(coro, timeout) if timeout is not None else coro)
+    if timeout is None:
+        result = fn(ctx)
+    else:
+        # Blocking code can only be timed out from outside its thread. The thread
+        # may still finish later; the idempotency key makes that harmless.
+        result = await asyncio.wait_for(asyncio.to_thread(fn, ctx), timeout)
+    if inspect.isawaitable(result):
+        result = await (asyncio.wait_for(result, timeout) if timeout is not None else result)
+    return result
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    return call is not None and inspect.iscoroutinefunction(call)
+
+
+class stop_at_deadline(stop_base):  # noqa: N801 - tenacity's naming for stop policies
+    """Stop retrying once the clock passes ``deadline`` (rollback windows)."""
+
+    def __init__(self, clock: Clock, deadline: float | None) -> None:
+        self.clock = clock
+        self.deadline = deadline
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.deadline is not None and self.clock.now() >= self.deadline
+
+
+def retrying(policy: Retry, clock: Clock, deadline: float | None = None) -> AsyncRetrying:
+    """A tenacity policy: bounded attempts, exponential backoff, the engine's clock."""
+    return AsyncRetrying(
+        stop=stop_after_attempt(policy.max_attempts) | stop_at_deadline(clock, deadline),
+        wait=wait_exponential(
+            multiplier=policy.initial_s, max=policy.max_s, exp_base=policy.multiplier
+        ),
+        retry=retry_if_exception(_retryable),
+        sleep=clock.sleep,
+        reraise=True,
+    )
+
+
+def _retryable(exc: BaseException) -> bool:
+    if isinstance(exc, ReversaSignal):
+        return False
+    return classify(exc).retryable

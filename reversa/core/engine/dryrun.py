@@ -1,0 +1,174 @@
+"""Rollback dry-run (AG-384 4.10): decide feasibility without executing anything.
+
+For every step a rollback would touch it checks that the compensation (or
+forward recovery) is registered in this process, evaluates its preconditions
+against the current state, and collects cost estimates against the saga's
+limits. It never calls an action or a compensation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..context import CostEstimate
+from ..live import LiveSaga
+from ..model import Reversibility
+from ..registry import HandlerKind
+from ..states import Phase, StepStatus
+from .calls import classify, invoke
+from .runtime import Runtime, as_check
+
+__all__ = ["DryRunReport", "StepFinding", "dry_run", "rollback_targets"]
+
+UNDO_STATUSES = frozenset({
+    StepStatus.COMPLETED, StepStatus.COMPENSATING, StepStatus.COMPENSATION_FAILED,
+    StepStatus.RUNNING,
+})
+
+
+@dataclass(slots=True)
+class StepFinding:
+    """What the rollback would do with one step, and whether it can.
+
+    Attributes:
+        step: Step name.
+        action: ``compensate``, ``forward_recovery``, ``escalate`` or
+            ``probe_then_compensate`` (an in-doubt step).
+        feasible: Whether this part of the rollback can run.
+        problems: Why not, each naming the fix.
+        preconditions: Evaluated preconditions.
+        cost: The compensation's cost estimate, when it has an estimator.
+    """
+
+    step: str
+    action: str
+    feasible: bool = True
+    problems: list[str] = field(default_factory=list)
+    preconditions: list[dict[str, Any]] = field(default_factory=list)
+    cost: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class DryRunReport:
+    """The dry-run verdict for a whole rollback."""
+
+    saga_id: str
+    feasible: bool
+    steps: list[StepFinding]
+    costs: dict[str, float]
+    problems: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form (used in the audit log, reports and ``--json``)."""
+        return asdict(self)
+
+
+def rollback_targets(live: LiveSaga, scope: Iterable[str] | None = None) -> list[str]:
+    """Steps whose effects stand (or may stand) and so must be undone, in order."""
+    allowed = set(scope) if scope is not None else None
+    out = []
+    for name in live.plan.order:
+        st = live.steps[name]
+        if allowed is not None and name not in allowed:
+            continue
+        in_doubt_failure = st.status is StepStatus.FAILED and (st.outcome or "").startswith(
+            "in_doubt:")
+        escalated_irreversible = (st.status is StepStatus.ESCALATED
+                                  and st.comp_finished_at is None)
+        if st.status in UNDO_STATUSES or in_doubt_failure or escalated_irreversible:
+            out.append(name)
+    return out
+
+
+async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunReport:
+    """Evaluate the rollback of ``targets`` without executing it."""
+    findings: list[StepFinding] = []
+    costs: dict[str, float] = {}
+    problems: list[str] = []
+    saga = live.plan.saga
+    for name in reversed(targets):
+        spec = live.plan.step(name)
+        st = live.steps[name]
+        if spec.reversibility is Reversibility.IRREVERSIBLE:
+            finding = _irreversible(rt, spec.name, spec.forward_recovery, spec.escalation)
+            findings.append(finding)
+            continue
+        in_doubt = st.status in (StepStatus.RUNNING, StepStatus.FAILED)
+        finding = StepFinding(name, "probe_then_compensate" if in_doubt else "compensate")
+        assert spec.compensation is not None  # plan validation guarantees it
+        if not rt.registry.has(HandlerKind.COMPENSATION, spec.compensation):
+            finding.feasible = False
+            finding.problems.append(
+                f"compensation {spec.compensation!r} is not registered in this process; "
+                "start the worker with the app that registers it (--app)")
+        ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, 0)
+        for pre in spec.preconditions:
+            try:
+                check = as_check(await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre),
+                                              ctx, None))
+            except Exception as exc:  # noqa: BLE001 - a failing check is a finding
+                check_row = {"name": pre, "ok": False, "reason": classify(exc).message}
+            else:
+                check_row = {"name": pre, "ok": check.ok, "reason": check.reason,
+                             "detail": dict(check.detail)}
+            finding.preconditions.append(check_row)
+            if not check_row["ok"]:
+                finding.feasible = False
+                finding.problems.append(
+                    f"precondition {pre!r} of step {name!r} does not hold: {check_row['reason']}")
+        if spec.cost is not None:
+            finding.cost = await _estimate(rt, spec.cost, ctx, finding)
+            if finding.cost is not None and "amount" in finding.cost:
+                unit = finding.cost["unit"]
+                costs[unit] = costs.get(unit, 0.0) + float(finding.cost["amount"])
+        findings.append(finding)
+    for unit, limit in saga.max_rollback_cost.items():
+        if costs.get(unit, 0.0) > limit:
+            problems.append(
+                f"estimated rollback cost {costs[unit]:.6g} {unit} exceeds the saga's limit "
+                f"{limit:.6g} {unit}; a human must approve or choose another route")
+    for finding in findings:
+        problems.extend(finding.problems)
+    return DryRunReport(live.id, not problems, findings, costs, problems)
+
+
+def _irreversible(rt: Runtime, name: str, recovery: str | None, escalation: Any) -> StepFinding:
+    if recovery is not None:
+        finding = StepFinding(name, "forward_recovery")
+        if not rt.registry.has(HandlerKind.ACTION, recovery):
+            finding.feasible = False
+            finding.problems.append(
+                f"forward recovery {recovery!r} of irreversible step {name!r} is not "
+                "registered in this process")
+        return finding
+    finding = StepFinding(name, "escalate")
+    if escalation is not None and not escalation.compensate_others:
+        finding.feasible = False
+        finding.problems.append(
+            f"step {name!r} is irreversible and its policy hands the whole rollback to a "
+            f"human: {escalation.reason}")
+    return finding
+
+
+async def _estimate(
+    rt: Runtime, name: str, ctx: Any, finding: StepFinding
+) -> dict[str, Any] | None:
+    try:
+        est = await invoke(rt.registry.get(HandlerKind.COST, name), ctx, None)
+    except Exception as exc:  # noqa: BLE001 - an estimator failure blocks, visibly
+        finding.feasible = False
+        finding.problems.append(f"cost estimator {name!r} failed: {classify(exc).message}")
+        return {"error": classify(exc).message}
+    if est is None:
+        return None
+    if not isinstance(est, CostEstimate):
+        raise TypeError(f"cost estimator {name!r} must return CostEstimate, got {est!r}")
+    if not est.acceptable:
+        finding.feasible = False
+        finding.problems.append(
+            f"compensation of step {finding.step!r} costs too much: {est.reason or 'over policy'}"
+        )
+    return {"amount": est.amount, "unit": est.unit, "acceptable": est.acceptable,
+            "reason": est.reason, "detail": dict(est.detail)}

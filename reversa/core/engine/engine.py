@@ -1,0 +1,310 @@
+"""The public :class:`Engine`: run, recover, dry-run, inspect and resolve sagas."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
+
+from ..canonical import to_jsonable
+from ..clock import Clock, SystemClock
+from ..errors import ConfigError, EmergencyStop, LeaseLost, NotFound, ReversaError
+from ..live import LiveSaga, LiveStep
+from ..plan import validate
+from ..registry import Registry
+from ..states import TERMINAL_SAGA, SagaStatus, StepStatus
+from ..store import Store
+from ..views import SagaResult, SagaView
+from .dryrun import DryRunReport, dry_run, rollback_targets
+from .forward import forward
+from .inspect import saga_view
+from .recovery import continue_saga, load_live
+from .rollback import rollback, run_recovery
+from .runtime import Runtime
+
+__all__ = ["Engine"]
+
+T = TypeVar("T")
+
+
+class Engine:
+    """Runs sagas durably against a :class:`Store`.
+
+    Args:
+        registry: Where actions, compensations, probes, preconditions, cost
+            estimators, predicates and snapshots are registered by name.
+        store: The durable store (``Store.open(...)``).
+        clock: Time source for backoff, windows and leases (inject a
+            ``FakeClock`` in tests).
+        services: Resources handed to every handler as ``ctx.services``.
+        owner: This process' name in leases (default ``host:pid:random``).
+        lease_s: Lease duration; another worker may take a saga over when its
+            owner stops heartbeating for this long.
+        heartbeat: Run a background thread extending held leases every
+            ``lease_s / 3`` seconds (needed when a single step may run longer
+            than the lease).
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        services: Mapping[str, Any] | None = None,
+        owner: str | None = None,
+        lease_s: float = 30.0,
+        heartbeat: bool = True,
+    ) -> None:
+        if lease_s <= 0:
+            raise ConfigError(f"lease_s={lease_s}; a lease must last more than 0 seconds")
+        self.registry = registry
+        self.store = store
+        self.clock: Clock = clock or SystemClock()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._rt = Runtime(registry, store, self.clock, dict(services or {}), self.owner, lease_s)
+        self._local = threading.local()
+        self._heartbeat_enabled = heartbeat
+        self._heartbeat: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- running ----------------------------------------------------------------------
+    def run(
+        self, saga: Any, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
+    ) -> SagaResult:
+        """Validate, record and execute ``saga``; roll it back if a step fails.
+
+        Raises:
+            PlanError: The definition is invalid; nothing was recorded or executed.
+        """
+        return self._sync(self.run_async(saga, input, saga_id=saga_id))
+
+    async def run_async(
+        self, saga: Any, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
+    ) -> SagaResult:
+        """Async form of :meth:`run`."""
+        plan = validate(saga, self.registry)
+        now = self.clock.now()
+        sid = saga_id or uuid.uuid4().hex
+        live = LiveSaga(
+            id=sid, plan=plan, input=to_jsonable(dict(input or {})), status=SagaStatus.RUNNING,
+            steps={n: LiveStep(n, i) for i, n in enumerate(plan.order)}, token=1, seq=0,
+            head=plan.hash, created_at=now, updated_at=now, lease_owner=self.owner,
+            lease_expires_at=now + self._rt.lease_s, app=plan.saga.app,
+        )
+        try:
+            live.pre_state = await self._rt.snapshot(live)
+        except Exception as exc:
+            raise ReversaError(
+                f"snapshot {plan.saga.snapshot!r} failed before step 1, so nothing ran: {exc}; "
+                "fix the snapshot function or the services it reads"
+            ) from exc
+        live.log("plan_recorded", "ok", plan_hash=plan.hash, workflow=plan.saga.workflow,
+                 order=list(plan.order), owner=self.owner)
+        if live.pre_state is not None:
+            live.log("snapshot_taken", "pre_workflow", state=live.pre_state)
+        return await self._drive(live, lambda: forward(self._rt, live))
+
+    def recover(self, saga_id: str, *, reason: str = "recovery") -> SagaResult:
+        """Take over a saga whose owner is gone and finish it per its policy.
+
+        Raises:
+            LeaseLost: Another live process holds the saga's lease.
+        """
+        return self._sync(self.recover_async(saga_id, reason=reason))
+
+    async def recover_async(self, saga_id: str, *, reason: str = "recovery") -> SagaResult:
+        """Async form of :meth:`recover`."""
+        live = self._claim(saga_id)
+        return await self._drive(live, lambda: continue_saga(self._rt, live, reason=reason))
+
+    def _claim(self, saga_id: str, *, force: bool = False) -> LiveSaga:
+        now = self.clock.now()
+        claimed = self.store.claim(self.owner, now, self._rt.lease_s, saga_id=saga_id,
+                                   force=force)
+        if not claimed:
+            row, _ = self.store.load(saga_id)
+            if SagaStatus(row["status"]) in TERMINAL_SAGA:
+                raise LeaseLost(f"saga {saga_id} is already {row['status']}; nothing to do")
+            raise LeaseLost(
+                f"saga {saga_id} is leased by {row['lease_owner']} until "
+                f"{row['lease_expires_at']:.3f}; wait for the lease to expire or stop that worker")
+        return load_live(self._rt, saga_id, claimed[0][1])
+
+    async def _drive(self, live: LiveSaga, body: Any) -> SagaResult:
+        self._hold(live)
+        try:
+            await body()
+        except EmergencyStop as stop:
+            await self._emergency(live, stop)
+        except LeaseLost:
+            self._rt.held.pop(live.id, None)
+            raise
+        finally:
+            if live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED:
+                self._release(live)
+        return _result(live)
+
+    async def _emergency(self, live: LiveSaga, stop: EmergencyStop) -> None:
+        # E-stop wins over everything: no further compensation is attempted.
+        reason = f"emergency stop (category {stop.category}) from {stop.source or 'unknown'}: " \
+                 f"{stop.message}; nothing moves until a human resets it"
+        live.log("emergency_stop", "halted", category=stop.category, source=stop.source)
+        if live.status in TERMINAL_SAGA:
+            return
+        await self._rt.escalate(live, reason, extra={"emergency_stop": {
+            "category": stop.category, "source": stop.source, "message": stop.message}})
+
+    # -- inspection -------------------------------------------------------------------
+    def inspect(self, saga_id: str) -> SagaView:
+        """Everything recorded about one saga."""
+        return saga_view(self.store, saga_id)
+
+    def dry_run(self, saga_id: str) -> DryRunReport:
+        """Evaluate, without executing anything, the rollback of a saga as it stands."""
+        return self._sync(self.dry_run_async(saga_id))
+
+    async def dry_run_async(self, saga_id: str) -> DryRunReport:
+        """Async form of :meth:`dry_run`."""
+        row, _ = self.store.load(saga_id)
+        live = load_live(self._rt, saga_id, int(row["lease_token"]))
+        return await dry_run(self._rt, live, rollback_targets(live))
+
+    # -- human review -----------------------------------------------------------------
+    def resolve(
+        self, escalation_id: int, *, action: str, author: str, note: str = ""
+    ) -> SagaResult:
+        """Resolve an escalation: ``retry`` the rollback, ``forward_recovery``, or
+        ``mark_resolved`` (the human fixed it outside Reversa).
+
+        The resolution, its author and note are recorded on the escalation and
+        in the audit chain.
+        """
+        return self._sync(self.resolve_async(escalation_id, action=action, author=author,
+                                             note=note))
+
+    async def resolve_async(
+        self, escalation_id: int, *, action: str, author: str, note: str = ""
+    ) -> SagaResult:
+        """Async form of :meth:`resolve`."""
+        actions = ("retry", "forward_recovery", "mark_resolved")
+        if action not in actions:
+            raise ConfigError(f"unknown resolution {action!r}; use one of {', '.join(actions)}")
+        if not author.strip():
+            raise ConfigError("a resolution needs an author (who takes responsibility)")
+        rows = self.store.rows("escalations", id=escalation_id)
+        if not rows or rows[0]["status"] != "open":
+            raise NotFound(f"no open escalation #{escalation_id}; list them with "
+                           "`reversa escalations list`")
+        live = self._claim(rows[0]["saga_id"])
+        if live.status is not SagaStatus.ESCALATED:
+            self._release(live)
+            raise ConfigError(f"saga {live.id} is {live.status}, not escalated")
+        self.store.resolve_escalation(escalation_id, resolution=action, author=author,
+                                      note=note, now=self.clock.now())
+        live.log("escalation_resolved", action, escalation=escalation_id, author=author,
+                 note=note)
+
+        async def body() -> None:
+            if action == "mark_resolved":
+                live.move(SagaStatus.RESOLVED)
+                self._rt.flush(live)
+            elif action == "retry":
+                live.rollback_started_at = None
+                await rollback(self._rt, live, checkpoint=live.checkpoint)
+            else:
+                await self._forward_recovery(live)
+
+        return await self._drive(live, body)
+
+    async def _forward_recovery(self, live: LiveSaga) -> None:
+        live.move(SagaStatus.COMPENSATING)
+        names = [n for n in live.plan.order if live.plan.step(n).forward_recovery
+                 and live.steps[n].status in (StepStatus.COMPLETED, StepStatus.ESCALATED,
+                                             StepStatus.COMPENSATION_FAILED)]
+        if not names:
+            await self._rt.escalate(live, "forward recovery requested but no step in effect "
+                                    "declares one")
+            return
+        live.rollback_started_at = self.clock.now()
+        for name in names:
+            ok, error = await run_recovery(self._rt, live, name, None)
+            if not ok:
+                await self._rt.escalate(live, f"forward recovery of {name!r} failed: {error}")
+                return
+        await rollback(self._rt, live)
+
+    # -- leases -----------------------------------------------------------------------
+    def _hold(self, live: LiveSaga) -> None:
+        with self._lock:
+            self._rt.held[live.id] = live.token
+        if self._heartbeat_enabled and self._heartbeat is None:
+            self._heartbeat = threading.Thread(target=self._beat, name="reversa-heartbeat",
+                                               daemon=True)
+            self._heartbeat.start()
+
+    def _release(self, live: LiveSaga) -> None:
+        with self._lock:
+            self._rt.held.pop(live.id, None)
+        if live.created:
+            self.store.release(live.id, live.token)
+
+    def _beat(self) -> None:
+        interval = self._rt.lease_s / 3
+        while not self._stop.wait(interval):
+            with self._lock:
+                leases = list(self._rt.held.items())
+            if leases:
+                try:
+                    self.store.heartbeat(leases, self.clock.now() + self._rt.lease_s)
+                except ReversaError:
+                    continue  # the next beat retries; a lapse only risks a takeover
+
+    def held(self) -> dict[str, int]:
+        """Sagas this engine currently holds, with their fencing tokens."""
+        with self._lock:
+            return dict(self._rt.held)
+
+    def close(self) -> None:
+        """Stop the heartbeat and release the leases this engine holds."""
+        self._stop.set()
+        for sid, token in self.held().items():
+            self.store.release(sid, token)
+        with self._lock:
+            self._rt.held.clear()
+        runner = getattr(self._local, "runner", None)
+        if runner is not None:
+            runner.close()
+            self._local.runner = None
+
+    # -- sync bridge ------------------------------------------------------------------
+    def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise ConfigError("a synchronous Engine method was called inside a running event "
+                              "loop; await the *_async variant instead")
+        runner = getattr(self._local, "runner", None)
+        if runner is None:
+            # One event loop per thread for the engine's lifetime: cheaper than
+            # asyncio.run per saga, and async clients bound to it keep working.
+            runner = asyncio.Runner()
+            self._local.runner = runner
+        return runner.run(coro)
+
+
+def _result(live: LiveSaga) -> SagaResult:
+    return SagaResult(
+        saga_id=live.id, status=live.status,
+        results={n: s.result for n, s in live.steps.items() if s.result is not None},
+        error=live.error, failed_step=live.failed_step, escalation_id=live.escalation_id,
+        rollback=live.last_rollback,
+    )

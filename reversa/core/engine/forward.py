@@ -1,0 +1,138 @@
+"""The forward run: intent before each side effect, outcome after it.
+
+A step's outcome is committed together with the next step's intent, so the
+hot path costs about one commit per step while a crash still leaves every
+step either recorded or visibly in doubt.
+"""
+
+from __future__ import annotations
+
+from ..canonical import to_jsonable
+from ..live import LiveSaga
+from ..model import OnFailure, Step
+from ..registry import HandlerKind
+from ..states import Phase, SagaStatus, StepStatus
+from .calls import Failure, classify, invoke, retrying
+from .rollback import rollback
+from .runtime import Runtime
+
+__all__ = ["forward", "on_failure"]
+
+
+async def forward(rt: Runtime, live: LiveSaga) -> None:
+    """Run pending steps in plan order; on failure apply the saga's policy."""
+    while True:
+        for name in live.plan.order:
+            st = live.steps[name]
+            if st.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
+                continue
+            failure = await _run_step(rt, live, live.plan.step(name))
+            if failure is not None:
+                retry = await on_failure(rt, live, name, failure)
+                if retry:
+                    break  # a checkpoint resume: scan the plan again from the top
+                return
+        else:
+            live.move(SagaStatus.COMPLETED)
+            live.log("saga_completed", "ok")
+            rt.flush(live)
+            return
+
+
+async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
+    st = live.steps[spec.name]
+    fn = rt.registry.get(HandlerKind.ACTION, spec.action)
+    try:
+        async for attempt in retrying(spec.retry, rt.clock):
+            with attempt:
+                st.attempts += 1
+                st.move(StepStatus.RUNNING)
+                now = rt.clock.now()
+                st.started_at = st.started_at or now
+                live.log("step_started", "intent", step=spec.name, phase=Phase.ACTION.value,
+                         attempt=st.attempts, key=rt.key(live, spec.name, Phase.ACTION))
+                rt.flush(live)
+                ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
+                try:
+                    result = await invoke(fn, ctx, spec.timeout_s)
+                except Exception as exc:
+                    failure = classify(exc)
+                    st.error, st.outcome = failure.message, failure.code
+                    live.log("step_attempt_failed", failure.code, step=spec.name,
+                             phase=Phase.ACTION.value, attempt=st.attempts,
+                             error=failure.message, retryable=failure.retryable,
+                             in_doubt=failure.in_doubt)
+                    raise
+    except Exception as exc:
+        failure = classify(exc)
+        st.move(StepStatus.FAILED)
+        st.finished_at = rt.clock.now()
+        st.error = failure.message
+        st.outcome = f"in_doubt:{failure.code}" if failure.in_doubt else failure.code
+        live.failed_step, live.error = spec.name, failure.message
+        live.log("step_failed", failure.code, step=spec.name, phase=Phase.ACTION.value,
+                 attempt=st.attempts, error=failure.message, in_doubt=failure.in_doubt)
+        return failure
+    st.result = to_jsonable(result)
+    st.move(StepStatus.COMPLETED)
+    st.finished_at = rt.clock.now()
+    st.outcome, st.error = "ok", None
+    live.log("step_completed", "ok", step=spec.name, phase=Phase.ACTION.value,
+             attempt=st.attempts)
+    return None
+
+
+async def on_failure(rt: Runtime, live: LiveSaga, failed: str, failure: Failure) -> bool:
+    """Apply the saga's failure policy. Returns True to run forward again."""
+    saga = live.plan.saga
+    checkpoint = _last_checkpoint(live, failed)
+    if saga.on_failure is OnFailure.RETRY_FROM_CHECKPOINT and live.resumes < saga.checkpoint_retries:
+        scope = _after(live, checkpoint)
+        live.log("resume_from_checkpoint", "rolling_back_to", checkpoint=checkpoint,
+                 failed_step=failed, resume=live.resumes + 1)
+        ok = await rollback(rt, live, scope=scope, checkpoint=checkpoint,
+                           end_status=SagaStatus.RUNNING)
+        if not ok:
+            return False
+        _reopen(rt, live, [*scope, failed])
+        return True
+    if saga.on_failure is OnFailure.ROLLBACK_TO_CHECKPOINT and checkpoint is not None:
+        await rollback(rt, live, scope=_after(live, checkpoint), checkpoint=checkpoint)
+        return False
+    await rollback(rt, live)
+    return False
+
+
+def _last_checkpoint(live: LiveSaga, failed: str) -> str | None:
+    best = None
+    for name in live.plan.order:
+        if name == failed:
+            break
+        if live.plan.step(name).checkpoint and live.steps[name].status is StepStatus.COMPLETED:
+            best = name
+    return best
+
+
+def _after(live: LiveSaga, checkpoint: str | None) -> list[str]:
+    if checkpoint is None:
+        return list(live.plan.order)
+    index = live.plan.order.index(checkpoint)
+    return list(live.plan.order[index + 1 :])
+
+
+def _reopen(rt: Runtime, live: LiveSaga, names: list[str]) -> None:
+    # A resume starts a new generation of action keys (see Runtime.key), so the
+    # re-run is not deduplicated against the effect that was just compensated.
+    live.resumes += 1
+    live.rollback_started_at = None
+    live.failed_step = None
+    live.error = None
+    for name in names:
+        st = live.steps[name]
+        if st.status in (StepStatus.COMPENSATED, StepStatus.FAILED, StepStatus.SKIPPED):
+            st.move(StepStatus.PENDING)
+            st.attempts = st.comp_attempts = 0
+            st.result = st.comp_result = st.error = st.outcome = None
+            st.started_at = st.finished_at = st.comp_started_at = st.comp_finished_at = None
+    live.log("saga_resumed", "running", generation=live.resumes)
+    rt.flush(live)

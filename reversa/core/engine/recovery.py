@@ -1,0 +1,108 @@
+"""Continue a saga from the durable record alone, in any process.
+
+The plan is rebuilt from its stored canonical JSON and resolved against this
+process' registry; in-doubt steps (intent without outcome) are resolved by
+probe, or compensated with their own idempotency key (AG-166 scenario C).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..context import Probe
+from ..live import LiveSaga, LiveStep
+from ..model import OnCrash
+from ..plan import Plan
+from ..registry import HandlerKind
+from ..states import Phase, SagaStatus, StepStatus
+from .calls import classify, invoke
+from .forward import forward
+from .rollback import rollback
+from .runtime import Runtime
+
+__all__ = ["continue_saga", "load_live"]
+
+
+def load_live(rt: Runtime, saga_id: str, token: int) -> LiveSaga:
+    """Rebuild the in-memory image of a saga this process has just claimed."""
+    row, step_rows = rt.store.load(saga_id)
+    plan = Plan.from_json(row["plan_json"], rt.registry)
+    steps = {
+        r["name"]: LiveStep(
+            name=r["name"], position=r["position"], status=StepStatus(r["status"]),
+            attempts=r["attempts"], comp_attempts=r["comp_attempts"],
+            result=_load(r["result_json"]), comp_result=_load(r["comp_result_json"]),
+            error=r["error"], outcome=r["outcome"], started_at=r["started_at"],
+            finished_at=r["finished_at"], comp_started_at=r["comp_started_at"],
+            comp_finished_at=r["comp_finished_at"],
+        )
+        for r in step_rows
+    }
+    return LiveSaga(
+        id=row["id"], plan=plan, input=json.loads(row["input_json"]),
+        status=SagaStatus(row["status"]), steps=steps, token=token, seq=row["audit_seq"],
+        head=row["audit_head"], created_at=row["created_at"], updated_at=row["updated_at"],
+        pre_state=_load(row["pre_state_json"]), failed_step=row["failed_step"],
+        error=row["error"], rollback_started_at=row["rollback_started_at"],
+        checkpoint=row["checkpoint"], resumes=row["resumes"], lease_owner=rt.owner,
+        lease_expires_at=row["lease_expires_at"], created=True, app=row["app"],
+    )
+
+
+async def continue_saga(rt: Runtime, live: LiveSaga, *, reason: str) -> None:
+    """Drive a claimed saga to an end state according to its policy."""
+    live.log("recovered", "claimed", owner=rt.owner, token=live.token, reason=reason)
+    if live.status is SagaStatus.RUNNING:
+        in_doubt = [n for n, s in live.steps.items() if s.status is StepStatus.RUNNING]
+        if live.plan.saga.on_crash is OnCrash.RESUME:
+            for name in in_doubt:
+                await _resolve_for_resume(rt, live, name)
+            rt.flush(live)
+            await forward(rt, live)
+            return
+        live.failed_step = in_doubt[0] if in_doubt else live.failed_step
+        live.error = live.error or f"the process running this saga stopped ({reason})"
+        await rollback(rt, live)
+        return
+    if live.status is SagaStatus.COMPENSATING:
+        await rollback(rt, live, scope=_scope(live), checkpoint=live.checkpoint)
+        return
+    rt.flush(live)
+
+
+def _scope(live: LiveSaga) -> list[str] | None:
+    # A rollback interrupted while undoing back to a checkpoint keeps that scope.
+    cp = live.checkpoint
+    if cp is None:
+        return None
+    return list(live.plan.order[live.plan.order.index(cp) + 1 :])
+
+
+async def _resolve_for_resume(rt: Runtime, live: LiveSaga, name: str) -> None:
+    spec = live.plan.step(name)
+    st = live.steps[name]
+    verdict, result = Probe.UNKNOWN, None
+    if spec.probe is not None:
+        ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
+        try:
+            answer = await invoke(rt.registry.get(HandlerKind.PROBE, spec.probe), ctx, None)
+            verdict, result = answer if isinstance(answer, tuple) else (answer, None)
+            verdict = Probe(verdict)
+        except Exception as exc:  # noqa: BLE001 - unknown means re-run with the same key
+            live.log("probe_failed", classify(exc).code, step=name, error=classify(exc).message)
+    if verdict is Probe.HAPPENED:
+        st.move(StepStatus.COMPLETED)
+        st.result = result
+        st.outcome = "ok"
+        decision = "recorded as happened; resuming after it"
+    else:
+        st.move(StepStatus.PENDING)
+        decision = ("recorded as never happened; re-running" if verdict is Probe.NOT_HAPPENED
+                    else "unknown; re-running with the same idempotency key")
+    live.log("in_doubt_resolved", verdict.value, step=name, phase=Phase.ACTION.value,
+             attempt=st.attempts, decision=decision)
+
+
+def _load(text: Any) -> Any:
+    return None if text is None else json.loads(text)

@@ -1,0 +1,384 @@
+"""Governed rollback: dry-run, reverse-dependency compensation, predicate, record.
+
+Atomic or escalated (AG-384 4.2): every compensation in scope succeeds and the
+consistency predicate holds, or the saga is escalated with a full report.
+Bounded (4.6): nothing is attempted after the rollback window closes.
+Idempotent (4.4): finished compensations are skipped on a re-run and the one
+in doubt is re-sent with the same key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ..context import Probe
+from ..errors import PreconditionFailed, ReversaSignal
+from ..live import LiveSaga
+from ..model import OnInfeasible, Reversibility
+from ..registry import HandlerKind
+from ..states import Phase, SagaStatus, StepStatus
+from .calls import classify, invoke, retrying
+from .dryrun import DryRunReport, dry_run, rollback_targets
+from .runtime import Runtime, as_check
+
+__all__ = ["rollback"]
+
+
+class _Undo:
+    """Outcome of undoing one step."""
+
+    __slots__ = ("error", "escalate", "ok", "step")
+
+    def __init__(self, step: str, ok: bool, error: str | None = None, escalate: bool = False):
+        self.step, self.ok, self.error, self.escalate = step, ok, error, escalate
+
+
+async def rollback(
+    rt: Runtime,
+    live: LiveSaga,
+    *,
+    scope: list[str] | None = None,
+    checkpoint: str | None = None,
+    end_status: SagaStatus = SagaStatus.COMPENSATED,
+) -> bool:
+    """Roll ``live`` back (all of it, or ``scope``). Returns True when consistent.
+
+    On False the saga has been escalated.
+    """
+    now = rt.clock.now()
+    if live.status is not SagaStatus.COMPENSATING:
+        live.move(SagaStatus.COMPENSATING)
+    if live.rollback_started_at is None:
+        live.rollback_started_at = now
+        live.log("rollback_started", "detected", failed_step=live.failed_step,
+                 error=live.error, scope=scope or "full", checkpoint=checkpoint)
+    detected = live.rollback_started_at
+    deadline = detected + live.plan.saga.rollback_window_s
+    targets = rollback_targets(live, scope)
+    report = await dry_run(rt, live, targets)
+    live.log("dry_run", "feasible" if report.feasible else "infeasible",
+             findings=report.to_dict())
+    record: dict[str, Any] = {
+        "failed_step": live.failed_step, "scope": _scope(checkpoint, scope),
+        "detected_at": detected, "pre_state": live.pre_state, "dry_run": report.to_dict(),
+        "compensations": [], "error": live.error,
+    }
+    if not report.feasible:
+        return await _infeasible(rt, live, report, record, deadline)
+    done = await _undo_all(rt, live, targets, deadline, record)
+    if done is not True:
+        return await _finish_escalated(rt, live, record, done)
+    return await _conclude(rt, live, record, checkpoint, end_status)
+
+
+async def _undo_all(
+    rt: Runtime, live: LiveSaga, targets: list[str], deadline: float, record: dict[str, Any]
+) -> bool | str:
+    """Undo ``targets`` leaves-first; steps with no pending dependents run together."""
+    remaining = list(targets)
+    escalations: list[str] = []
+    while remaining:
+        if rt.clock.now() >= deadline:
+            return (f"rollback window of {live.plan.saga.rollback_window_s:g}s elapsed with "
+                    f"{len(remaining)} step(s) not compensated: {remaining}")
+        pending = set(remaining)
+        ready = [n for n in reversed(remaining) if not (live.plan.descendants(n) & pending)]
+        outcomes = await asyncio.gather(
+            *(_undo(rt, live, n, deadline, record) for n in ready), return_exceptions=True)
+        failures = []
+        for name, outcome in zip(ready, outcomes, strict=True):
+            if isinstance(outcome, ReversaSignal):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                raise outcome
+            if outcome.escalate:
+                escalations.append(f"step {name!r}: {outcome.error}")
+            elif not outcome.ok:
+                failures.append(f"step {name!r}: {outcome.error}")
+            remaining.remove(name)
+        if live.events:
+            rt.flush(live)
+        if failures:
+            not_done = [n for n in remaining]
+            return (f"compensation failed ({'; '.join(failures)}); not compensated: "
+                    f"{not_done}")
+    if escalations:
+        return "irreversible step(s) need a human: " + "; ".join(escalations)
+    return True
+
+
+async def _undo(
+    rt: Runtime, live: LiveSaga, name: str, deadline: float, record: dict[str, Any]
+) -> _Undo:
+    spec = live.plan.step(name)
+    st = live.steps[name]
+    entry: dict[str, Any] = {"step": name}
+    record["compensations"].append(entry)
+    if spec.reversibility is Reversibility.IRREVERSIBLE:
+        return await _irreversible(rt, live, name, deadline, entry)
+    if st.status in (StepStatus.RUNNING, StepStatus.FAILED):
+        verdict = await _resolve_in_doubt(rt, live, name)
+        entry["in_doubt"] = verdict
+        if verdict == Probe.NOT_HAPPENED.value:
+            entry["outcome"] = "nothing_to_undo"
+            return _Undo(name, True)
+    assert spec.compensation is not None
+    fn = rt.registry.get(HandlerKind.COMPENSATION, spec.compensation)
+    try:
+        async for attempt in retrying(spec.compensation_retry, rt.clock, deadline):
+            with attempt:
+                st.comp_attempts += 1
+                if st.status is not StepStatus.COMPENSATING:
+                    st.move(StepStatus.COMPENSATING)
+                else:
+                    st.dirty = True
+                st.comp_started_at = st.comp_started_at or rt.clock.now()
+                live.log("compensation_started", "intent", step=name,
+                         phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
+                         key=rt.key(live, name, Phase.COMPENSATION))
+                rt.flush(live)
+                ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, st.comp_attempts, deadline)
+                await _recheck(rt, spec.preconditions, ctx)
+                timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
+                try:
+                    result = await invoke(fn, ctx, timeout)
+                except Exception as exc:
+                    failure = classify(exc)
+                    st.error, st.outcome = failure.message, failure.code
+                    live.log("compensation_attempt_failed", failure.code, step=name,
+                             phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
+                             error=failure.message, retryable=failure.retryable)
+                    raise
+    except Exception as exc:
+        failure = classify(exc)
+        st.move(StepStatus.COMPENSATION_FAILED)
+        st.error, st.outcome = failure.message, failure.code
+        live.log("compensation_failed", failure.code, step=name,
+                 phase=Phase.COMPENSATION.value, attempt=st.comp_attempts, error=failure.message)
+        entry.update(outcome="failed", error=failure.message, attempts=st.comp_attempts)
+        return _Undo(name, False, failure.message)
+    from ..canonical import to_jsonable
+
+    st.comp_result = to_jsonable(result)
+    st.move(StepStatus.COMPENSATED)
+    st.comp_finished_at = rt.clock.now()
+    st.outcome, st.error = "compensated", None
+    live.log("compensation_completed", "ok", step=name, phase=Phase.COMPENSATION.value,
+             attempt=st.comp_attempts, kind=spec.compensation_kind.value)
+    entry.update(outcome="compensated", kind=spec.compensation_kind.value,
+                 attempts=st.comp_attempts, result=st.comp_result)
+    return _Undo(name, True)
+
+
+async def _irreversible(
+    rt: Runtime, live: LiveSaga, name: str, deadline: float, entry: dict[str, Any]
+) -> _Undo:
+    spec = live.plan.step(name)
+    st = live.steps[name]
+    if spec.forward_recovery is None:
+        reason = spec.escalation.reason if spec.escalation else "irreversible"
+        if st.status is not StepStatus.ESCALATED:
+            st.move(StepStatus.ESCALATED)
+        st.error = reason
+        live.log("irreversible_escalated", "human_review", step=name, reason=reason)
+        entry.update(outcome="escalated", reason=reason)
+        return _Undo(name, False, reason, escalate=True)
+    ok, error = await run_recovery(rt, live, name, deadline)
+    entry.update(outcome="forward_recovered" if ok else "failed", error=error)
+    return _Undo(name, ok, error)
+
+
+async def run_recovery(
+    rt: Runtime, live: LiveSaga, name: str, deadline: float | None
+) -> tuple[bool, str | None]:
+    """Run an irreversible step's declared forward-recovery action (AG-384 4.7)."""
+    spec = live.plan.step(name)
+    st = live.steps[name]
+    assert spec.forward_recovery is not None
+    fn = rt.registry.get(HandlerKind.ACTION, spec.forward_recovery)
+    try:
+        async for attempt in retrying(spec.compensation_retry, rt.clock, deadline):
+            with attempt:
+                st.comp_attempts += 1
+                if st.status is not StepStatus.COMPENSATING:
+                    st.move(StepStatus.COMPENSATING)
+                st.dirty = True
+                live.log("forward_recovery_started", "intent", step=name,
+                         phase=Phase.FORWARD_RECOVERY.value, attempt=st.comp_attempts,
+                         key=rt.key(live, name, Phase.FORWARD_RECOVERY))
+                rt.flush(live)
+                ctx = rt.step_ctx(live, spec, Phase.FORWARD_RECOVERY, st.comp_attempts,
+                                  deadline)
+                try:
+                    result = await invoke(fn, ctx, _timeout(spec.compensation_timeout_s,
+                                                            deadline, rt.clock.now()))
+                except Exception as exc:
+                    failure = classify(exc)
+                    live.log("forward_recovery_attempt_failed", failure.code, step=name,
+                             phase=Phase.FORWARD_RECOVERY.value, attempt=st.comp_attempts,
+                             error=failure.message)
+                    raise
+    except Exception as exc:
+        failure = classify(exc)
+        st.move(StepStatus.COMPENSATION_FAILED)
+        st.error, st.outcome = failure.message, failure.code
+        return False, failure.message
+    from ..canonical import to_jsonable
+
+    st.comp_result = {"forward_recovery": to_jsonable(result)}
+    st.move(StepStatus.COMPENSATED)
+    st.comp_finished_at = rt.clock.now()
+    st.outcome, st.error = "forward_recovered", None
+    live.log("forward_recovery_completed", "ok", step=name, phase=Phase.FORWARD_RECOVERY.value,
+             attempt=st.comp_attempts)
+    return True, None
+
+
+async def _resolve_in_doubt(rt: Runtime, live: LiveSaga, name: str) -> str:
+    """Ask the probe whether an in-doubt action happened (AG-166 scenario C)."""
+    spec = live.plan.step(name)
+    st = live.steps[name]
+    verdict = Probe.UNKNOWN
+    result: Any = None
+    if spec.probe is not None:
+        ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
+        try:
+            answer = await invoke(rt.registry.get(HandlerKind.PROBE, spec.probe), ctx, None)
+        except Exception as exc:  # noqa: BLE001 - an unanswerable probe means unknown
+            live.log("probe_failed", classify(exc).code, step=name, error=classify(exc).message)
+        else:
+            verdict, result = (answer if isinstance(answer, tuple) else (answer, None))
+            verdict = Probe(verdict)
+    if verdict is Probe.NOT_HAPPENED:
+        st.move(StepStatus.SKIPPED)
+        decision = "recorded as never happened"
+    elif verdict is Probe.HAPPENED:
+        if st.status is StepStatus.RUNNING:
+            st.move(StepStatus.COMPLETED)
+            if result is not None:
+                from ..canonical import to_jsonable
+
+                st.result = to_jsonable(result)
+        decision = "recorded as happened; compensating"
+    else:
+        decision = ("no probe; compensating with the same idempotency key" if spec.probe is None
+                    else "probe could not tell; compensating with the same idempotency key")
+    st.dirty = True
+    live.log("in_doubt_resolved", verdict.value, step=name, phase=Phase.ACTION.value,
+             attempt=st.attempts, decision=decision, key=rt.key(live, name, Phase.ACTION))
+    return verdict.value
+
+
+async def _recheck(rt: Runtime, names: tuple[str, ...], ctx: Any) -> None:
+    # State may have changed since the dry-run: check again right before acting.
+    for pre in names:
+        check = as_check(await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre), ctx, None))
+        if not check.ok:
+            raise PreconditionFailed(f"precondition {pre!r} no longer holds: {check.reason}")
+
+
+def _timeout(step_timeout: float | None, deadline: float, now: float) -> float | None:
+    remaining = deadline - now
+    return remaining if step_timeout is None else min(step_timeout, remaining)
+
+
+async def _infeasible(
+    rt: Runtime, live: LiveSaga, report: DryRunReport, record: dict[str, Any], deadline: float
+) -> bool:
+    saga = live.plan.saga
+    if saga.safe_state is not None:
+        record["safe_state"] = await _safe_state(rt, live, deadline)
+    if saga.on_infeasible is OnInfeasible.FORWARD_RECOVERY:
+        recoverable = [f.step for f in report.steps if f.action == "forward_recovery"]
+        if recoverable and all(f.feasible or f.action == "forward_recovery"
+                               for f in report.steps if f.action == "forward_recovery"):
+            for name in recoverable:
+                ok, error = await run_recovery(rt, live, name, deadline)
+                record["compensations"].append(
+                    {"step": name, "outcome": "forward_recovered" if ok else "failed",
+                     "error": error})
+                if not ok:
+                    return await _finish_escalated(
+                        rt, live, record, f"forward recovery of {name!r} failed: {error}")
+            record["recovery"] = "forward"
+            return await _conclude(rt, live, record, None, SagaStatus.COMPENSATED,
+                                   leave_standing=True)
+    reason = "rollback infeasible (dry-run): " + "; ".join(report.problems)
+    return await _finish_escalated(rt, live, record, reason)
+
+
+async def _safe_state(rt: Runtime, live: LiveSaga, deadline: float) -> dict[str, Any]:
+    name = live.plan.saga.safe_state
+    assert name is not None
+    ctx = rt.step_ctx(live, live.plan.saga.steps[0], Phase.SAFE_STATE, 1, deadline)
+    live.log("safe_state_started", "intent", phase=Phase.SAFE_STATE.value, action=name)
+    rt.flush(live)
+    try:
+        result = await invoke(rt.registry.get(HandlerKind.ACTION, name), ctx,
+                              _timeout(None, deadline, rt.clock.now()))
+    except Exception as exc:
+        failure = classify(exc)
+        live.log("safe_state_failed", failure.code, phase=Phase.SAFE_STATE.value,
+                 error=failure.message)
+        return {"action": name, "ok": False, "error": failure.message}
+    from ..canonical import to_jsonable
+
+    live.log("safe_state_reached", "ok", phase=Phase.SAFE_STATE.value, action=name)
+    return {"action": name, "ok": True, "result": to_jsonable(result)}
+
+
+async def _conclude(
+    rt: Runtime,
+    live: LiveSaga,
+    record: dict[str, Any],
+    checkpoint: str | None,
+    end_status: SagaStatus,
+    *,
+    leave_standing: bool = False,
+) -> bool:
+    post = await rt.safe_snapshot(live)
+    try:
+        check = await rt.predicate(live, post, checkpoint)
+    except Exception as exc:  # noqa: BLE001 - a predicate that cannot run does not hold
+        from ..context import Check
+
+        check = Check(False, f"predicate raised {classify(exc).message}")
+    record.update(post_state=post, predicate={"ok": check.ok, "reason": check.reason,
+                                              "detail": dict(check.detail)})
+    live.log("predicate_evaluated", "holds" if check.ok else "violated", ok=check.ok,
+             reason=check.reason)
+    if not check.ok:
+        return await _finish_escalated(
+            rt, live, record, f"consistency predicate does not hold after rollback: "
+            f"{check.reason}")
+    now = rt.clock.now()
+    record.update(outcome="forward_recovered" if leave_standing else "compensated",
+                  finished_at=now, duration_s=now - record["detected_at"])
+    live.checkpoint = checkpoint
+    live.move(end_status)
+    live.log("rollback_recorded", record["outcome"], record=record)
+    live.log("saga_" + end_status.value, "ok")
+    live.last_rollback = record
+    rt.flush(live, rollback=record)
+    return True
+
+
+async def _finish_escalated(
+    rt: Runtime, live: LiveSaga, record: dict[str, Any], reason: str
+) -> bool:
+    now = rt.clock.now()
+    if "post_state" not in record:
+        record["post_state"] = await rt.safe_snapshot(live)
+    record.update(outcome="escalated", finished_at=now, duration_s=now - record["detected_at"],
+                  escalation_reason=reason)
+    record.setdefault("predicate", {"ok": None, "reason": "not evaluated: rollback escalated"})
+    live.log("rollback_recorded", "escalated", record=record)
+    await rt.escalate(live, reason, extra={"rollback": record}, rollback=record)
+    return False
+
+
+def _scope(checkpoint: str | None, scope: list[str] | None) -> str:
+    if checkpoint is not None:
+        return f"checkpoint:{checkpoint}"
+    return "partial" if scope is not None else "full"

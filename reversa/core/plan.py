@@ -1,0 +1,218 @@
+"""Validate a saga definition into an immutable, hashed :class:`Plan`.
+
+Validation runs before anything executes (AG-166 4.1, AG-384 4.1/4.11) and
+rejects, with an error naming the step and the fix: unknown or duplicate step
+names, a dependency cycle, an unregistered handler, a reversible step without a
+compensation, an irreversible step with neither forward recovery nor escalation
+policy, and a saga with no consistency predicate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .canonical import canonical_json, sha256_hex
+from .errors import PlanError
+from .model import Reversibility, Saga, Step
+from .registry import HandlerKind, Registry
+
+__all__ = ["Plan", "validate"]
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A validated saga with its dependency order, canonical form and hash.
+
+    Attributes:
+        saga: The definition.
+        order: Step names in a deterministic topological order (forward order).
+        levels: Forward dependency levels; compensation runs them reversed,
+            steps inside one level concurrently.
+        canonical: Canonical JSON of the plan (what is stored).
+        hash: SHA-256 of ``canonical``.
+    """
+
+    saga: Saga
+    order: tuple[str, ...]
+    levels: tuple[tuple[str, ...], ...]
+    canonical: str
+    hash: str
+
+    def step(self, name: str) -> Step:
+        """The step called ``name``."""
+        return self._steps[name]
+
+    @property
+    def _steps(self) -> dict[str, Step]:
+        return {s.name: s for s in self.saga.steps}
+
+    def dependents(self, name: str) -> list[str]:
+        """Steps that directly depend on ``name``."""
+        return [s.name for s in self.saga.steps if name in s.depends_on]
+
+    def descendants(self, name: str) -> set[str]:
+        """All steps that transitively depend on ``name``."""
+        out: set[str] = set()
+        frontier = [name]
+        while frontier:
+            for child in self.dependents(frontier.pop()):
+                if child not in out:
+                    out.add(child)
+                    frontier.append(child)
+        return out
+
+    @classmethod
+    def from_json(cls, text: str, registry: Registry | None = None) -> Plan:
+        """Rebuild a plan from its stored canonical JSON.
+
+        The hash is recomputed from the text; a registry, when given, is
+        checked so a worker learns at once that it cannot run this plan.
+        """
+        import json
+
+        data = json.loads(text)
+        if data.get("format") != PLAN_FORMAT:
+            raise PlanError(
+                f"stored plan has format {data.get('format')!r}; this Reversa reads format "
+                f"{PLAN_FORMAT}. Upgrade Reversa on this worker."
+            )
+        saga = Saga.model_validate(data["saga"])
+        return validate(saga, registry) if registry is not None else _build(saga)
+
+
+def validate(saga: Saga, registry: Registry) -> Plan:
+    """Validate ``saga`` against ``registry`` and return its :class:`Plan`.
+
+    Raises:
+        PlanError: The first problem found, naming the step and the fix. All
+            problems are listed in ``error.details["problems"]``.
+    """
+    problems: list[str] = []
+    names = [s.name for s in saga.steps]
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            problems.append(f"step {name!r} is defined twice; step names must be unique")
+        seen.add(name)
+    for step in saga.steps:
+        problems.extend(_check_step(step, seen, registry))
+    problems.extend(_check_saga(saga, registry))
+    if not problems:
+        try:
+            return _build(saga)
+        except PlanError as exc:
+            problems.append(exc.message)
+    raise PlanError(
+        f"saga {saga.workflow!r} is invalid: {problems[0]}"
+        + (f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""),
+        details={"problems": problems},
+    )
+
+
+def _check_step(step: Step, known: set[str], registry: Registry) -> Iterable[str]:
+    where = f"step {step.name!r}"
+    for dep in step.depends_on:
+        if dep not in known:
+            yield f"{where} depends on unknown step {dep!r}; fix the name or add that step"
+        if dep == step.name:
+            yield f"{where} depends on itself; remove it from depends_on"
+    yield from _missing(registry, HandlerKind.ACTION, step.action, f"{where} action")
+    if step.compensation is not None:
+        yield from _missing(
+            registry, HandlerKind.COMPENSATION, step.compensation, f"{where} compensation"
+        )
+    for pre in step.preconditions:
+        yield from _missing(registry, HandlerKind.PRECONDITION, pre, f"{where} precondition")
+    if step.probe is not None:
+        yield from _missing(registry, HandlerKind.PROBE, step.probe, f"{where} probe")
+    if step.cost is not None:
+        yield from _missing(registry, HandlerKind.COST, step.cost, f"{where} cost estimator")
+    if step.forward_recovery is not None:
+        yield from _missing(
+            registry, HandlerKind.ACTION, step.forward_recovery, f"{where} forward recovery"
+        )
+    if step.reversibility is Reversibility.IRREVERSIBLE:
+        if step.forward_recovery is None and step.escalation is None:
+            yield (
+                f"{where} is irreversible but declares neither forward_recovery nor "
+                "escalation; add forward_recovery='<registered action>' or "
+                "escalation=Escalation(reason=...) (AG-384 4.7)"
+            )
+        if step.compensation is not None:
+            yield (
+                f"{where} is irreversible yet declares a compensation; mark it "
+                "partially_reversible with a semantic compensation, or drop the compensation"
+            )
+    elif step.compensation is None:
+        yield (
+            f"{where} is {step.reversibility} but has no compensation; register one and set "
+            "compensation='<name>', or declare reversibility=Reversibility.IRREVERSIBLE "
+            "with forward_recovery or escalation"
+        )
+
+
+def _check_saga(saga: Saga, registry: Registry) -> Iterable[str]:
+    where = f"saga {saga.workflow!r}"
+    if saga.snapshot is None and saga.predicate is None:
+        yield (
+            f"{where} declares no consistency predicate; set predicate='<registered "
+            "predicate>' and/or snapshot='<registered snapshot>' (AG-384 4.3)"
+        )
+    if saga.snapshot is not None:
+        yield from _missing(registry, HandlerKind.SNAPSHOT, saga.snapshot, f"{where} snapshot")
+    if saga.predicate is not None:
+        yield from _missing(registry, HandlerKind.PREDICATE, saga.predicate, f"{where} predicate")
+    if saga.safe_state is not None:
+        yield from _missing(registry, HandlerKind.ACTION, saga.safe_state, f"{where} safe_state")
+    for unit, limit in saga.max_rollback_cost.items():
+        if limit < 0:
+            yield f"{where} max_rollback_cost[{unit!r}] is negative; use a limit >= 0"
+
+
+def _missing(registry: Registry, kind: HandlerKind, name: str, what: str) -> Iterable[str]:
+    if not registry.has(kind, name):
+        yield (
+            f"{what} {name!r} is not a registered {kind}; register it with "
+            f"@registry.{kind}({name!r})"
+        )
+
+
+def _build(saga: Saga) -> Plan:
+    order, levels = _toposort(saga)
+    body: dict[str, Any] = {"format": PLAN_FORMAT, "saga": saga.model_dump(mode="json")}
+    text = canonical_json(body)
+    return Plan(saga=saga, order=order, levels=levels, canonical=text, hash=sha256_hex(text))
+
+
+def _toposort(saga: Saga) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """Kahn's algorithm by levels; ties keep declaration order (deterministic)."""
+    position = {s.name: i for i, s in enumerate(saga.steps)}
+    deps = {s.name: set(s.depends_on) for s in saga.steps}
+    levels: list[tuple[str, ...]] = []
+    done: set[str] = set()
+    while len(done) < len(deps):
+        ready = sorted(
+            (n for n, d in deps.items() if n not in done and d <= done), key=position.__getitem__
+        )
+        if not ready:
+            stuck = sorted((n for n in deps if n not in done), key=position.__getitem__)
+            raise PlanError(
+                f"steps {stuck} form a dependency cycle; remove one depends_on edge "
+                "so the steps form a DAG"
+            )
+        levels.append(tuple(ready))
+        done.update(ready)
+    # Forward order: the earliest-declared ready step first, so a saga runs in
+    # the order its author wrote whenever the DAG allows it.
+    order: list[str] = []
+    placed: set[str] = set()
+    while len(order) < len(deps):
+        nxt = min((n for n, d in deps.items() if n not in placed and d <= placed),
+                  key=position.__getitem__)
+        order.append(nxt)
+        placed.add(nxt)
+    return tuple(order), tuple(levels)

@@ -1,0 +1,111 @@
+"""The durable state machines of sagas and steps (AG-166 4.4).
+
+Illegal transitions raise :class:`~reversa.core.errors.IllegalTransition`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from .errors import IllegalTransition
+
+__all__ = [
+    "Phase",
+    "SagaStatus",
+    "StepStatus",
+    "check_saga_transition",
+    "check_step_transition",
+]
+
+
+class Phase(StrEnum):
+    """Which kind of call a log entry or idempotency key belongs to."""
+
+    ACTION = "action"
+    COMPENSATION = "compensation"
+    FORWARD_RECOVERY = "forward_recovery"
+    SAFE_STATE = "safe_state"
+    SAGA = "saga"
+
+
+class StepStatus(StrEnum):
+    """Per-step states. ``running`` with no outcome after a crash is *in doubt*."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+    ESCALATED = "escalated"
+
+
+class SagaStatus(StrEnum):
+    """Per-saga states. ``resolved`` means a human closed an escalation."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    ESCALATED = "escalated"
+    FAILED = "failed"
+    RESOLVED = "resolved"
+
+
+_S = StepStatus
+STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
+    _S.PENDING: frozenset({_S.RUNNING, _S.SKIPPED}),
+    # running -> running is a new attempt; -> skipped is an in-doubt step
+    # resolved as "never happened"; -> pending is a resume that re-runs it;
+    # -> compensating is an in-doubt step undone blind with its own key.
+    _S.RUNNING: frozenset(
+        {_S.RUNNING, _S.COMPLETED, _S.FAILED, _S.SKIPPED, _S.PENDING, _S.COMPENSATING}
+    ),
+    _S.COMPLETED: frozenset({_S.COMPENSATING, _S.ESCALATED, _S.COMPLETED}),
+    # A failed step whose outcome is unknown (timeout) is compensated with its key.
+    _S.FAILED: frozenset({_S.COMPENSATING, _S.ESCALATED, _S.SKIPPED, _S.PENDING}),
+    _S.SKIPPED: frozenset({_S.PENDING}),
+    _S.COMPENSATING: frozenset(
+        {_S.COMPENSATING, _S.COMPENSATED, _S.COMPENSATION_FAILED, _S.ESCALATED}
+    ),
+    _S.COMPENSATED: frozenset({_S.PENDING}),
+    _S.COMPENSATION_FAILED: frozenset({_S.COMPENSATING, _S.ESCALATED, _S.COMPENSATED}),
+    _S.ESCALATED: frozenset({_S.COMPENSATING, _S.COMPENSATED, _S.COMPLETED, _S.ESCALATED}),
+}
+
+_G = SagaStatus
+SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
+    _G.RUNNING: frozenset({_G.RUNNING, _G.COMPLETED, _G.COMPENSATING, _G.ESCALATED, _G.FAILED}),
+    _G.COMPENSATING: frozenset({_G.COMPENSATING, _G.COMPENSATED, _G.ESCALATED, _G.RUNNING}),
+    _G.ESCALATED: frozenset(
+        {_G.ESCALATED, _G.COMPENSATING, _G.COMPENSATED, _G.COMPLETED, _G.RESOLVED}
+    ),
+    _G.COMPLETED: frozenset(),
+    _G.COMPENSATED: frozenset(),
+    _G.FAILED: frozenset(),
+    _G.RESOLVED: frozenset(),
+}
+
+TERMINAL_SAGA = frozenset({_G.COMPLETED, _G.COMPENSATED, _G.FAILED, _G.RESOLVED})
+
+
+def check_step_transition(step: str, old: StepStatus, new: StepStatus) -> None:
+    """Raise IllegalTransition unless ``old -> new`` is allowed for a step."""
+    if new not in STEP_TRANSITIONS[old]:
+        raise IllegalTransition(
+            f"step {step!r}: illegal transition {old} -> {new}; "
+            f"allowed from {old}: {sorted(STEP_TRANSITIONS[old]) or 'none (terminal)'}",
+            details={"step": step, "from": old, "to": new},
+        )
+
+
+def check_saga_transition(saga_id: str, old: SagaStatus, new: SagaStatus) -> None:
+    """Raise IllegalTransition unless ``old -> new`` is allowed for a saga."""
+    if new not in SAGA_TRANSITIONS[old]:
+        raise IllegalTransition(
+            f"saga {saga_id}: illegal transition {old} -> {new}; "
+            f"allowed from {old}: {sorted(SAGA_TRANSITIONS[old]) or 'none (terminal)'}",
+            details={"saga": saga_id, "from": old, "to": new},
+        )

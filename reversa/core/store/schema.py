@@ -1,0 +1,185 @@
+"""Tables and versioned migrations.
+
+The schema is SQLAlchemy Core (the hot path issues fixed, cached statements,
+never ORM round trips). Migrations are an ordered list applied inside one
+transaction each and recorded in ``reversa_schema``; an existing database
+upgrades in place without touching its records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    inspect,
+    text,
+)
+
+from ..errors import SchemaError
+
+__all__ = ["MIGRATIONS", "metadata", "migrate", "schema_version"]
+
+metadata = MetaData()
+
+sagas = Table(
+    "reversa_sagas",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("workflow", String(128), nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("plan_hash", String(64), nullable=False),
+    Column("plan_json", Text, nullable=False),
+    Column("input_json", Text, nullable=False),
+    Column("pre_state_json", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("failed_step", String(128)),
+    Column("error", Text),
+    Column("rollback_started_at", Float),
+    Column("checkpoint", String(128)),
+    Column("resumes", Integer, nullable=False, default=0),
+    Column("lease_owner", String(256)),
+    Column("lease_token", Integer, nullable=False, default=0),
+    Column("lease_expires_at", Float),
+    Column("audit_seq", Integer, nullable=False, default=0),
+    Column("audit_head", String(64), nullable=False),
+    Column("app", String(256)),
+)
+
+steps = Table(
+    "reversa_steps",
+    metadata,
+    Column("saga_id", String(64), primary_key=True),
+    Column("name", String(128), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("status", String(32), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("comp_attempts", Integer, nullable=False, default=0),
+    Column("result_json", Text),
+    Column("comp_result_json", Text),
+    Column("error", Text),
+    Column("outcome", String(64)),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("comp_started_at", Float),
+    Column("comp_finished_at", Float),
+)
+
+audit = Table(
+    "reversa_audit",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("step", String(128)),
+    Column("phase", String(32), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("detail_json", Text, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    UniqueConstraint("saga_id", "seq", name="uq_reversa_audit_saga_seq"),
+)
+
+escalations = Table(
+    "reversa_escalations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("report_json", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("resolution", String(32)),
+    Column("resolved_by", String(256)),
+    Column("resolved_at", Float),
+    Column("note", Text),
+)
+
+rollbacks = Table(
+    "reversa_rollbacks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("failed_step", String(128)),
+    Column("scope", String(160), nullable=False),
+    Column("outcome", String(32), nullable=False),
+    Column("detected_at", Float, nullable=False),
+    Column("finished_at", Float, nullable=False),
+    Column("duration_s", Float, nullable=False),
+    Column("record_json", Text, nullable=False),
+    Column("predicate_ok", Boolean),
+)
+
+schema_table = Table(
+    "reversa_schema",
+    metadata,
+    Column("version", Integer, primary_key=True),
+    Column("applied_at", Float, nullable=False),
+)
+
+
+def _v1(conn: Connection) -> None:
+    for table in (sagas, steps, audit, escalations, rollbacks):
+        table.create(conn, checkfirst=True)
+
+
+def _v2(conn: Connection) -> None:
+    # The watchdog and workers scan live sagas by status and staleness; list
+    # filters by workflow and age. Added after v1, so upgrades build them in place.
+    Index("ix_reversa_sagas_status_updated", sagas.c.status, sagas.c.updated_at).create(
+        conn, checkfirst=True
+    )
+    Index("ix_reversa_sagas_workflow_created", sagas.c.workflow, sagas.c.created_at).create(
+        conn, checkfirst=True
+    )
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+"""Migration ``i`` brings the schema to version ``i + 1``."""
+
+
+def schema_version(conn: Connection) -> int:
+    """Current schema version (0 for an empty database)."""
+    if not inspect(conn).has_table("reversa_schema"):
+        return 0
+    value = conn.execute(text("SELECT MAX(version) FROM reversa_schema")).scalar()
+    return int(value or 0)
+
+
+def migrate(conn: Connection, now: float, target: int | None = None) -> tuple[int, int]:
+    """Apply pending migrations up to ``target`` (default: latest).
+
+    Returns:
+        (version before, version after).
+
+    Raises:
+        SchemaError: The database is newer than this code.
+    """
+    head = len(MIGRATIONS)
+    goal = head if target is None else target
+    if not inspect(conn).has_table("reversa_schema"):
+        schema_table.create(conn)
+    before = schema_version(conn)
+    if before > head:
+        raise SchemaError(
+            f"database schema is version {before} but this Reversa knows up to {head}; "
+            "upgrade Reversa before pointing it at this database"
+        )
+    for version in range(before + 1, goal + 1):
+        MIGRATIONS[version - 1](conn)
+        conn.execute(schema_table.insert().values(version=version, applied_at=now))
+    return before, max(before, goal)

@@ -1,0 +1,469 @@
+"""The durable store: SQLite (WAL) by default, PostgreSQL by URL.
+
+Every write of a saga's state is *fenced*: the saga row is updated first with
+``WHERE lease_token = :token AND audit_seq = :seq``, so a worker whose lease
+was taken over (or that raced another writer) gets :class:`LeaseLost` and its
+transaction rolls back. Step outcomes, the next step's intent and their audit
+entries share one commit, which keeps the hot path at about one commit per
+step without weakening durability.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
+
+from ..audit import AuditReport, entry_hash, verify_chain
+from ..canonical import canonical_json, sha256_hex
+from ..errors import ConfigError, LeaseLost, NotFound, StoreError
+from ..live import LiveSaga
+from ..states import TERMINAL_SAGA, SagaStatus
+from . import schema as t
+
+__all__ = ["Store", "resolve_url"]
+
+DEFAULT_DB = "./reversa.db"
+
+
+def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
+    """Turn ``--db`` / ``REVERSA_DB`` / a path into an SQLAlchemy URL.
+
+    A plain path means an SQLite file; ``postgresql://`` is routed to psycopg 3.
+    """
+    raw = str(db) if db is not None else os.environ.get("REVERSA_DB", DEFAULT_DB)
+    if "://" not in raw:
+        return f"sqlite:///{Path(raw).expanduser().resolve()}"
+    if raw.startswith("postgresql://") or raw.startswith("postgres://"):
+        return "postgresql+psycopg://" + raw.split("://", 1)[1]
+    return raw
+
+
+class Store:
+    """Durable saga state, audit chain, escalations and rollback records.
+
+    Create with :meth:`open`; one Store per process is enough and it is safe to
+    share between threads.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+        self.dialect = engine.dialect.name
+
+    # -- lifecycle --------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        migrate: bool = True,
+        synchronous: str = "FULL",
+    ) -> Store:
+        """Open (and by default create or upgrade) the store at ``db``.
+
+        Args:
+            db: SQLite path, or an SQLAlchemy URL (``sqlite:///...``,
+                ``postgresql://...``). Defaults to ``$REVERSA_DB`` or ``./reversa.db``.
+            migrate: Apply pending schema migrations.
+            synchronous: SQLite ``synchronous`` pragma; ``FULL`` fsyncs every
+                commit (the default: a crash never loses a recorded outcome).
+        """
+        url = make_url(resolve_url(db))
+        if url.get_backend_name() == "sqlite":
+            engine = _sqlite_engine(url.render_as_string(hide_password=False), synchronous)
+        elif url.get_backend_name() == "postgresql":
+            engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+        else:
+            raise ConfigError(
+                f"unsupported database {url.get_backend_name()!r}; use an SQLite path or a "
+                "postgresql:// URL"
+            )
+        store = cls(engine)
+        if migrate:
+            store.migrate()
+        return store
+
+    def migrate(self, target: int | None = None) -> tuple[int, int]:
+        """Apply pending migrations; returns (version before, after)."""
+        import time
+
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Serialise concurrent first starts of many workers on one database.
+                conn.execute(text("SELECT pg_advisory_xact_lock(7263540001)"))
+            return t.migrate(conn, time.time(), target)
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except OperationalError as exc:
+            raise StoreError(
+                f"database error on {self.url}: {exc.orig}; check that the database is "
+                "reachable and writable",
+                retryable=True,
+            ) from exc
+
+    # -- writes -----------------------------------------------------------------------
+    def create(self, live: LiveSaga, app: str | None) -> None:
+        """Insert a new saga with its plan, steps and first audit entries."""
+        now = live.updated_at
+        with self._tx() as conn:
+            conn.execute(
+                t.sagas.insert().values(
+                    id=live.id, workflow=live.plan.saga.workflow, status=live.status.value,
+                    plan_hash=live.plan.hash, plan_json=live.plan.canonical,
+                    input_json=canonical_json(live.input),
+                    pre_state_json=_dump(live.pre_state), created_at=live.created_at,
+                    updated_at=now, resumes=0, lease_owner=live.lease_owner,
+                    lease_token=live.token, lease_expires_at=live.lease_expires_at,
+                    audit_seq=0, audit_head=live.plan.hash, app=app,
+                )
+            )
+            conn.execute(
+                t.steps.insert(),
+                [{"saga_id": live.id, "name": s.name, "position": s.position,
+                  "status": s.status.value, "attempts": 0, "comp_attempts": 0}
+                 for s in live.steps.values()],
+            )
+            for step in live.steps.values():
+                step.dirty = step.status.value != "pending"
+            self._write(conn, live, now, None, None, fenced=False)
+
+    def flush(
+        self,
+        live: LiveSaga,
+        now: float,
+        *,
+        escalation: dict[str, Any] | None = None,
+        rollback: dict[str, Any] | None = None,
+    ) -> int | None:
+        """Write dirty steps, saga fields and queued audit events in one fenced commit.
+
+        Returns:
+            The id of the escalation inserted, if one was given.
+
+        Raises:
+            LeaseLost: Another worker owns the saga now; nothing was written.
+        """
+        with self._tx() as conn:
+            return self._write(conn, live, now, escalation, rollback, fenced=True)
+
+    def _write(
+        self,
+        conn: Connection,
+        live: LiveSaga,
+        now: float,
+        escalation: dict[str, Any] | None,
+        rollback: dict[str, Any] | None,
+        *,
+        fenced: bool,
+    ) -> int | None:
+        old_seq, old_head = live.seq, live.head
+        rows = []
+        seq, head = old_seq, old_head
+        for ev in live.events:
+            seq += 1
+            entry = {"saga_id": live.id, "seq": seq, "ts": now, "step": ev.step,
+                     "phase": ev.phase, "attempt": ev.attempt, "event": ev.event,
+                     "outcome": ev.outcome, "detail": ev.detail}
+            digest = entry_hash(head, entry)
+            entry["detail_json"] = canonical_json(entry.pop("detail"))
+            entry["prev_hash"] = head
+            entry["hash"] = digest
+            rows.append(entry)
+            head = digest
+        values = {
+            "status": live.status.value, "updated_at": now, "failed_step": live.failed_step,
+            "error": live.error, "rollback_started_at": live.rollback_started_at,
+            "checkpoint": live.checkpoint, "resumes": live.resumes, "audit_seq": seq,
+            "audit_head": head, "pre_state_json": _dump(live.pre_state),
+        }
+        if live.lease_expires_at is not None:
+            values["lease_expires_at"] = live.lease_expires_at
+        stmt = update(t.sagas).where(t.sagas.c.id == live.id)
+        if fenced:
+            stmt = stmt.where(t.sagas.c.lease_token == live.token, t.sagas.c.audit_seq == old_seq)
+        if conn.execute(stmt.values(**values)).rowcount != 1:
+            raise LeaseLost(
+                f"saga {live.id}: lease token {live.token} is no longer current (another "
+                "worker took the saga over); this worker stops touching it",
+                details={"saga": live.id, "token": live.token},
+            )
+        dirty = [s for s in live.steps.values() if s.dirty]
+        if dirty:
+            conn.execute(_STEP_UPDATE, [
+                {"s": live.id, "n": s.name, "status": s.status.value, "attempts": s.attempts,
+                 "comp_attempts": s.comp_attempts, "result_json": _dump(s.result),
+                 "comp_result_json": _dump(s.comp_result), "error": s.error,
+                 "outcome": s.outcome, "started_at": s.started_at,
+                 "finished_at": s.finished_at, "comp_started_at": s.comp_started_at,
+                 "comp_finished_at": s.comp_finished_at} for s in dirty])
+        if rows:
+            conn.execute(t.audit.insert(), rows)
+        escalation_id = None
+        if escalation is not None:
+            escalation_id = conn.execute(
+                t.escalations.insert().values(
+                    saga_id=live.id, created_at=now, reason=escalation["reason"],
+                    report_json=canonical_json(escalation["report"]), status="open")
+            ).inserted_primary_key[0]
+        if rollback is not None:
+            conn.execute(t.rollbacks.insert().values(
+                saga_id=live.id, failed_step=rollback.get("failed_step"),
+                scope=rollback["scope"], outcome=rollback["outcome"],
+                detected_at=rollback["detected_at"], finished_at=rollback["finished_at"],
+                duration_s=rollback["duration_s"], record_json=canonical_json(rollback),
+                predicate_ok=rollback.get("predicate", {}).get("ok")))
+        # Only now is the write certain to commit with this process' view.
+        live.seq, live.head = seq, head
+        live.events.clear()
+        for s in dirty:
+            s.dirty = False
+        return int(escalation_id) if escalation_id is not None else None
+
+    # -- leases -----------------------------------------------------------------------
+    def claim(
+        self,
+        owner: str,
+        now: float,
+        lease_s: float,
+        *,
+        saga_id: str | None = None,
+        limit: int = 1,
+        force: bool = False,
+        statuses: Sequence[SagaStatus] | None = None,
+    ) -> list[tuple[str, int]]:
+        """Take over sagas that are live and whose lease expired (or a given one).
+
+        Uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and ``BEGIN IMMEDIATE`` on
+        SQLite, so no saga is ever handed to two workers; each claim bumps the
+        fencing token.
+
+        ``force`` takes a saga even from a live owner (the watchdog's remedy for a
+        stalled one): the bumped token fences the old owner's writes out.
+
+        Returns:
+            (saga id, new fencing token) pairs.
+        """
+        wanted = statuses or [s for s in SagaStatus if s not in TERMINAL_SAGA]
+        query = select(t.sagas.c.id, t.sagas.c.lease_token).where(
+            t.sagas.c.status.in_([s.value for s in wanted]))
+        if not force:
+            query = query.where(
+                (t.sagas.c.lease_expires_at.is_(None)) | (t.sagas.c.lease_expires_at < now))
+        if saga_id is not None:
+            query = query.where(t.sagas.c.id == saga_id)
+        query = query.order_by(t.sagas.c.updated_at).limit(limit)
+        if self.dialect == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        claimed: list[tuple[str, int]] = []
+        with self._tx() as conn:
+            for sid, token in conn.execute(query).all():
+                done = conn.execute(
+                    update(t.sagas)
+                    .where(t.sagas.c.id == sid, t.sagas.c.lease_token == token)
+                    .values(lease_owner=owner, lease_token=token + 1,
+                            lease_expires_at=now + lease_s)
+                ).rowcount
+                if done == 1:
+                    claimed.append((sid, token + 1))
+        return claimed
+
+    def heartbeat(self, leases: Sequence[tuple[str, int]], expires_at: float) -> list[str]:
+        """Extend leases still held; returns the ids whose lease was lost."""
+        lost: list[str] = []
+        with self._tx() as conn:
+            for sid, token in leases:
+                n = conn.execute(
+                    update(t.sagas).where(t.sagas.c.id == sid, t.sagas.c.lease_token == token)
+                    .values(lease_expires_at=expires_at)).rowcount
+                if n != 1:
+                    lost.append(sid)
+        return lost
+
+    def release(self, saga_id: str, token: int) -> bool:
+        """Give a lease up now (graceful shutdown) so another worker may continue."""
+        with self._tx() as conn:
+            return bool(conn.execute(
+                update(t.sagas).where(t.sagas.c.id == saga_id, t.sagas.c.lease_token == token)
+                .values(lease_owner=None, lease_expires_at=None)).rowcount)
+
+    # -- reads ------------------------------------------------------------------------
+    def load(self, saga_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """Raw saga row and step rows (ordered by position)."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.sagas).where(t.sagas.c.id == saga_id)).mappings().first()
+            if row is None:
+                raise NotFound(f"no saga {saga_id!r} in {self.url}; list them with "
+                               "`reversa sagas list`")
+            steps = conn.execute(select(t.steps).where(t.steps.c.saga_id == saga_id)
+                                 .order_by(t.steps.c.position)).mappings().all()
+        return dict(row), [dict(s) for s in steps]
+
+    def rows(self, table: str, **where: Any) -> list[dict[str, Any]]:
+        """All rows of a Reversa table matching equality filters, by primary key."""
+        tbl = t.metadata.tables[f"reversa_{table}"]
+        query = select(tbl)
+        for col, value in where.items():
+            query = query.where(tbl.c[col] == value)
+        query = query.order_by(*tbl.primary_key.columns)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings().all()]
+
+    def list_sagas(
+        self,
+        *,
+        status: Sequence[str] | None = None,
+        workflow: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Saga rows filtered by status, workflow and age, newest first."""
+        s = t.sagas.c
+        query = select(s.id, s.workflow, s.status, s.created_at, s.updated_at, s.failed_step,
+                       s.lease_owner, s.lease_expires_at)
+        if status:
+            query = query.where(s.status.in_(list(status)))
+        if workflow:
+            query = query.where(s.workflow == workflow)
+        if created_after is not None:
+            query = query.where(s.created_at >= created_after)
+        if created_before is not None:
+            query = query.where(s.created_at <= created_before)
+        query = query.order_by(s.created_at.desc(), s.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings().all()]
+
+    def count(self, status: str | None = None) -> int:
+        """Number of sagas (with the given status)."""
+        query = select(func.count()).select_from(t.sagas)
+        if status:
+            query = query.where(t.sagas.c.status == status)
+        with self.engine.connect() as conn:
+            return int(conn.execute(query).scalar() or 0)
+
+    def verify_audit(self, saga_id: str | None = None) -> AuditReport:
+        """Recompute every chain (or one) and report the first broken entry of each."""
+        s = t.sagas.c
+        query = select(s.id, s.plan_hash, s.plan_json, s.audit_head, s.audit_seq).order_by(
+            s.created_at, s.id)
+        if saga_id is not None:
+            query = query.where(s.id == saga_id)
+        problems = []
+        entries = 0
+        with self.engine.connect() as conn:
+            sagas = conn.execute(query).mappings().all()
+            if saga_id is not None and not sagas:
+                raise NotFound(f"no saga {saga_id!r} in {self.url}")
+            known = {r["id"] for r in sagas}
+            for saga in sagas:
+                rows = conn.execute(select(t.audit).where(t.audit.c.saga_id == saga["id"])
+                                    .order_by(t.audit.c.id)).mappings().all()
+                decoded = [{**r, "detail": json.loads(r["detail_json"])} for r in rows]
+                checked, problem = verify_chain(
+                    saga["id"], saga["plan_hash"], sha256_hex(saga["plan_json"]),
+                    saga["audit_head"], saga["audit_seq"], decoded)
+                entries += checked
+                if problem is not None:
+                    problems.append(problem)
+            if saga_id is None:
+                orphans = conn.execute(select(t.audit.c.saga_id, func.min(t.audit.c.id))
+                                       .group_by(t.audit.c.saga_id)).all()
+                from ..audit import AuditProblem
+
+                for sid, first_id in orphans:
+                    if sid not in known:
+                        problems.append(AuditProblem(
+                            sid, "deleted", None, int(first_id),
+                            f"log entries exist for saga {sid} whose record was deleted"))
+        return AuditReport(ok=not problems, sagas=len(sagas), entries=entries,
+                           problems=problems)
+
+    def resolve_escalation(
+        self, escalation_id: int, *, resolution: str, author: str, note: str, now: float
+    ) -> None:
+        """Mark an escalation resolved, recording who did what and why."""
+        with self._tx() as conn:
+            n = conn.execute(
+                update(t.escalations)
+                .where(t.escalations.c.id == escalation_id, t.escalations.c.status == "open")
+                .values(status="resolved", resolution=resolution, resolved_by=author,
+                        resolved_at=now, note=note)).rowcount
+            if n != 1:
+                raise NotFound(f"no open escalation #{escalation_id}; list them with "
+                               "`reversa escalations list`")
+
+    def stalled(self, now: float, default_after_s: float) -> list[dict[str, Any]]:
+        """Live sagas whose lease expired and that made no progress for a while."""
+        live = [s.value for s in SagaStatus if s not in TERMINAL_SAGA and s != SagaStatus.ESCALATED]
+        s = t.sagas.c
+        query = select(s.id, s.workflow, s.status, s.updated_at, s.plan_json,
+                       s.rollback_started_at, s.lease_expires_at).where(s.status.in_(live))
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings().all()]
+        out = []
+        for row in rows:
+            plan = json.loads(row.pop("plan_json"))["saga"]
+            threshold = plan.get("stall_after_s") or default_after_s
+            row["threshold_s"] = threshold
+            row["rollback_window_s"] = plan.get("rollback_window_s")
+            if now - row["updated_at"] >= threshold:
+                out.append(row)
+        return out
+
+
+_STEP_UPDATE = update(t.steps).where(
+    t.steps.c.saga_id == bindparam("s"), t.steps.c.name == bindparam("n")
+)
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+def _sqlite_engine(url: str, synchronous: str) -> Engine:
+    if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+        raise ConfigError(f"synchronous={synchronous!r}; use OFF, NORMAL, FULL or EXTRA")
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Take transaction control from pysqlite so BEGIN IMMEDIATE below is ours:
+        # writers then queue on the lock instead of deadlocking on upgrade.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
