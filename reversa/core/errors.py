@@ -165,7 +165,7 @@ class AuditError(ReversaError):
     default_code = "audit_invalid"
 
 
-class ReversaSignal(BaseException):  # noqa: N818 - a signal, not an error (as DBOS does)
+class ReversaSignal(BaseException):
     """Signals user code must not swallow: they derive from BaseException."""
 
 

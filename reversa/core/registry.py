@@ -153,7 +153,7 @@ class Registry:
         ``name:compensate`` and, when defined, ``name:probe``,
         ``name:preconditions`` and ``name:cost``.
         """
-        key = name or getattr(operation, "name", None)
+        key: Any = name or getattr(operation, "name", None)
         if not isinstance(key, str) or not key:
             raise PlanError(
                 f"cannot register operation {operation!r}: give it a 'name' attribute "
@@ -173,9 +173,9 @@ class Registry:
             "estimate_cost": (HandlerKind.COST, f"{key}:cost"),
         }
         for attr, (kind, handler_name) in optional.items():
-            method = getattr(operation, attr, None)
-            if callable(method):
-                self.add(kind, handler_name, method)
+            hook = getattr(operation, attr, None)
+            if callable(hook):
+                self.add(kind, handler_name, hook)
         self._operations[key] = operation
         return operation
 

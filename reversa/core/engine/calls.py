@@ -67,7 +67,7 @@ def classify(exc: BaseException) -> Failure:
 async def invoke(fn: Callable[..., Any], ctx: Any, timeout: float | None) -> Any:
     """Call ``fn(ctx)`` whether it is plain or async, enforcing ``timeout``."""
     if timeout is not None and timeout <= 0:
-        raise asyncio.TimeoutError
+        raise TimeoutError
     if _is_async(fn):
         coro = fn(ctx)
         return await (asyncio.wait_for(coro, timeout) if timeout is not None else coro)

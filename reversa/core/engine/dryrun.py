@@ -108,7 +108,7 @@ async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunRepo
             try:
                 check = as_check(await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre),
                                               ctx, None))
-            except Exception as exc:  # noqa: BLE001 - a failing check is a finding
+            except Exception as exc:
                 check_row = {"name": pre, "ok": False, "reason": classify(exc).message}
             else:
                 check_row = {"name": pre, "ok": check.ok, "reason": check.reason,
@@ -157,7 +157,7 @@ async def _estimate(
 ) -> dict[str, Any] | None:
     try:
         est = await invoke(rt.registry.get(HandlerKind.COST, name), ctx, None)
-    except Exception as exc:  # noqa: BLE001 - an estimator failure blocks, visibly
+    except Exception as exc:
         finding.feasible = False
         finding.problems.append(f"cost estimator {name!r} failed: {classify(exc).message}")
         return {"error": classify(exc).message}

@@ -86,7 +86,8 @@ async def on_failure(rt: Runtime, live: LiveSaga, failed: str, failure: Failure)
     """Apply the saga's failure policy. Returns True to run forward again."""
     saga = live.plan.saga
     checkpoint = _last_checkpoint(live, failed)
-    if saga.on_failure is OnFailure.RETRY_FROM_CHECKPOINT and live.resumes < saga.checkpoint_retries:
+    retries_left = live.resumes < saga.checkpoint_retries
+    if saga.on_failure is OnFailure.RETRY_FROM_CHECKPOINT and retries_left:
         scope = _after(live, checkpoint)
         live.log("resume_from_checkpoint", "rolling_back_to", checkpoint=checkpoint,
                  failed_step=failed, resume=live.resumes + 1)

@@ -89,7 +89,7 @@ async def _resolve_for_resume(rt: Runtime, live: LiveSaga, name: str) -> None:
             answer = await invoke(rt.registry.get(HandlerKind.PROBE, spec.probe), ctx, None)
             verdict, result = answer if isinstance(answer, tuple) else (answer, None)
             verdict = Probe(verdict)
-        except Exception as exc:  # noqa: BLE001 - unknown means re-run with the same key
+        except Exception as exc:
             live.log("probe_failed", classify(exc).code, step=name, error=classify(exc).message)
     if verdict is Probe.HAPPENED:
         st.move(StepStatus.COMPLETED)

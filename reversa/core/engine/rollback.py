@@ -67,7 +67,7 @@ async def rollback(
     if not report.feasible:
         return await _infeasible(rt, live, report, record, deadline)
     done = await _undo_all(rt, live, targets, deadline, record)
-    if done is not True:
+    if isinstance(done, str):
         return await _finish_escalated(rt, live, record, done)
     return await _conclude(rt, live, record, checkpoint, end_status)
 
@@ -100,7 +100,7 @@ async def _undo_all(
         if live.events:
             rt.flush(live)
         if failures:
-            not_done = [n for n in remaining]
+            not_done = list(remaining)
             return (f"compensation failed ({'; '.join(failures)}); not compensated: "
                     f"{not_done}")
     if escalations:
@@ -211,8 +211,9 @@ async def run_recovery(
                 ctx = rt.step_ctx(live, spec, Phase.FORWARD_RECOVERY, st.comp_attempts,
                                   deadline)
                 try:
-                    result = await invoke(fn, ctx, _timeout(spec.compensation_timeout_s,
-                                                            deadline, rt.clock.now()))
+                    timeout = (spec.compensation_timeout_s if deadline is None else
+                               _timeout(spec.compensation_timeout_s, deadline, rt.clock.now()))
+                    result = await invoke(fn, ctx, timeout)
                 except Exception as exc:
                     failure = classify(exc)
                     live.log("forward_recovery_attempt_failed", failure.code, step=name,
@@ -245,7 +246,7 @@ async def _resolve_in_doubt(rt: Runtime, live: LiveSaga, name: str) -> str:
         ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
         try:
             answer = await invoke(rt.registry.get(HandlerKind.PROBE, spec.probe), ctx, None)
-        except Exception as exc:  # noqa: BLE001 - an unanswerable probe means unknown
+        except Exception as exc:
             live.log("probe_failed", classify(exc).code, step=name, error=classify(exc).message)
         else:
             verdict, result = (answer if isinstance(answer, tuple) else (answer, None))
@@ -340,7 +341,7 @@ async def _conclude(
     post = await rt.safe_snapshot(live)
     try:
         check = await rt.predicate(live, post, checkpoint)
-    except Exception as exc:  # noqa: BLE001 - a predicate that cannot run does not hold
+    except Exception as exc:
         from ..context import Check
 
         check = Check(False, f"predicate raised {classify(exc).message}")

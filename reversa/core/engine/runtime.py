@@ -96,7 +96,7 @@ class Runtime:
         """Snapshot for reports: a failure is reported, never raised."""
         try:
             return await self.snapshot(live)
-        except Exception as exc:  # noqa: BLE001 - a report must still be written
+        except Exception as exc:
             return {"snapshot_error": classify(exc).message}
 
     async def predicate(

@@ -51,7 +51,7 @@ def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
     raw = str(db) if db is not None else os.environ.get("REVERSA_DB", DEFAULT_DB)
     if "://" not in raw:
         return f"sqlite:///{Path(raw).expanduser().resolve()}"
-    if raw.startswith("postgresql://") or raw.startswith("postgres://"):
+    if raw.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + raw.split("://", 1)[1]
     return raw
 
@@ -226,11 +226,12 @@ class Store:
             conn.execute(t.audit.insert(), rows)
         escalation_id = None
         if escalation is not None:
-            escalation_id = conn.execute(
+            inserted = conn.execute(
                 t.escalations.insert().values(
                     saga_id=live.id, created_at=now, reason=escalation["reason"],
                     report_json=canonical_json(escalation["report"]), status="open")
-            ).inserted_primary_key[0]
+            ).inserted_primary_key
+            escalation_id = inserted[0] if inserted is not None else None
         if rollback is not None:
             conn.execute(t.rollbacks.insert().values(
                 saga_id=live.id, failed_step=rollback.get("failed_step"),
