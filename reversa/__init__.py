@@ -58,6 +58,7 @@ from .core.views import (
     SagaView,
     StepView,
 )
+from .core.worker import Worker
 
 __version__ = "0.1.0"
 
@@ -69,7 +70,7 @@ __all__ = [
     "Registry", "Operation", "HandlerKind", "StepContext", "SnapshotContext",
     "PredicateContext", "Check", "CostEstimate", "Probe",
     # running
-    "Engine", "Store", "Clock", "SystemClock", "FakeClock", "DryRunReport", "StepFinding",
+    "Engine", "Store", "Worker", "Clock", "SystemClock", "FakeClock", "DryRunReport", "StepFinding",
     # state and records
     "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaView", "SagaSummary", "StepView",
     "AttemptView", "AuditEntry", "RollbackView", "EscalationView", "AuditReport",

@@ -8,6 +8,7 @@ start the saga (AG-166 4.2).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -173,7 +174,7 @@ class Saga(_Frozen):
     """
 
     workflow: str = Field(pattern=_NAME_PATTERN)
-    steps: tuple[Step, ...] = Field(min_length=1)
+    steps: Sequence[Step] = Field(min_length=1)
     snapshot: str | None = None
     predicate: str | None = None
     safe_state: str | None = None
@@ -186,10 +187,10 @@ class Saga(_Frozen):
     max_rollback_cost: dict[str, float] = Field(default_factory=dict)
     app: str | None = None
 
-    @field_validator("steps", mode="before")
+    @field_validator("steps", mode="after")
     @classmethod
-    def _coerce_steps(cls, value: Any) -> Any:
-        return tuple(value) if isinstance(value, list) else value
+    def _freeze_steps(cls, value: Sequence[Step]) -> tuple[Step, ...]:
+        return tuple(value)
 
     @classmethod
     def chain(cls, workflow: str, steps: list[Step], **policy: Any) -> Saga:

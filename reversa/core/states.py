@@ -78,7 +78,10 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
 _G = SagaStatus
 SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
     _G.RUNNING: frozenset({_G.RUNNING, _G.COMPLETED, _G.COMPENSATING, _G.ESCALATED, _G.FAILED}),
-    _G.COMPENSATING: frozenset({_G.COMPENSATING, _G.COMPENSATED, _G.ESCALATED, _G.RUNNING}),
+    # -> failed: the first step failed, nothing needed undoing, the predicate held.
+    _G.COMPENSATING: frozenset(
+        {_G.COMPENSATING, _G.COMPENSATED, _G.ESCALATED, _G.RUNNING, _G.FAILED}
+    ),
     _G.ESCALATED: frozenset(
         {_G.ESCALATED, _G.COMPENSATING, _G.COMPENSATED, _G.COMPLETED, _G.RESOLVED}
     ),

@@ -56,6 +56,8 @@ async def rollback(
     detected = live.rollback_started_at
     deadline = detected + live.plan.saga.rollback_window_s
     targets = rollback_targets(live, scope)
+    if not targets and scope is None and end_status is SagaStatus.COMPENSATED:
+        end_status = SagaStatus.FAILED  # nothing had changed: failed, and consistent
     report = await dry_run(rt, live, targets)
     live.log("dry_run", "feasible" if report.feasible else "infeasible",
              findings=report.to_dict())

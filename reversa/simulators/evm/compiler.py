@@ -46,7 +46,8 @@ def load_contract(name: str) -> ContractArtifact:
         ValueError: ``name`` is not a shipped contract.
     """
     if name not in CONTRACT_NAMES:
-        raise ValueError(f"unknown contract {name!r}; shipped contracts: {', '.join(CONTRACT_NAMES)}")
+        shipped = ", ".join(CONTRACT_NAMES)
+        raise ValueError(f"unknown contract {name!r}; shipped contracts: {shipped}")
     source = resources.files(__package__).joinpath("contracts", f"{name}.vy").read_text("utf-8")
     return compile_source(name, source)
 

@@ -1,0 +1,1 @@
+"""The ``reversa`` operator CLI (typer + rich)."""

@@ -1,0 +1,65 @@
+"""``reversa demo``: real sagas, real failures, governed rollbacks, on the embedded store."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..core.store import resolve_url
+from .common import DB_HELP, console, fail
+
+Demo = Callable[[str, Console], int]
+
+ADAPTER_DEMOS = {
+    "payments": "reversa.adapters.payments.demos",
+    "evm": "reversa.adapters.evm.demos",
+    "robot": "reversa.adapters.robot.demos",
+}
+DEFAULT = "onboarding"
+
+
+def scenarios() -> tuple[dict[str, Demo], dict[str, str]]:
+    """All demo scenarios, and the adapters whose extra is not installed."""
+    from ..demos.run import run_onboarding
+
+    found: dict[str, Demo] = {"onboarding": run_onboarding}
+    missing: dict[str, str] = {}
+    for extra, module in ADAPTER_DEMOS.items():
+        try:
+            found.update(importlib.import_module(module).DEMOS)
+        except ImportError as exc:
+            missing[extra] = str(exc)
+    return found, missing
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the demo command."""
+
+    @app.command("demo")
+    def demo(
+        name: Annotated[str, typer.Argument(help="Scenario to run (see --list).")] = DEFAULT,
+        list_: Annotated[bool, typer.Option("--list", help="Name the scenarios.")] = False,
+        db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
+    ) -> None:
+        """Run a multi-step saga, inject a failure and show the governed rollback."""
+        found, missing = scenarios()
+        if list_:
+            table = Table(title="demo scenarios")
+            table.add_column("name")
+            table.add_column("what it shows")
+            for key, fn in sorted(found.items()):
+                table.add_row(key, (fn.__doc__ or "").strip().splitlines()[0])
+            for extra, why in sorted(missing.items()):
+                table.add_row(f"({extra})", f"install with: pip install 'reversa[{extra}]' "
+                              f"({why})")
+            console.print(table)
+            return
+        if name not in found:
+            hint = ", ".join(sorted(found))
+            fail(f"no demo scenario {name!r}; choose one of: {hint} (reversa demo --list)")
+        raise typer.Exit(found[name](resolve_url(db), console))

@@ -1,0 +1,177 @@
+"""Workers: finish sagas whose owner died, and watch for stalled ones (AG-166 4.8).
+
+A worker claims sagas whose lease expired (the owner stopped heartbeating) and
+continues them from the durable record. Its watchdog also finds live sagas that
+made no progress within their workflow's threshold, takes them over (the new
+fencing token locks the stuck owner out) and compensates them; a rollback
+stalled past its window is escalated with a state snapshot instead.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
+
+from .clock import Clock
+from .engine import Engine
+from .engine.recovery import load_live
+from .errors import LeaseLost, ReversaError
+from .registry import Registry
+from .states import SagaStatus
+from .store import Store
+from .views import SagaResult
+
+__all__ = ["Worker"]
+
+
+class Worker:
+    """A recovery worker and watchdog over one store.
+
+    Args:
+        registry: Handlers for every workflow this worker may finish.
+        store: The shared store (SQLite file or PostgreSQL).
+        clock: Injectable clock (tests use ``FakeClock``; no sleeping).
+        services: Resources handed to handlers.
+        lease_s: Lease this worker takes on claimed sagas.
+        poll_s: Pause between claim rounds in :meth:`run_forever`.
+        batch: Sagas claimed per round.
+        stall_after_s: Default watchdog threshold; a saga's own
+            ``stall_after_s`` overrides it per workflow.
+        owner: Name in leases.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        store: Store,
+        *,
+        clock: Clock | None = None,
+        services: Mapping[str, Any] | None = None,
+        lease_s: float = 30.0,
+        poll_s: float = 0.5,
+        batch: int = 8,
+        stall_after_s: float = 300.0,
+        owner: str | None = None,
+    ) -> None:
+        self.engine = Engine(registry, store, clock=clock, services=services, owner=owner,
+                             lease_s=lease_s)
+        self.store = store
+        self.poll_s = poll_s
+        self.batch = batch
+        self.stall_after_s = stall_after_s
+        self._stop = threading.Event()
+
+    # -- one round --------------------------------------------------------------------
+    def run_once(self) -> list[SagaResult]:
+        """Run the watchdog, then claim and finish orphaned sagas; return what ended."""
+        finished = self.watchdog()
+        now = self.engine.clock.now()
+        claimed = self.store.claim(self.engine.owner, now, self.engine._rt.lease_s,
+                                   limit=self.batch,
+                                   statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
+        for saga_id, token in claimed:
+            if self._stop.is_set():
+                self.store.release(saga_id, token)
+                continue
+            result = self._continue(saga_id, token, "owner lease expired")
+            if result is not None:
+                finished.append(result)
+        return finished
+
+    def watchdog(self) -> list[SagaResult]:
+        """Find stalled sagas and compensate or escalate them."""
+        out: list[SagaResult] = []
+        now = self.engine.clock.now()
+        for row in self.store.stalled(now, self.stall_after_s):
+            claimed = self.store.claim(self.engine.owner, now, self.engine._rt.lease_s,
+                                       saga_id=row["id"], force=True)
+            if not claimed:
+                continue
+            saga_id, token = claimed[0]
+            window_over = (row["status"] == SagaStatus.COMPENSATING.value
+                           and row["rollback_started_at"] is not None
+                           and now - row["rollback_started_at"] >= row["rollback_window_s"])
+            if window_over:
+                result = self._escalate(saga_id, token, row)
+            else:
+                result = self._continue(
+                    saga_id, token,
+                    f"watchdog: no progress for {now - row['updated_at']:.1f}s "
+                    f"(threshold {row['threshold_s']:g}s)", stalled=True)
+            if result is not None:
+                out.append(result)
+        return out
+
+    def _continue(
+        self, saga_id: str, token: int, reason: str, *, stalled: bool = False
+    ) -> SagaResult | None:
+        engine = self.engine
+
+        async def go() -> SagaResult:
+            from .engine.recovery import continue_saga
+
+            live = load_live(engine._rt, saga_id, token)
+            if stalled and live.status is SagaStatus.RUNNING:
+                live.log("watchdog_stalled", "compensating", reason=reason)
+                # A stalled forward run is compensated, never resumed blindly.
+                from .engine.rollback import rollback
+
+                in_doubt = [n for n, s in live.steps.items() if s.status.value == "running"]
+                live.failed_step = in_doubt[0] if in_doubt else None
+                live.error = reason
+                return await engine._drive(live, lambda: rollback(engine._rt, live))
+            return await engine._drive(live, lambda: continue_saga(engine._rt, live,
+                                                                   reason=reason))
+
+        try:
+            return engine._sync(go())
+        except LeaseLost:
+            return None  # another worker took it meanwhile: it is theirs now
+        except ReversaError:
+            self.store.release(saga_id, token)
+            raise
+
+    def _escalate(self, saga_id: str, token: int, row: dict[str, Any]) -> SagaResult | None:
+        engine = self.engine
+
+        async def go() -> SagaResult:
+            live = load_live(engine._rt, saga_id, token)
+            reason = (f"rollback window of {row['rollback_window_s']:g}s elapsed while the "
+                      "compensation stalled; a stale reversal is not attempted")
+
+            async def body() -> None:
+                live.log("watchdog_window_elapsed", "escalating", reason=reason)
+                await engine._rt.escalate(live, reason)
+
+            return await engine._drive(live, body)
+
+        try:
+            return engine._sync(go())
+        except LeaseLost:
+            return None
+
+    # -- forever ----------------------------------------------------------------------
+    def run_forever(self) -> None:
+        """Loop until SIGTERM/SIGINT or :meth:`stop`; leases are released on the way out."""
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                previous[sig] = signal.signal(sig, self._on_signal)
+        try:
+            while not self._stop.is_set():
+                self.run_once()
+                self._stop.wait(self.poll_s)
+        finally:
+            self.engine.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def stop(self) -> None:
+        """Ask :meth:`run_forever` to finish its round and exit."""
+        self._stop.set()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._stop.set()

@@ -1,0 +1,1 @@
+"""Built-in demo workflows (the core's own; adapters add theirs)."""
