@@ -22,12 +22,13 @@ a ccxt ``Exchange`` subclass, in process or over HTTP.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from reversa.core.clock import SystemClock
 
@@ -85,7 +86,7 @@ class VenueError(Exception):
     not_fillable, duplicate_order_id, order_not_found, rejected, dropped.
     """
 
-    status_by_type = {
+    status_by_type: ClassVar[dict[str, int]] = {
         "timeout": 504, "unavailable": 503, "bad_symbol": 400, "invalid_order": 400,
         "not_fillable": 422, "duplicate_order_id": 409, "order_not_found": 404,
         "rejected": 422, "dropped": 0,
@@ -132,7 +133,7 @@ class FxVenue:
         """Fills by clientOrderId, in execution order."""
         self._order_params: dict[str, tuple[object, ...]] = {}
         self._walks: dict[str, list[float]] = {}
-        self._rngs = {s: random.Random(f"{seed}:{s}") for s in self.markets}  # noqa: S311
+        self._rngs = {s: random.Random(f"{seed}:{s}") for s in self.markets}
         self._nonce = 0
         self._lock = threading.RLock()
 
@@ -152,7 +153,8 @@ class FxVenue:
             walk = self._walks.setdefault(symbol, [0.0])
             rng = self._rngs[symbol]
             while len(walk) <= steps:
-                walk.append(walk[-1] + rng.uniform(-market.vol_bps_per_step, market.vol_bps_per_step))
+                bound = market.vol_bps_per_step
+                walk.append(walk[-1] + rng.uniform(-bound, bound))
             return market.drift_bps_per_hour * elapsed / 3600.0 + walk[steps]
 
     def mid(self, symbol: str, at: float | None = None) -> float:
@@ -198,7 +200,9 @@ class FxVenue:
     ) -> dict[str, Any]:
         """Execute a market order now (see the module docs); idempotent by client id."""
         if not client_order_id:
-            raise VenueError("invalid_order", "clientOrderId is required (it is the idempotency key)")
+            raise VenueError(
+                "invalid_order", "clientOrderId is required (it is the idempotency key)"
+            )
         params = (symbol, side, amount, cost)
         with self._lock:
             if client_order_id in self.orders:
@@ -290,7 +294,7 @@ class FxVenue:
             return exc.status, {"error": {"type": exc.type, "message": exc.message}}
 
     def _serve(self, op: str, payload: Mapping[str, Any]) -> Any:
-        handlers = {
+        handlers: dict[str, Callable[[], Any]] = {
             "markets": lambda: self.markets_payload(),
             "order_book": lambda: self.order_book(str(payload["symbol"]), payload.get("limit")),
             "create_order": lambda: self.create_order(
@@ -314,10 +318,8 @@ class FxVenue:
         if fault.latency_s:
             self.faults.sleep(fault.latency_s)
         if fault.applied:
-            try:
+            with contextlib.suppress(VenueError):
                 handler()
-            except VenueError:
-                pass
         if fault.kind is FaultKind.STALL:
             self.faults.wait_stalled()
         if fault.kind is FaultKind.CRASH:

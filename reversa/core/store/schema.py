@@ -15,7 +15,6 @@ from sqlalchemy import (
     Column,
     Connection,
     Float,
-    Index,
     Integer,
     MetaData,
     String,
@@ -140,12 +139,12 @@ def _v1(conn: Connection) -> None:
 def _v2(conn: Connection) -> None:
     # The watchdog and workers scan live sagas by status and staleness; list
     # filters by workflow and age. Added after v1, so upgrades build them in place.
-    Index("ix_reversa_sagas_status_updated", sagas.c.status, sagas.c.updated_at).create(
-        conn, checkfirst=True
-    )
-    Index("ix_reversa_sagas_workflow_created", sagas.c.workflow, sagas.c.created_at).create(
-        conn, checkfirst=True
-    )
+    # Plain DDL on purpose: an Index() object would attach itself to the Table and
+    # then be created by _v1 on fresh databases too.
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reversa_sagas_status_updated "
+                      "ON reversa_sagas (status, updated_at)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reversa_sagas_workflow_created "
+                      "ON reversa_sagas (workflow, created_at)"))
 
 
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -290,10 +291,8 @@ class MockLedger:
         # The caller only ever sees the timeout, whatever the effect said.
         with self._lock:
             self._tick()
-            try:
+            with contextlib.suppress(LedgerError):
                 effect()
-            except LedgerError:
-                pass
 
     def _tick(self) -> None:
         """Apply what time has made due: settlements, hold expiry, recall answers."""

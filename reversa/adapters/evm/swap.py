@@ -1,0 +1,285 @@
+"""Swaps through a router, and their non-mirror reversal.
+
+Reversing a swap is a new trade at today's price, not an undo. The reverse
+swap therefore carries a minimum-output bound derived from what the forward
+swap put in (the rate captured when it ran) and the step's maximum acceptable
+rollback loss. The dry-run quotes it first; if the market has moved past the
+bound, the cost estimate is unacceptable and the engine escalates instead of
+trading at any price. It goes out through the private endpoint, so a
+searcher cannot sandwich it on its way in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from web3.logs import DISCARD
+
+from reversa.core.context import Check, CostEstimate, StepContext
+from reversa.core.errors import PermanentError, PreconditionFailed
+
+from ._base import EvmOperation, resolve_amount
+from .abi import POOL_ABI, ROUTER_ABI
+from .wallet import EvmWallet, Sent
+
+__all__ = ["SwapOp"]
+
+
+class SwapOp(EvmOperation):
+    """Swap an exact input on a constant-product pool through the router.
+
+    Step params:
+        router: Router address.
+        pool: Pool address.
+        token_in: Token sold.
+        token_out: Token bought.
+        amount_in: Base units or a reference (see :func:`resolve_amount`).
+        max_slippage_bps: Forward bound: the output may fall at most this far
+            below ``amount_in`` at the pool's spot price (default 100). A pool
+            too thin for it fails the step before anything is sent.
+        max_loss_bps: Rollback bound: the reverse swap must return at least
+            ``amount_in * (1 - max_loss_bps)`` of ``token_in`` (default 100).
+            Keep it consistent with the saga's ``max_rollback_cost``.
+        approve: ``"exact"`` to grant the router exactly ``amount_in`` inside
+            this step (revoked in its rollback); omit when an earlier approve
+            step granted it.
+        zero_first: ``token_in`` needs zero-before-nonzero approvals.
+        deadline_s: Swap deadline after the latest block's timestamp (default 600).
+        cost_unit: Unit of the rollback cost estimate (default: ``token_in``'s symbol).
+    """
+
+    name = "evm.swap"
+    main_label = "swap"
+
+    # -- reads --------------------------------------------------------------------
+    def _router(self, wallet: EvmWallet, ctx: StepContext) -> Any:
+        return wallet.contract(str(self.param(ctx, "router")), ROUTER_ABI)
+
+    def _quote(self, wallet: EvmWallet, ctx: StepContext, token_in: str, amount: int) -> int:
+        call = self._router(wallet, ctx).functions.quote(str(self.param(ctx, "pool")),
+                                                           token_in, amount)
+        return int(wallet.read(call, "router quote"))
+
+    def _spot_out(self, wallet: EvmWallet, ctx: StepContext, token_in: str, amount: int) -> int:
+        """What ``amount`` would buy at the pool's spot price (no fee, no impact)."""
+        pool = wallet.contract(str(self.param(ctx, "pool")), POOL_ABI)
+        token0 = str(wallet.read(pool.functions.token0(), "pool token0"))
+        r0 = int(wallet.read(pool.functions.reserve0(), "pool reserve0"))
+        r1 = int(wallet.read(pool.functions.reserve1(), "pool reserve1"))
+        r_in, r_out = (r0, r1) if token0.lower() == token_in.lower() else (r1, r0)
+        if r_in == 0:
+            return 0
+        return amount * r_out // r_in
+
+    def _deadline(self, wallet: EvmWallet, ctx: StepContext) -> int:
+        latest = wallet.w3.eth.get_block("latest")
+        return int(latest["timestamp"]) + int(ctx.params.get("deadline_s", 600))
+
+    def _swap_event(self, wallet: EvmWallet, ctx: StepContext, receipt: Any) -> tuple[int, int]:
+        """``(amount_in, amount_out)`` from the pool's Swap event in ``receipt``."""
+        pool = wallet.contract(str(self.param(ctx, "pool")), POOL_ABI)
+        events = pool.events.Swap().process_receipt(receipt, errors=DISCARD)
+        if not events:
+            raise PermanentError(f"step {ctx.step!r}: swap receipt has no Swap event",
+                                 code="bad_receipt")
+        args = events[-1]["args"]
+        return int(args["amount_in"]), int(args["amount_out"])
+
+    def _amount_out(self, wallet: EvmWallet, ctx: StepContext, receipt: Any) -> int:
+        return self._swap_event(wallet, ctx, receipt)[1]
+
+    # -- action -------------------------------------------------------------------
+    async def execute(self, ctx: StepContext) -> dict[str, Any]:
+        """Check liquidity against the slippage bound, (approve,) swap."""
+        wallet = self.wallet(ctx.services)
+        token_in, token_out = str(self.param(ctx, "token_in")), str(self.param(ctx, "token_out"))
+        router = str(self.param(ctx, "router"))
+        amount_in = resolve_amount(self.param(ctx, "amount_in"), ctx, f"step {ctx.step!r}")
+        key = ctx.idempotency_key
+        quote = self._quote(wallet, ctx, token_in, amount_in)
+        spot = self._spot_out(wallet, ctx, token_in, amount_in)
+        slippage = int(ctx.params.get("max_slippage_bps", 100))
+        min_out = spot * (10_000 - slippage) // 10_000
+        resumed = wallet.journal.get(key + "/swap") is not None
+        if not resumed and quote < min_out:
+            impact = 0 if spot == 0 else (spot - quote) * 10_000 // spot
+            raise PermanentError(
+                f"insufficient liquidity on pool {self.param(ctx, 'pool')}: {amount_in} in "
+                f"would return {quote}, below the {slippage} bps bound ({min_out}); price "
+                f"impact {impact} bps. Nothing was sent.",
+                code="insufficient_liquidity",
+                details={"quote": quote, "min_out": min_out, "impact_bps": impact},
+            )
+        sent: list[Sent] = []
+        if ctx.params.get("approve") == "exact":
+            sent += await self.approve(ctx, wallet, key, token_in, router, amount_in,
+                                       zero_first=bool(ctx.params.get("zero_first", False)),
+                                       rollback=False)
+        data = self._router(wallet, ctx).encode_abi(
+            "swap_exact_in",
+            [str(self.param(ctx, "pool")), token_in, amount_in, min_out,
+             self._deadline(wallet, ctx)],
+        )
+        try:
+            swap = await wallet.send(ctx.clock, key + "/swap", "swap", router, data,
+                                     rollback=False, deadline=ctx.deadline)
+        except PermanentError:
+            # The swap did not happen but the exact approval did: the engine will
+            # not compensate a step whose effect "did not happen", so clean up here.
+            if sent:
+                await self.revoke(ctx, wallet, key + "/cleanup", token_in, router)
+            raise
+        sent.append(swap)
+        amount_out = self._amount_out(wallet, ctx, swap.status.receipt)
+        return {
+            "key": key, "pool": str(self.param(ctx, "pool")), "router": router,
+            "token_in": token_in, "token_out": token_out, "amount_in": amount_in,
+            "amount_out": amount_out, "min_out": min_out,
+            "rate": amount_out / amount_in if amount_in else 0.0,
+            "txs": [s.summary() for s in sent],
+        }
+
+    def result_from_receipt(self, ctx: StepContext, wallet: EvmWallet, receipt: Any) -> Any:
+        """Amounts of a swap that a crash left unrecorded."""
+        amount_in = resolve_amount(self.param(ctx, "amount_in"), ctx, f"step {ctx.step!r}")
+        amount_out = self._amount_out(wallet, ctx, receipt)
+        return {"key": self.action_key(ctx), "pool": str(self.param(ctx, "pool")),
+                "router": str(self.param(ctx, "router")),
+                "token_in": str(self.param(ctx, "token_in")),
+                "token_out": str(self.param(ctx, "token_out")), "amount_in": amount_in,
+                "amount_out": amount_out, "rate": amount_out / amount_in if amount_in else 0.0,
+                "recovered_from": "receipt"}
+
+    # -- rollback -----------------------------------------------------------------
+    def _bound(self, ctx: StepContext, forward: Mapping[str, Any], sell: int) -> int:
+        """Minimum ``token_in`` back for selling ``sell`` of the output.
+
+        At the rate captured by the forward swap, ``sell`` is worth
+        ``sell / rate`` of ``token_in``; the bound allows ``max_loss_bps`` off it.
+        """
+        amount_in, amount_out = int(forward["amount_in"]), int(forward["amount_out"])
+        fair = amount_in * sell // amount_out if amount_out else 0
+        return fair * (10_000 - int(ctx.params.get("max_loss_bps", 100))) // 10_000
+
+    async def _forward(self, ctx: StepContext, wallet: EvmWallet) -> tuple[Any, Any]:
+        """The forward swap's result, settling an in-doubt one first."""
+        key = self.action_key(ctx)
+        settled = await wallet.settle(key + "/swap", ctx.clock, deadline=ctx.deadline)
+        forward = ctx.result if isinstance(ctx.result, Mapping) else None
+        if settled.happened and forward is None:
+            assert settled.sent is not None
+            forward = self.result_from_receipt(ctx, wallet, settled.sent.status.receipt)
+        return settled, forward
+
+    async def compensate(self, ctx: StepContext) -> dict[str, Any]:
+        """Reverse swap within the bound, privately; then revoke what was granted."""
+        wallet = self.wallet(ctx.services)
+        token_in, token_out = str(self.param(ctx, "token_in")), str(self.param(ctx, "token_out"))
+        router, ckey = str(self.param(ctx, "router")), ctx.idempotency_key
+        settled, forward = await self._forward(ctx, wallet)
+        out: dict[str, Any] = {"forward": settled.how}
+        if settled.cancel:
+            out["cancelled"] = settled.cancel
+        if settled.happened and forward is not None:
+            out.update(await self._reverse(ctx, wallet, forward))
+        else:
+            out["undone"] = "nothing: the swap never took effect"
+        cleanup = [
+            await self.revoke(ctx, wallet, ckey + "/revoke_out", token_out, router),
+            await self.revoke(ctx, wallet, ckey + "/revoke_in", token_in, router)
+            if ctx.params.get("approve") == "exact" else None,
+        ]
+        out["revocations"] = [s.summary() for s in cleanup if s is not None]
+        return out
+
+    async def _reverse(
+        self, ctx: StepContext, wallet: EvmWallet, forward: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        token_in, token_out = str(self.param(ctx, "token_in")), str(self.param(ctx, "token_out"))
+        router, ckey = str(self.param(ctx, "router")), ctx.idempotency_key
+        # After a crash mid-rollback the journaled reversal is re-evaluated, not
+        # re-priced: the amounts below only shape a first attempt.
+        done = wallet.journal.get(ckey + "/reverse_swap") is not None
+        sell = min(self.balance(wallet, token_out), int(forward["amount_out"]))
+        if sell == 0 and not done:
+            return {"reverse": "nothing to sell", "shortfall": int(forward["amount_out"])}
+        bound = self._bound(ctx, forward, sell)
+        quote = self._quote(wallet, ctx, token_out, sell) if sell else 0
+        if not done and quote < bound:
+            raise PreconditionFailed(
+                f"reverse swap would return {quote} of {token_in}, below the bound {bound} "
+                f"({ctx.params.get('max_loss_bps', 100)} bps off the forward rate): the market "
+                "moved past the acceptable rollback cost; not trading at any price",
+                details={"quote": quote, "min_out": bound, "sell": sell},
+            )
+        sent = await self.approve(ctx, wallet, ckey, token_out, router, sell,
+                                  zero_first=False, rollback=True)
+        data = self._router(wallet, ctx).encode_abi(
+            "swap_exact_in",
+            [str(self.param(ctx, "pool")), token_out, sell, bound, self._deadline(wallet, ctx)],
+        )
+        swap = await wallet.send(ctx.clock, ckey + "/reverse_swap", "reverse_swap", router,
+                                 data, rollback=True, deadline=ctx.deadline)
+        sell, received = self._swap_event(wallet, ctx, swap.status.receipt)
+        bound = self._bound(ctx, forward, sell)
+        fair = int(forward["amount_in"]) * sell // int(forward["amount_out"])
+        summaries = [s.summary() for s in (*sent, swap)]
+        return {
+            "sold": sell, "received": received, "min_out": bound, "fair_value": fair,
+            "loss": fair - received, "loss_bps": (fair - received) * 10_000 // fair if fair else 0,
+            "shortfall": int(forward["amount_out"]) - sell, "route": swap.record.route,
+            "gas_used": sum(int(s["gas_used"]) for s in summaries),
+            "fee_wei": sum(int(s["fee_wei"]) for s in summaries), "txs": summaries,
+        }
+
+    def preconditions(self, ctx: StepContext) -> Check:
+        """The wallet still holds the swap output and can pay the reversal's gas."""
+        wallet = self.wallet(ctx.services)
+        gas = sum(wallet.network.gas_defaults[k] for k in ("approve", "reverse_swap", "revoke"))
+        funds = self.gas_funds(wallet, gas)
+        if not funds.ok or not isinstance(ctx.result, Mapping):
+            return funds
+        token_out = str(self.param(ctx, "token_out"))
+        held, needed = self.balance(wallet, token_out), int(ctx.result["amount_out"])
+        detail = {**funds.detail, "held": held, "swap_output": needed}
+        if held == 0:
+            return Check(False, f"the wallet holds none of {token_out} to swap back", detail)
+        return Check(True, f"holds {held} of the {needed} swapped out; gas covered", detail)
+
+    def estimate_cost(self, ctx: StepContext) -> CostEstimate:
+        """Quote the reversal now against the bound: the loss, and whether it is acceptable."""
+        wallet = self.wallet(ctx.services)
+        unit = str(ctx.params.get("cost_unit") or self.symbol(wallet, str(
+            self.param(ctx, "token_in"))))
+        gas = sum(wallet.network.gas_defaults[k] for k in ("approve", "reverse_swap", "revoke"))
+        max_fee, _ = wallet.fee_quote()
+        common = {"gas": gas, "max_cost_wei": gas * max_fee, "route": self.rollback_route(wallet),
+                  "public_fallback": wallet.network.submission.may_fall_back("reverse_swap"),
+                  "max_loss_bps": int(ctx.params.get("max_loss_bps", 100))}
+        forward = ctx.result if isinstance(ctx.result, Mapping) else None
+        if forward is None:
+            return CostEstimate(0.0, unit, {**common, "note": "swap in doubt: settled first"},
+                                reason="the forward swap is in doubt; its reversal is bounded "
+                                "when it runs")
+        token_out = str(self.param(ctx, "token_out"))
+        sell = min(self.balance(wallet, token_out), int(forward["amount_out"]))
+        bound = self._bound(ctx, forward, sell)
+        quote = self._quote(wallet, ctx, token_out, sell) if sell else 0
+        fair = int(forward["amount_in"]) * sell // int(forward["amount_out"]) if sell else 0
+        decimals = 10 ** int(ctx.params.get("decimals", 18))
+        loss = max(fair - quote, 0)
+        detail = {**common, "sell": sell, "quote": quote, "min_out": bound, "fair_value": fair,
+                  "rate_forward": float(forward.get("rate", 0.0)),
+                  "rate_now": quote / sell if sell else 0.0,
+                  "loss_bps": loss * 10_000 // fair if fair else 0}
+        if quote < bound:
+            return CostEstimate(
+                loss / decimals, unit, detail, acceptable=False,
+                reason=f"the market moved past the bound: reversing returns {quote / decimals:.6g}"
+                f" {unit}, below the minimum {bound / decimals:.6g} {unit} "
+                f"({detail['max_loss_bps']} bps); escalate instead of trading at any price",
+            )
+        return CostEstimate(loss / decimals, unit, detail,
+                            reason=f"reversal within bound: {quote / decimals:.6g} >= "
+                            f"{bound / decimals:.6g} {unit}")

@@ -1,0 +1,388 @@
+"""The mock ledger (and FX venue) over HTTP on loopback, and the matching client.
+
+Wire protocol: ``POST /v1/ledger/<operation>`` and ``POST /v1/fx/<operation>``
+with a JSON body; ``200 {"result": ...}`` or an error status with
+``{"error": {"type", "code", "message"}}``. A crash fault in the middle of a
+call drops the connection without a reply, as a dying server does.
+
+One routing function, :func:`route`, serves both the socket server and
+:meth:`HttpLedgerClient.in_process` (an ``httpx.MockTransport``), so the client
+and the wire format are exercised without sockets too.
+
+Run it: ``reversa sim ledger --port 8700`` (or ``python -m
+reversa.simulators.ledger.http --port 8700``). In tests:
+``with start_server(ledger, venue) as server: HttpLedgerClient(server.url)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+
+from reversa.adapters.payments.ledger_api import (
+    Account,
+    IdempotencyConflict,
+    InvalidState,
+    LedgerAPI,
+    LedgerError,
+    LedgerNotFound,
+    LedgerRejected,
+    LedgerTimeout,
+    LedgerUnavailable,
+    Payment,
+    PaymentRequest,
+    Recall,
+    Transfer,
+    TransferRequest,
+    error_from_dict,
+)
+
+from ..fx_venue import FxMarket, FxVenue
+from ._ledger import MockLedger
+
+__all__ = [
+    "BackgroundServer",
+    "HttpLedgerClient",
+    "default_venue",
+    "route",
+    "serve",
+    "start_server",
+]
+
+_STATUS: dict[type[LedgerError], int] = {
+    LedgerTimeout: 504,
+    LedgerUnavailable: 503,
+    LedgerRejected: 422,
+    InvalidState: 422,
+    IdempotencyConflict: 409,
+    LedgerNotFound: 404,
+}
+
+
+def default_venue() -> FxVenue:
+    """A venue quoting GBP/EUR, EUR/USD and GBP/USD (what ``reversa sim ledger`` serves)."""
+    return FxVenue(
+        [FxMarket("GBP", "EUR", 1.1647), FxMarket("EUR", "USD", 1.0850),
+         FxMarket("GBP", "USD", 1.2640)],
+    )
+
+
+def _ledger_ops(ledger: LedgerAPI) -> dict[str, Callable[[Mapping[str, Any]], Any]]:
+    def transfers(p: Mapping[str, Any]) -> list[TransferRequest]:
+        return [TransferRequest.from_dict(r) for r in p["transfers"]]
+
+    return {
+        "create_account": lambda p: ledger.create_account(
+            p["id"], p["currency"], p.get("role", "customer"),
+            debits_must_not_exceed_credits=bool(p.get("debits_must_not_exceed_credits")),
+        ),
+        "get_account": lambda p: ledger.get_account(p["id"]),
+        "get_accounts": lambda p: ledger.get_accounts(p["ids"]),
+        "create_transfer": lambda p: ledger.create_transfer(TransferRequest.from_dict(p)),
+        "create_linked": lambda p: ledger.create_linked(transfers(p)),
+        "post_pending": lambda p: ledger.post_pending(p["id"], p["pending_id"], p.get("amount")),
+        "void_pending": lambda p: ledger.void_pending(p["id"], p["pending_id"]),
+        "get_transfer": lambda p: ledger.get_transfer(p["id"]),
+        "find_transfers": lambda p: ledger.find_transfers(
+            prefix=p.get("prefix"), corrects=p.get("corrects")
+        ),
+        "submit_payment": lambda p: ledger.submit_payment(PaymentRequest.from_dict(p)),
+        "get_payment": lambda p: ledger.get_payment(p["id"]),
+        "cancel_payment": lambda p: ledger.cancel_payment(p["payment_id"]),
+        "return_payment": lambda p: ledger.return_payment(p["payment_id"], p["return_id"]),
+        "request_recall": lambda p: ledger.request_recall(
+            p["recall_id"], p["payment_id"], p["reason"]
+        ),
+        "get_recall": lambda p: ledger.get_recall(p["id"]),
+    }
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    to_dict = getattr(value, "to_dict", None)
+    return to_dict() if callable(to_dict) else value
+
+
+def route(
+    ledger: LedgerAPI | None, venue: FxVenue | None, path: str, body: bytes
+) -> tuple[int, Any]:
+    """Serve one call: ``(status, JSON body)``; status 0 means "drop the connection"."""
+    if path.rstrip("/") == "/v1/health":
+        return 200, {"result": {"ledger": ledger is not None, "fx": venue is not None}}
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        return 400, {"error": {"type": "LedgerError", "code": "bad_json", "message": "bad JSON"}}
+    prefix, _, op = path.rpartition("/")
+    if prefix == "/v1/fx" and venue is not None:
+        return venue.dispatch(op, payload)
+    handler = _ledger_ops(ledger).get(op) if prefix == "/v1/ledger" and ledger else None
+    if handler is None:
+        return 404, {"error": {"type": "LedgerError", "code": "no_route", "message": path}}
+    try:
+        return 200, {"result": _encode(handler(payload))}
+    except LedgerUnavailable as exc:
+        return (0 if exc.in_doubt else 503), {"error": exc.to_dict()}
+    except LedgerError as exc:
+        return _STATUS.get(type(exc), 500), {"error": exc.to_dict()}
+    except (KeyError, TypeError, ValueError) as exc:
+        message = f"bad request for {op}: {exc!r}"
+        return 400, {"error": {"type": "LedgerError", "code": "bad_request", "message": message}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        status, payload = route(self.server.ledger, self.server.venue, self.path, body)
+        self._reply(status, payload)
+
+    def do_GET(self) -> None:
+        status, payload = route(self.server.ledger, self.server.venue, self.path, b"{}")
+        self._reply(status, payload)
+
+    def _reply(self, status: int, payload: Any) -> None:
+        if status == 0:
+            # A crash mid-call: no reply at all, the client sees a dropped connection.
+            self.close_connection = True
+            return
+        data = json.dumps(payload).encode()
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the caller died while we stalled (chaos tests kill it on purpose)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if self.server.verbose:
+            super().log_message(format, *args)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self, address: tuple[str, int], ledger: LedgerAPI | None, venue: FxVenue | None,
+        verbose: bool,
+    ) -> None:
+        super().__init__(address, _Handler)
+        self.ledger = ledger
+        self.venue = venue
+        self.verbose = verbose
+
+
+class BackgroundServer:
+    """A server running in a daemon thread; stop it with :meth:`stop` or ``with``."""
+
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:54321``."""
+        host = self._server.server_address[0]
+        return f"http://{host!s}:{self.port}"
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> BackgroundServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_server(
+    ledger: LedgerAPI | None = None,
+    venue: FxVenue | None = None,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    verbose: bool = False,
+) -> BackgroundServer:
+    """Serve ``ledger`` and ``venue`` in a background thread (port 0: a free one)."""
+    return BackgroundServer(_Server((host, port), ledger, venue, verbose))
+
+
+def serve(port: int, host: str = "127.0.0.1") -> None:
+    """Serve a fresh mock ledger and the default FX venue until interrupted (blocking)."""
+    server = _Server((host, port), MockLedger(), default_venue(), verbose=True)
+    print(f"reversa mock ledger + FX venue on http://{host}:{server.server_address[1]}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+class HttpLedgerClient:
+    """:class:`~reversa.adapters.payments.ledger_api.LedgerAPI` over HTTP.
+
+    Transport failures become boundary errors: a timeout is
+    :class:`LedgerTimeout` (the effect may have happened); a refused connection
+    is ``LedgerUnavailable(in_doubt=False)``; a connection dropped after the
+    request was sent is ``LedgerUnavailable(in_doubt=True)``.
+
+    Args:
+        base_url: The server, e.g. ``http://127.0.0.1:8700``.
+        timeout: Seconds per call.
+        transport: An httpx transport (tests pass a MockTransport).
+    """
+
+    def __init__(
+        self, base_url: str, *, timeout: float = 5.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    @classmethod
+    def in_process(cls, ledger: LedgerAPI, venue: FxVenue | None = None) -> HttpLedgerClient:
+        """A client whose transport calls :func:`route` directly (no sockets)."""
+
+        def handler(request: httpx.Request) -> httpx.Response:
+            status, payload = route(ledger, venue, request.url.path, request.content)
+            if status == 0:
+                raise httpx.RemoteProtocolError("server disconnected without a reply")
+            return httpx.Response(status, json=payload)
+
+        return cls("http://ledger.local", transport=httpx.MockTransport(handler))
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._http.close()
+
+    def __enter__(self) -> HttpLedgerClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _rpc(self, op: str, payload: Mapping[str, Any]) -> Any:
+        try:
+            response = self._http.post(f"/v1/ledger/{op}", json=dict(payload))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise LedgerUnavailable(f"ledger unreachable for {op}", in_doubt=False) from exc
+        except httpx.TimeoutException as exc:
+            raise LedgerTimeout(f"ledger timed out on {op}") from exc
+        except httpx.TransportError as exc:
+            raise LedgerUnavailable(f"ledger dropped {op} mid-call", in_doubt=True) from exc
+        try:
+            body = response.json()
+        except ValueError:
+            raise LedgerUnavailable(
+                f"ledger sent a non-JSON reply ({response.status_code}) to {op}", in_doubt=True
+            ) from None
+        if response.status_code >= 400:
+            raise error_from_dict(body.get("error") or {})
+        return body["result"]
+
+    def create_account(
+        self, id: str, currency: str, role: str = "customer", *,
+        debits_must_not_exceed_credits: bool = False,
+    ) -> Account:
+        """Create an account (idempotent)."""
+        payload = {"id": id, "currency": currency, "role": role,
+                   "debits_must_not_exceed_credits": debits_must_not_exceed_credits}
+        return Account.from_dict(self._rpc("create_account", payload))
+
+    def get_account(self, id: str) -> Account:
+        """The account, or LedgerNotFound."""
+        return Account.from_dict(self._rpc("get_account", {"id": id}))
+
+    def get_accounts(self, ids: Sequence[str]) -> list[Account]:
+        """Several accounts."""
+        return [Account.from_dict(a) for a in self._rpc("get_accounts", {"ids": list(ids)})]
+
+    def create_transfer(self, request: TransferRequest) -> Transfer:
+        """Create one transfer."""
+        return Transfer.from_dict(self._rpc("create_transfer", request.to_dict()))
+
+    def create_linked(self, requests: Sequence[TransferRequest]) -> list[Transfer]:
+        """Create a linked chain atomically."""
+        payload = {"transfers": [r.to_dict() for r in requests]}
+        return [Transfer.from_dict(t) for t in self._rpc("create_linked", payload)]
+
+    def post_pending(self, id: str, pending_id: str, amount: int | None = None) -> Transfer:
+        """Post a hold."""
+        payload = {"id": id, "pending_id": pending_id, "amount": amount}
+        return Transfer.from_dict(self._rpc("post_pending", payload))
+
+    def void_pending(self, id: str, pending_id: str) -> Transfer:
+        """Void a hold."""
+        return Transfer.from_dict(self._rpc("void_pending", {"id": id, "pending_id": pending_id}))
+
+    def get_transfer(self, id: str) -> Transfer | None:
+        """The transfer, or None."""
+        found = self._rpc("get_transfer", {"id": id})
+        return None if found is None else Transfer.from_dict(found)
+
+    def find_transfers(
+        self, *, prefix: str | None = None, corrects: str | None = None
+    ) -> list[Transfer]:
+        """Transfers by id prefix and/or corrected transfer."""
+        found = self._rpc("find_transfers", {"prefix": prefix, "corrects": corrects})
+        return [Transfer.from_dict(t) for t in found]
+
+    def submit_payment(self, request: PaymentRequest) -> Payment:
+        """Submit a payment."""
+        return Payment.from_dict(self._rpc("submit_payment", request.to_dict()))
+
+    def get_payment(self, id: str) -> Payment | None:
+        """The payment, or None."""
+        found = self._rpc("get_payment", {"id": id})
+        return None if found is None else Payment.from_dict(found)
+
+    def cancel_payment(self, payment_id: str) -> Payment:
+        """Cancel an unsettled payment."""
+        return Payment.from_dict(self._rpc("cancel_payment", {"payment_id": payment_id}))
+
+    def return_payment(self, payment_id: str, return_id: str) -> Payment:
+        """Return a settled payment on a non-final rail."""
+        payload = {"payment_id": payment_id, "return_id": return_id}
+        return Payment.from_dict(self._rpc("return_payment", payload))
+
+    def request_recall(self, recall_id: str, payment_id: str, reason: str) -> Recall:
+        """Send a recall request."""
+        payload = {"recall_id": recall_id, "payment_id": payment_id, "reason": reason}
+        return Recall.from_dict(self._rpc("request_recall", payload))
+
+    def get_recall(self, id: str) -> Recall | None:
+        """The recall, or None."""
+        found = self._rpc("get_recall", {"id": id})
+        return None if found is None else Recall.from_dict(found)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m reversa.simulators.ledger.http --port P [--host H]``."""
+    parser = argparse.ArgumentParser(description="Reversa mock ledger + FX venue over HTTP")
+    parser.add_argument("--port", type=int, default=8700)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    serve(args.port, args.host)
+
+
+if __name__ == "__main__":
+    main()
