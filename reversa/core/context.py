@@ -132,6 +132,7 @@ class PredicateContext:
         checkpoint: Name of the checkpoint rolled back to, or None for a full
             rollback.
         results: Results of steps that remain in effect.
+        checkpoint_state: Snapshot taken when the checkpoint step completed.
     """
 
     saga_id: str
@@ -143,6 +144,7 @@ class PredicateContext:
     results: Mapping[str, Any]
     services: Mapping[str, Any]
     clock: Clock
+    checkpoint_state: Mapping[str, Any] | None = None
 
 
 def idempotency_key(saga_id: str, step: str, phase: str) -> str:

@@ -39,6 +39,7 @@ class LiveStep:
     comp_attempts: int = 0
     result: Any = None
     comp_result: Any = None
+    state: Any = None
     error: str | None = None
     outcome: str | None = None
     started_at: float | None = None

@@ -396,9 +396,14 @@ class LedgerAPI(Protocol):
         ...
 
     def find_transfers(
-        self, *, prefix: str | None = None, corrects: str | None = None
+        self,
+        *,
+        prefix: str | None = None,
+        corrects: str | None = None,
+        pending_id: str | None = None,
     ) -> list[Transfer]:
-        """Transfers whose id starts with ``prefix`` and/or correcting ``corrects``."""
+        """Transfers by id ``prefix``, by the transfer they correct, or by the hold
+        they post or void (``pending_id``); filters combine."""
         ...
 
     def submit_payment(self, request: PaymentRequest) -> Payment:

@@ -25,7 +25,6 @@ from ..errors import (
     PermanentError,
     PreconditionFailed,
     ReversaError,
-    ReversaSignal,
 )
 from ..model import Retry
 
@@ -114,6 +113,8 @@ def retrying(policy: Retry, clock: Clock, deadline: float | None = None) -> Asyn
 
 
 def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, ReversaSignal):
+    # BaseExceptions (signals, SystemExit, KeyboardInterrupt, a dying process)
+    # are never retried: they must reach the engine, or end the process.
+    if not isinstance(exc, Exception):
         return False
     return classify(exc).retryable

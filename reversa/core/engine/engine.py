@@ -134,7 +134,12 @@ class Engine:
             raise LeaseLost(
                 f"saga {saga_id} is leased by {row['lease_owner']} until "
                 f"{row['lease_expires_at']:.3f}; wait for the lease to expire or stop that worker")
-        return load_live(self._rt, saga_id, claimed[0][1])
+        try:
+            return load_live(self._rt, saga_id, claimed[0][1])
+        except BaseException:
+            # This process cannot run the plan: hand the saga straight back.
+            self.store.release(saga_id, claimed[0][1])
+            raise
 
     async def _drive(self, live: LiveSaga, body: Any) -> SagaResult:
         self._hold(live)

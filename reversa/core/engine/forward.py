@@ -74,6 +74,9 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
                  attempt=st.attempts, error=failure.message, in_doubt=failure.in_doubt)
         return failure
     st.result = to_jsonable(result)
+    if spec.checkpoint:
+        # The state a later rollback-to-checkpoint must reproduce.
+        st.state = await rt.snapshot(live)
     st.move(StepStatus.COMPLETED)
     st.finished_at = rt.clock.now()
     st.outcome, st.error = "ok", None

@@ -33,6 +33,7 @@ def load_live(rt: Runtime, saga_id: str, token: int) -> LiveSaga:
             name=r["name"], position=r["position"], status=StepStatus(r["status"]),
             attempts=r["attempts"], comp_attempts=r["comp_attempts"],
             result=_load(r["result_json"]), comp_result=_load(r["comp_result_json"]),
+            state=_load(r["state_json"]),
             error=r["error"], outcome=r["outcome"], started_at=r["started_at"],
             finished_at=r["finished_at"], comp_started_at=r["comp_started_at"],
             comp_finished_at=r["comp_finished_at"],

@@ -104,16 +104,19 @@ class Runtime:
     ) -> Check:
         """Evaluate the consistency predicate (AG-384 4.3)."""
         saga = live.plan.saga
+        cp_state = live.steps[checkpoint].state if checkpoint is not None else None
         if saga.predicate is None:
-            ok = post == live.pre_state
-            diff = _diff(live.pre_state or {}, post or {})
-            return Check(ok, "state equals the pre-workflow snapshot" if ok else
-                         f"state differs from the pre-workflow snapshot at {sorted(diff)}",
+            baseline, what = ((cp_state, f"checkpoint {checkpoint!r}") if checkpoint else
+                              (live.pre_state, "pre-workflow"))
+            ok = post == baseline
+            diff = _diff(baseline or {}, post or {})
+            return Check(ok, f"state equals the {what} snapshot" if ok else
+                         f"state differs from the {what} snapshot at {sorted(diff)}",
                          {"diff": diff})
         ctx = PredicateContext(
             saga_id=live.id, workflow=saga.workflow, input=live.input, pre_state=live.pre_state,
             post_state=post, checkpoint=checkpoint, results=live.results(),
-            services=self.services, clock=self.clock,
+            services=self.services, clock=self.clock, checkpoint_state=cp_state,
         )
         value = await invoke(self.registry.get(HandlerKind.PREDICATE, saga.predicate), ctx, None)
         return as_check(value)

@@ -67,6 +67,7 @@ steps = Table(
     Column("comp_attempts", Integer, nullable=False, default=0),
     Column("result_json", Text),
     Column("comp_result_json", Text),
+    Column("state_json", Text),  # snapshot taken when a checkpoint step completed
     Column("error", Text),
     Column("outcome", String(64)),
     Column("started_at", Float),

@@ -218,7 +218,8 @@ class Store:
             conn.execute(_STEP_UPDATE, [
                 {"s": live.id, "n": s.name, "status": s.status.value, "attempts": s.attempts,
                  "comp_attempts": s.comp_attempts, "result_json": _dump(s.result),
-                 "comp_result_json": _dump(s.comp_result), "error": s.error,
+                 "comp_result_json": _dump(s.comp_result), "state_json": _dump(s.state),
+                 "error": s.error,
                  "outcome": s.outcome, "started_at": s.started_at,
                  "finished_at": s.finished_at, "comp_started_at": s.comp_started_at,
                  "comp_finished_at": s.comp_finished_at} for s in dirty])

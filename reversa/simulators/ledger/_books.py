@@ -87,13 +87,17 @@ class Books:
             return record
         return dataclasses.replace(record, state=self._state[id].value)
 
-    def find(self, prefix: str | None, corrects: str | None) -> list[Transfer]:
+    def find(
+        self, prefix: str | None, corrects: str | None, pending_id: str | None = None
+    ) -> list[Transfer]:
         out: list[Transfer] = []
         for tid in self.transfers:
             record = self.transfers[tid]
             if prefix is not None and not tid.startswith(prefix):
                 continue
             if corrects is not None and record.corrects != corrects:
+                continue
+            if pending_id is not None and record.pending_id != pending_id:
                 continue
             out.append(self.transfer(tid) or record)
         return out

@@ -206,11 +206,17 @@ class MockLedger:
         return self._call("get_transfer", {"id": id}, lambda: self._books.transfer(id))
 
     def find_transfers(
-        self, *, prefix: str | None = None, corrects: str | None = None
+        self,
+        *,
+        prefix: str | None = None,
+        corrects: str | None = None,
+        pending_id: str | None = None,
     ) -> list[Transfer]:
-        """Transfers by id prefix and/or the transfer they correct."""
-        req = {"prefix": prefix, "corrects": corrects}
-        return self._call("find_transfers", req, lambda: self._books.find(prefix, corrects))
+        """Transfers by id prefix, corrected transfer and/or resolved hold."""
+        req = {"prefix": prefix, "corrects": corrects, "pending_id": pending_id}
+        return self._call(
+            "find_transfers", req, lambda: self._books.find(prefix, corrects, pending_id)
+        )
 
     # -- LedgerAPI: payments and recalls ----------------------------------------------
     def submit_payment(self, request: PaymentRequest) -> Payment:

@@ -90,7 +90,7 @@ def _ledger_ops(ledger: LedgerAPI) -> dict[str, Callable[[Mapping[str, Any]], An
         "void_pending": lambda p: ledger.void_pending(p["id"], p["pending_id"]),
         "get_transfer": lambda p: ledger.get_transfer(p["id"]),
         "find_transfers": lambda p: ledger.find_transfers(
-            prefix=p.get("prefix"), corrects=p.get("corrects")
+            prefix=p.get("prefix"), corrects=p.get("corrects"), pending_id=p.get("pending_id")
         ),
         "submit_payment": lambda p: ledger.submit_payment(PaymentRequest.from_dict(p)),
         "get_payment": lambda p: ledger.get_payment(p["id"]),
@@ -340,10 +340,15 @@ class HttpLedgerClient:
         return None if found is None else Transfer.from_dict(found)
 
     def find_transfers(
-        self, *, prefix: str | None = None, corrects: str | None = None
+        self,
+        *,
+        prefix: str | None = None,
+        corrects: str | None = None,
+        pending_id: str | None = None,
     ) -> list[Transfer]:
-        """Transfers by id prefix and/or corrected transfer."""
-        found = self._rpc("find_transfers", {"prefix": prefix, "corrects": corrects})
+        """Transfers by id prefix, corrected transfer and/or resolved hold."""
+        payload = {"prefix": prefix, "corrects": corrects, "pending_id": pending_id}
+        found = self._rpc("find_transfers", payload)
         return [Transfer.from_dict(t) for t in found]
 
     def submit_payment(self, request: PaymentRequest) -> Payment:

@@ -1,0 +1,293 @@
+"""The robot cell as operations see it: guarded motion, sensors, tooling, a world model.
+
+Every motion goes through :meth:`RobotCell.move`, which enforces the safety
+model in this order:
+
+1. a latched safety stop refuses the motion (nothing moves until a human reset);
+2. the scene is read *now* from the cell's sensors, never remembered;
+3. a person inside the reach zone refuses the motion;
+4. the joint-space path, interpolated at the policy's resolution, must be inside
+   the joint limits and collision-free against the arm links, the held object
+   and every obstacle in that scene;
+5. while the arm moves, an e-stop or protective stop reported by the machine, or
+   a person entering the zone, trips the latch and cancels the goal at once; the
+   call then raises :class:`~reversa.core.errors.EmergencyStop`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from reversa.core.clock import Clock, SystemClock
+from reversa.core.context import Check
+from reversa.core.errors import (
+    EmergencyStop,
+    OutcomeUnknown,
+    PermanentError,
+    PreconditionFailed,
+)
+from reversa.safety import (
+    GripperState,
+    Joints,
+    PartStatus,
+    StopCategory,
+    StopLatch,
+    StopReset,
+    ToolingStatus,
+    ToolState,
+    joint_distance,
+    motion_duration,
+)
+
+from .collision import CollisionChecker, PathReport
+from .layout import CellLayout
+from .ports import ArmPort, CameraPort, ConveyorPort, SafetySensors, ToolingPort, ZoneStatus
+from .scene import PlanningScene
+
+__all__ = ["Belief", "RobotCell"]
+
+_AT_TOLERANCE = 1e-3  # rad: already at the goal, nothing to move
+
+
+@dataclass
+class Belief:
+    """The adapter's own world model, updated by every operation it runs.
+
+    The consistency predicate compares it with what the sensors report: a part
+    that slipped, was removed by hand or never arrived shows up as a mismatch.
+    """
+
+    parts: dict[str, str] = field(default_factory=dict)
+    boards: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"parts": dict(sorted(self.parts.items())),
+                "boards": dict(sorted(self.boards.items()))}
+
+
+class RobotCell:
+    """A robot cell: arm, safety sensors, tooling, camera and conveyor behind narrow ports.
+
+    Pass it to the engine as a service (``Engine(..., services={"robot": cell})``).
+
+    Args:
+        layout: The cell description (poses, stations, safe states, limits).
+        arm: Arm motion port.
+        sensors: Safety and world sensors.
+        tooling: Gripper and process tool.
+        camera: Inspection camera, if the workflow uses one.
+        conveyor: Board conveyor, if a forward recovery routes boards.
+        clock: Time source for stop records (the engine's clock).
+        production_speed: Joint speed (rad/s) of forward motions; recovery
+            motions use the policy's slower ``recovery_speed``.
+    """
+
+    def __init__(
+        self,
+        layout: CellLayout,
+        *,
+        arm: ArmPort,
+        sensors: SafetySensors,
+        tooling: ToolingPort,
+        camera: CameraPort | None = None,
+        conveyor: ConveyorPort | None = None,
+        clock: Clock | None = None,
+        production_speed: float = 1.0,
+    ) -> None:
+        self.layout = layout
+        self.policy = layout.policy
+        self.arm = arm
+        self.sensors = sensors
+        self.tooling = tooling
+        self.camera = camera
+        self.conveyor = conveyor
+        self.clock = clock or SystemClock()
+        self.production_speed = production_speed
+        self.latch = StopLatch(self.clock.now)
+        self.checker = CollisionChecker(layout.arm, layout.limits)
+        self.belief = Belief()
+        self.motions: list[dict[str, Any]] = []
+        self._motion_lock = threading.Lock()
+        self._moving = threading.Event()
+        sensors.on_stop(self._on_machine_stop)
+        sensors.on_zone(self._on_zone)
+
+    # -- safety events (transport threads) ----------------------------------------------
+    def _on_machine_stop(self, category: int, source: str, reason: str) -> None:
+        self.latch.trip(category, source, reason)
+
+    def _on_zone(self, status: ZoneStatus) -> None:
+        # A person entering while the arm moves is a protective stop; while the arm
+        # stands still, the next motion's zone check refuses to start instead.
+        if status.occupied and self._moving.is_set():
+            who = ",".join(status.persons) or "unknown"
+            self.latch.trip(StopCategory.CONTROLLED_HOLD, f"zone:{who}",
+                            f"person {who} entered the reach zone during motion")
+
+    def reset_stop(self, operator: str, note: str = "") -> StopReset:
+        """Acknowledge a human's reset of a safety stop at the machine.
+
+        Raises:
+            PreconditionFailed: The machine still reports the stop active or the
+                zone occupied.
+        """
+        released = not self.sensors.estop_active() and not self.sensors.zone().occupied
+        return self.latch.reset(operator, hardware_released=released, note=note)
+
+    # -- reading the cell now ---------------------------------------------------------
+    def joints(self) -> Joints:
+        """Joint positions now."""
+        return self.arm.joints()
+
+    def scene(self) -> PlanningScene:
+        """The planning scene now."""
+        return self.sensors.scene()
+
+    def tooling_status(self) -> ToolingStatus:
+        """Gripper and tool state now."""
+        raw = self.tooling.status()
+        holding = str(raw.get("holding") or "") or None
+        return ToolingStatus(GripperState(str(raw.get("gripper", "open"))), holding,
+                             ToolState(str(raw.get("tool", "off"))))
+
+    def part(self, part_id: str, scene: PlanningScene | None = None) -> PartStatus:
+        """A part's status now."""
+        return (scene or self.scene()).part(part_id)
+
+    def pose_name(self, q: Joints | None = None) -> str | None:
+        """The named pose the arm is at, if any."""
+        return self.layout.pose_name(q if q is not None else self.joints(), 0.02)
+
+    def sync_belief(self) -> None:
+        """Initialise the world model from the sensors (once, when the cell is set up)."""
+        scene = self.scene()
+        self.belief = Belief({p.part: p.location for p in scene.parts},
+                             {b.board: b.location for b in scene.boards})
+
+    # -- checks -------------------------------------------------------------------------
+    def check_zone(self, scene: PlanningScene | None = None) -> Check:
+        """The reach zone is clear (sensor report and scene persons)."""
+        zone = self.sensors.zone()
+        inside = [
+            p.id for p in (scene.persons if scene else ())
+            if (p.x**2 + p.y**2) ** 0.5 - p.radius < self.policy.reach_zone_radius
+        ]
+        if zone.occupied or inside:
+            who = ", ".join(sorted(set(zone.persons) | set(inside))) or "unknown"
+            return Check(False, f"person in the arm's reach zone ({who}): no motion allowed",
+                         {"persons": who})
+        return Check(True, "reach zone clear")
+
+    def check_motion(
+        self, start: Joints, goal: Joints, *, scene: PlanningScene | None = None,
+        label: str = "motion",
+    ) -> Check:
+        """Whether the arm may move from ``start`` to ``goal`` in the scene read now."""
+        if self.latch.tripped:
+            signal = self.latch.signal()
+            return Check(False, f"{label}: {signal.message if signal else 'stop latched'}")
+        scene = scene or self.scene()
+        zone = self.check_zone(scene)
+        if not zone.ok:
+            return Check(False, f"{label}: {zone.reason}", dict(zone.detail))
+        return self.path(start, goal, scene).as_check(label)
+
+    def path(self, start: Joints, goal: Joints, scene: PlanningScene) -> PathReport:
+        """Check the path ``start -> goal`` at the policy's resolution."""
+        return self.checker.check_path(start, goal, scene, self.policy.path_resolution)
+
+    # -- acting -------------------------------------------------------------------------
+    def move(
+        self,
+        goal: Joints,
+        *,
+        speed: float,
+        label: str,
+        deadline: float | None = None,
+    ) -> dict[str, Any]:
+        """Move to ``goal`` along a checked joint-space path.
+
+        Returns:
+            ``{"from", "to", "moved", "waypoints", "resolution_rad", "speed"}``.
+
+        Raises:
+            EmergencyStop: A safety stop is latched, or happened during the motion.
+            PreconditionFailed: The zone is occupied or the path is not safe now.
+            PermanentError: The controller refused the goal (the arm did not move).
+            OutcomeUnknown: The motion did not finish or report in time; where
+                the arm stopped is for the next call to read.
+        """
+        with self._motion_lock:
+            self.latch.raise_if_tripped()
+            start = self.joints()
+            record: dict[str, Any] = {"label": label, "from": list(start), "to": list(goal),
+                                      "speed": speed}
+            if joint_distance(start, goal) <= _AT_TOLERANCE:
+                return {**record, "moved": False, "waypoints": 0,
+                        "resolution_rad": self.policy.path_resolution}
+            scene = self.scene()
+            zone = self.check_zone(scene)
+            if not zone.ok:
+                raise PreconditionFailed(f"{label}: {zone.reason}", details=dict(zone.detail))
+            report = self.path(start, goal, scene)
+            if not report.ok:
+                raise PreconditionFailed(f"{label}: {report.reason}", details=report.detail())
+            speed = self.layout.limits.speed_for(speed)
+            times = motion_duration(report.path, speed)
+            timeout = times[-1] + self.policy.motion_timeout_s
+            if deadline is not None:
+                timeout = max(0.1, min(timeout, deadline - self.clock.now()))
+            self._moving.set()
+            try:
+                outcome = self.arm.execute(list(report.path[1:]), times[1:], timeout=timeout,
+                                           abort=lambda: self.latch.tripped)
+            finally:
+                self._moving.clear()
+            record.update(outcome=outcome.status, message=outcome.message,
+                          waypoints=report.waypoints, resolution_rad=report.resolution,
+                          speed=speed)
+            self.motions.append(record)
+            if outcome.status == "aborted" and self.sensors.estop_active() \
+                    and not self.latch.tripped:
+                self.latch.trip(StopCategory.CONTROLLED_HOLD, "controller",
+                                f"{label}: controller aborted the motion: {outcome.message}")
+            self.latch.raise_if_tripped()
+            if outcome.ok:
+                return {**record, "moved": True}
+            if outcome.status == "rejected":
+                raise PermanentError(f"{label}: the controller refused the goal: "
+                                     f"{outcome.message}", details=record)
+            raise OutcomeUnknown(
+                f"{label}: motion {outcome.status} ({outcome.message}); the arm stopped "
+                "somewhere on the checked path", details=record)
+
+    def actuate(self, command: str, key: str, **args: Any) -> dict[str, Any]:
+        """Run a tooling command unless a safety stop is latched.
+
+        ``tool_off`` always runs: switching a tool off is safe in every state.
+        """
+        if command != "tool_off":
+            self.latch.raise_if_tripped()
+        handler = {
+            "grip": self.tooling.grip,
+            "release": self.tooling.release,
+            "tool_off": self.tooling.tool_off,
+        }.get(command)
+        if command == "dispense":
+            return self.tooling.dispense(key, float(args.get("volume_ul", 5.0)))
+        if handler is None:
+            raise PermanentError(f"unknown tooling command {command!r}")
+        return handler(key)
+
+    def require(self, what: str, port: Any) -> Any:
+        """Return an optional port or explain that the cell lacks it."""
+        if port is None:
+            raise PermanentError(f"this RobotCell has no {what}; pass {what}= to RobotCell")
+        return port
+
+    def signal(self) -> EmergencyStop | None:
+        """The latched stop as a signal, if any."""
+        return self.latch.signal()

@@ -1,0 +1,173 @@
+"""An MEV searcher that sandwiches router swaps it sees in anvil's public mempool.
+
+It polls ``txpool_content`` (the public mempool), decodes every pending
+``swap_exact_in`` on the router, and computes the largest front-run that
+still lets the victim's swap meet its minimum output: it buys the victim's
+output token first (higher tip, so it is ordered before the victim), and
+sells it back right after (lower tip, next nonce). The victim receives
+exactly its minimum; the difference is the searcher's profit. A transaction
+sent through the private relay never shows up in the pool, so there is
+nothing to sandwich.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["MevSearcher", "Sandwich"]
+
+FEE_BPS = 30
+
+
+def amount_out(amount_in: int, reserve_in: int, reserve_out: int) -> int:
+    """The pool's constant-product output with its 0.3% fee (mirrors Pool.vy)."""
+    if amount_in <= 0 or reserve_in <= 0 or reserve_out <= 0:
+        return 0
+    with_fee = amount_in * (10_000 - FEE_BPS)
+    return with_fee * reserve_out // (reserve_in * 10_000 + with_fee)
+
+
+@dataclass
+class Sandwich:
+    """One attack: the victim and the searcher's two transactions."""
+
+    victim: str
+    front_run: str
+    back_run: str
+    front_in: int
+    victim_min_out: int
+
+
+class MevSearcher:
+    """Watches anvil's mempool from a thread and sandwiches swaps on ``world``'s router.
+
+    Args:
+        node: The :class:`~reversa.simulators.evm.AnvilNode` (interval mining).
+        world: The deployed :class:`~reversa.simulators.evm.DefiWorld`.
+        account: An unlocked dev account with tokens and ether to attack with.
+        poll_s: Mempool polling period (wall-clock: the searcher races real blocks).
+    """
+
+    def __init__(self, node: Any, world: Any, account: str, *, poll_s: float = 0.01) -> None:
+        self.node = node
+        self.world = world
+        self.account = account
+        self.poll_s = poll_s
+        self.sandwiches: list[Sandwich] = []
+        self.observed: list[str] = []
+        self._seen: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._router = world.router
+        from eth_utils.crypto import keccak
+
+        self._selector = keccak(text="swap_exact_in(address,address,uint256,uint256,uint256)")[:4]
+
+    def prepare(self) -> None:
+        """Approve the router for every token (once, before the race starts)."""
+        for token in self.world.tokens.values():
+            self.node.transact(token.functions.approve(self._router.address, 2**255),
+                               self.account)
+
+    def start(self) -> MevSearcher:
+        """Start watching."""
+        self._thread = threading.Thread(target=self._run, daemon=True, name="mev-searcher")
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> MevSearcher:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_s):
+            try:
+                pending = self.node.rpc("txpool_content").get("pending", {})
+            except Exception:  # noqa: S112 - a missed poll is retried on the next tick
+                continue
+            for sender, by_nonce in pending.items():
+                if sender.lower() == self.account.lower():
+                    continue
+                for tx in by_nonce.values():
+                    self._consider(tx)
+
+    def _consider(self, tx: dict[str, Any]) -> None:
+        tx_hash = str(tx.get("hash"))
+        if tx_hash in self._seen:
+            return
+        self._seen.add(tx_hash)
+        self.observed.append(tx_hash)
+        data = bytes.fromhex(str(tx.get("input", "0x")).removeprefix("0x"))
+        to = str(tx.get("to") or "")
+        if to.lower() != self._router.address.lower() or data[:4] != self._selector:
+            return
+        from eth_abi.abi import decode
+
+        pool, token_in, amount_in, min_out, deadline = decode(
+            ["address", "address", "uint256", "uint256", "uint256"], data[4:])
+        # A failed attack (budget, race with the block) is simply not recorded.
+        with contextlib.suppress(Exception):
+            self._sandwich(tx, tx_hash, pool, token_in, int(amount_in), int(min_out),
+                           int(deadline))
+
+    def _sandwich(self, tx: dict[str, Any], tx_hash: str, pool: str, token_in: str,
+                  amount_in: int, min_out: int, deadline: int) -> None:
+        w3 = self.node.w3
+        contract = self.world.pool1 if pool.lower() == self.world.pool1.address.lower() \
+            else self.world.pool2
+        token0 = contract.functions.token0().call()
+        r0, r1 = contract.functions.reserve0().call(), contract.functions.reserve1().call()
+        r_in, r_out = (r0, r1) if token0.lower() == token_in.lower() else (r1, r0)
+        token_out = contract.functions.token1().call() if token0.lower() == token_in.lower() \
+            else token0
+        budget = self.world.tokens[self.world.symbol_of(token_in)].functions.balanceOf(
+            self.account).call()
+        front = self._best_front_run(amount_in, min_out, r_in, r_out, int(budget))
+        if front <= amount_in // 1000:
+            return  # nothing worth taking: the victim's bound is tight
+        bought = amount_out(front, r_in, r_out)
+        victim_tip = int(str(tx.get("maxPriorityFeePerGas") or tx.get("gasPrice") or "0x0"), 0)
+        max_fee = int(w3.eth.get_block("latest")["baseFeePerGas"]) * 3 + victim_tip * 3 + 10**9
+        nonce = w3.eth.get_transaction_count(self.account, "pending")
+        front_hash = self._router.functions.swap_exact_in(
+            pool, token_in, front, 0, deadline).transact({
+                "from": self.account, "nonce": nonce, "gas": 300_000,
+                "maxFeePerGas": max_fee, "maxPriorityFeePerGas": victim_tip * 2 + 10**9})
+        back_hash = self._router.functions.swap_exact_in(
+            pool, token_out, bought, 0, deadline).transact({
+                "from": self.account, "nonce": nonce + 1, "gas": 300_000,
+                "maxFeePerGas": max_fee, "maxPriorityFeePerGas": max(victim_tip // 2, 1)})
+        self.sandwiches.append(Sandwich(tx_hash, "0x" + bytes(front_hash).hex(),
+                                        "0x" + bytes(back_hash).hex(), front, min_out))
+
+    @staticmethod
+    def _best_front_run(amount_in: int, min_out: int, r_in: int, r_out: int,
+                        budget: int) -> int:
+        """Largest front-run (binary search) after which the victim still gets ``min_out``."""
+        def victim_gets(front: int) -> int:
+            bought = amount_out(front, r_in, r_out)
+            return amount_out(amount_in, r_in + front, r_out - bought)
+
+        if victim_gets(0) < min_out:
+            return 0
+        low, high = 0, budget
+        for _ in range(128):
+            if high - low <= 1:
+                break
+            mid = (low + high) // 2
+            if victim_gets(mid) >= min_out:
+                low = mid
+            else:
+                high = mid
+        return low
