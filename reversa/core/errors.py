@@ -20,7 +20,8 @@ One root, with retryability carried on the error itself (as Temporal's
 
     BaseException
     └── ReversaSignal                 must never be swallowed by user code
-        └── EmergencyStop             a safety stop: halt everything, escalate
+        ├── EmergencyStop             a safety stop: halt everything, escalate
+        └── StoreAbort                the store failed mid-run: stop, leave it in doubt
 
 Adapters translate vendor errors into the most specific class here at their
 boundary, so the engine decides retries and in-doubt handling from the type.
@@ -45,6 +46,7 @@ __all__ = [
     "ReversaSignal",
     "SchemaError",
     "StepError",
+    "StoreAbort",
     "StoreError",
     "TransientError",
 ]
@@ -167,6 +169,19 @@ class AuditError(ReversaError):
 
 class ReversaSignal(BaseException):
     """Signals user code must not swallow: they derive from BaseException."""
+
+
+class StoreAbort(ReversaSignal):
+    """Carries a store failure out of handler error handling untouched.
+
+    A database error while recording intent or outcome is not a failure of the
+    step: it must stop the run (the durable record stays as it was, and a
+    worker recovers the saga) instead of triggering retries or a rollback.
+    """
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class EmergencyStop(ReversaSignal):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 from reversa.core.context import Check
 
@@ -101,6 +102,6 @@ def motion_duration(path: Sequence[Sequence[float]], speed: float) -> list[float
     if speed <= 0:
         raise ValueError(f"joint speed must be positive, got {speed}")
     times = [0.0]
-    for prev, nxt in zip(path, path[1:], strict=False):
+    for prev, nxt in pairwise(path):
         times.append(times[-1] + joint_distance(prev, nxt) / speed)
     return times

@@ -171,9 +171,16 @@ def _dh(theta: float, joint: DHJoint) -> Mat4:
 
 
 def _mul(a: Mat4, b: Mat4) -> Mat4:
-    return tuple(
-        tuple(sum(a[i][k] * b[k][j] for k in range(4)) for j in range(4)) for i in range(4)
-    )  # type: ignore[return-value]
+    rows = []
+    for i in range(4):
+        r = a[i]
+        rows.append((
+            r[0] * b[0][0] + r[1] * b[1][0] + r[2] * b[2][0] + r[3] * b[3][0],
+            r[0] * b[0][1] + r[1] * b[1][1] + r[2] * b[2][1] + r[3] * b[3][1],
+            r[0] * b[0][2] + r[1] * b[1][2] + r[2] * b[2][2] + r[3] * b[3][2],
+            r[0] * b[0][3] + r[1] * b[1][3] + r[2] * b[2][3] + r[3] * b[3][3],
+        ))
+    return tuple(rows)
 
 
 def _origin(m: Mat4) -> Vec3:

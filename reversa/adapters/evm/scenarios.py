@@ -21,7 +21,8 @@ def scenario_c(
     *,
     amount_a: int,
     max_loss_bps: int = 100,
-    max_slippage_bps: int = 100,
+    max_slippage_bps: int = 200,
+    approve_amount: int | str = "max",
     gas_budget: int = 2_000_000,
     eth_tolerance_wei: int = 10**17,
     workflow: str = "defi-swap-c",
@@ -42,6 +43,9 @@ def scenario_c(
         amount_a: Token A to put in, base units (18 decimals).
         max_loss_bps: Maximum acceptable rollback loss per swap reversal.
         max_slippage_bps: Forward slippage bound per swap.
+        approve_amount: Allowance granted to the router in step 1 (``"max"``,
+            as agents commonly do: exactly what makes an unrevoked approval
+            dangerous).
         gas_budget: Ceiling on the summed gas of the compensations.
         eth_tolerance_wei: Ether the predicate tolerates being spent on gas.
         workflow: Workflow name.
@@ -55,7 +59,7 @@ def scenario_c(
                    "max_loss_bps": max_loss_bps}
     steps = [
         registry.step("approve_a", handlers.approve, compensation_kind=CompensationKind.SEMANTIC,
-                      params={"token": a["TKA"], "spender": router, "amount": amount_a,
+                      params={"token": a["TKA"], "spender": router, "amount": approve_amount,
                               "zero_first": True}),
         registry.step("swap_ab", handlers.swap, reversibility=Reversibility.PARTIAL,
                       params={**swap_common, "pool": a["pool1"], "token_in": a["TKA"],
@@ -76,7 +80,8 @@ def scenario_c(
         max_rollback_cost={"TKA": bound, "TKB": bound, "gas": float(gas_budget)},
         rollback_window_s=900,
     )
-    tolerance = {"TKA": amount_a * max_loss_bps // 10_000, "ETH": eth_tolerance_wei}
+    # Both reversals may lose up to the bound; the A balance tolerates their sum.
+    tolerance = {"TKA": 2 * amount_a * max_loss_bps // 10_000, "ETH": eth_tolerance_wei}
     spec = watch({k: a[k] for k in ("TKA", "TKB", "TKC")}, [router, a["vault"]],
                  vaults=[a["vault"]], tolerance=tolerance)
     return saga, {"evm": spec}

@@ -47,10 +47,13 @@ class LocalSigner:
         try:
             account = Account.from_key(private_key)
         except Exception:
-            # Deliberately not chained: the vendor exception may quote the input.
+            account = None
+        if account is None:
+            # Raised outside the except block so the vendor exception, which may
+            # quote the input, is not even kept as __context__.
             raise ConfigError(
                 "LocalSigner: the private key is malformed (expected 32 bytes or 64 hex digits)"
-            ) from None
+            )
         self._account = account
         self.address: str = str(account.address)
 
@@ -67,13 +70,15 @@ class LocalSigner:
         Raises:
             PermanentError: The transaction dict cannot be signed.
         """
+        failure = ""
         try:
             signed = self._account.sign_transaction(tx)
         except Exception as exc:
+            failure = type(exc).__name__
+        if failure:
             raise PermanentError(
-                f"could not sign transaction for {self.address}: {type(exc).__name__}",
-                code="sign_failed",
-            ) from None
+                f"could not sign transaction for {self.address}: {failure}", code="sign_failed"
+            )
         return SignedTx(raw=bytes(signed.raw_transaction), hash="0x" + bytes(signed.hash).hex())
 
     def __repr__(self) -> str:

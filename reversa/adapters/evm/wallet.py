@@ -214,8 +214,9 @@ class EvmWallet:
         """
         record = self.journal.get(key)
         if record is None or record.rejected:
+            routes = self._routes(kind, rollback)  # refuse before a nonce is taken
             record = self._sign(key, kind, to, data)
-            self._submit(record, rollback)
+            record = self._submit(record, routes)
         else:
             log.info("evm: re-evaluating %s %s (nonce %d) under %s", kind, record.hash,
                      record.nonce, key)
@@ -256,8 +257,7 @@ class EvmWallet:
             )
         return routes
 
-    def _submit(self, record: TxRecord, rollback: bool) -> TxRecord:
-        routes = self._routes(record.kind, rollback)
+    def _submit(self, record: TxRecord, routes: list[Submitter]) -> TxRecord:
         raw = bytes.fromhex(record.raw)
         last: StepError | None = None
         for index, route in enumerate(routes):
@@ -288,6 +288,8 @@ class EvmWallet:
                      route.route)
             return sent
         assert last is not None
+        # Every route refused it outright: it is nowhere, so its nonce is free.
+        self._reject(record)
         raise last
 
     def _reject(self, record: TxRecord) -> None:
@@ -388,7 +390,12 @@ class EvmWallet:
         status = self.status(record)
         if status.state is TxState.REPLACED:
             cancel = self.journal.get(key + "/cancel")
-            return Settled(False, "cancelled" if cancel else "replaced")
+            if cancel is None or cancel.rejected:
+                return Settled(False, "replaced")
+            # The nonce is taken, but only a confirmed cancellation makes that final.
+            confirmed = await self.wait(cancel, clock, rollback=True, deadline=deadline)
+            return Settled(False, "cancelled", None,
+                           confirmed.summary() | {"won": True, "replaced": record.hash})
         if status.state in (TxState.PENDING, TxState.DROPPED):
             return await self._cancel(record, clock, deadline)
         try:
@@ -406,9 +413,10 @@ class EvmWallet:
             now_fee, now_tip = self.fee_quote()
             tip = max(_bumped(record.tip, bump), _bumped(floor_tip, bump), now_tip)
             max_fee = max(_bumped(record.max_fee, bump), _bumped(floor_fee, bump), now_fee, tip)
+            routes = self._routes("cancel", rollback=True)
             cancel = self._sign(key, "cancel", self.address, "0x", nonce=record.nonce,
                                 fees=(max_fee, tip), gas=21_000, replaces=record.hash)
-            cancel = self._submit(cancel, rollback=True)
+            cancel = self._submit(cancel, routes)
             log.info("evm: cancelling %s with same-nonce replacement %s", record.hash,
                      cancel.hash)
         limit = clock.now() + self.network.confirm_timeout_s

@@ -8,12 +8,14 @@ amounts in base), walks the depth for the amount, and uses ccxt's own
 ``calculate_fee`` with the market's taker rate. The shortfall against the
 original amount splits into:
 
-- **rate move**: the mid moved since the conversion captured its rate;
+- **entry cost**: what the original conversion itself paid against the mid of
+  its time (its own spread, slippage and fee);
+- **rate move**: how far the mid moved since the conversion;
 - **spread**: crossing from the mid to the best price on our side;
 - **slippage**: walking past the best level because the amount is larger;
 - **fees**: the venue's taker fee.
 
-``rate_move + spread + slippage + fees == original - expected_back`` (each is
+``entry_cost + rate_move + spread + slippage + fees == original - expected_back`` (each is
 rounded to the cent, so the sum may differ from the cost by a cent or two).
 """
 
@@ -150,6 +152,8 @@ class ReversalEstimate:
     levels: int
     exhausted: bool
     fee_rate: float
+    mid_at_conversion: float | None
+    entry_cost: float
     rate_move: float
     spread: float
     slippage: float
@@ -173,16 +177,19 @@ def estimate_reversal(
     original_currency: str,
     original_amount: float,
     captured_rate: float,
+    mid_at_conversion: float | None = None,
 ) -> ReversalEstimate:
     """Estimate converting ``hold_amount`` of ``hold_currency`` back, from the live book.
 
     Args:
-        exchange: A ccxt exchange (any: real or :class:`~reversa.simulators.fx_exchange.SimFxExchange`).
+        exchange: Any ccxt exchange (a real one, or the simulator's ``SimFxExchange``).
         hold_currency: What the conversion bought (and we now hold).
         hold_amount: How much of it to convert back (major units).
         original_currency: What the conversion sold (what we want back).
         original_amount: How much it sold (major units).
         captured_rate: ``hold / original`` at the time of the conversion.
+        mid_at_conversion: The venue's mid when converting, if recorded; without
+            it the entry cost is reported inside the rate move.
     """
     markets = exchange.load_markets()
     symbol, side = conversion_side(markets, hold_currency, original_currency)
@@ -197,6 +204,7 @@ def estimate_reversal(
             return 0.0
         return hold_amount * price if side == "sell" else hold_amount / price
 
+    then = mid_at_conversion or _price_for(side, hold_amount, original_amount)
     fee_info = exchange.calculate_fee(symbol, "market", side, _fee_amount(side, walk), walk.vwap)
     fee = float(fee_info.get("cost") or 0.0)
     if fee_info.get("currency") == hold_currency:
@@ -207,14 +215,22 @@ def estimate_reversal(
         symbol=symbol, side=side, currency=original_currency, original=original_amount,
         give_currency=hold_currency, give_amount=hold_amount, captured_rate=captured_rate,
         mid=mid, best=walk.best, vwap=walk.vwap, levels=walk.levels, exhausted=walk.exhausted,
-        fee_rate=float(fee_info.get("rate") or 0.0),
-        rate_move=round(original_amount - value(mid), 2),
+        fee_rate=float(fee_info.get("rate") or 0.0), mid_at_conversion=mid_at_conversion,
+        entry_cost=round(original_amount - value(then), 2),
+        rate_move=round(value(then) - value(mid), 2),
         spread=round(value(mid) - value(walk.best), 2),
         slippage=round(value(walk.best) - walk.received, 2),
         fees=round(fee, 2), expected_back=round(expected, 2), cost=round(cost, 2),
         cost_bps=round(cost / original_amount * 10_000, 3) if original_amount else 0.0,
         book_timestamp=book.get("timestamp"), book_nonce=book.get("nonce"),
     )
+
+
+def _price_for(side: str, hold_amount: float, original_amount: float) -> float:
+    # The price at which hold_amount is worth exactly original_amount.
+    if hold_amount <= 0 or original_amount <= 0:
+        return 0.0
+    return original_amount / hold_amount if side == "sell" else hold_amount / original_amount
 
 
 def _fee_amount(side: str, walk: BookWalk) -> float:

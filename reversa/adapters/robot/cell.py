@@ -108,12 +108,13 @@ class RobotCell:
         self.production_speed = production_speed
         self.latch = StopLatch(self.clock.now)
         self.checker = CollisionChecker(layout.arm, layout.limits)
-        self.belief = Belief()
+        self._beliefs: dict[str, Belief] = {}
+        self._belief_lock = threading.Lock()
         self.motions: list[dict[str, Any]] = []
         self._motion_lock = threading.Lock()
         self._moving = threading.Event()
-        sensors.on_stop(self._on_machine_stop)
-        sensors.on_zone(self._on_zone)
+        self._unsubscribe = [sensors.on_stop(self._on_machine_stop),
+                             sensors.on_zone(self._on_zone)]
 
     # -- safety events (transport threads) ----------------------------------------------
     def _on_machine_stop(self, category: int, source: str, reason: str) -> None:
@@ -126,6 +127,22 @@ class RobotCell:
             who = ",".join(status.persons) or "unknown"
             self.latch.trip(StopCategory.CONTROLLED_HOLD, f"zone:{who}",
                             f"person {who} entered the reach zone during motion")
+
+    def detach(self) -> None:
+        """Stop listening to the sensors (the ports stay open for another cell)."""
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe = []
+
+    def close(self) -> None:
+        """Detach, then close every port that can be closed (each once)."""
+        self.detach()
+        seen: set[int] = set()
+        for port in (self.arm, self.sensors, self.tooling, self.camera, self.conveyor):
+            closer = getattr(port, "close", None)
+            if port is not None and id(port) not in seen and callable(closer):
+                seen.add(id(port))
+                closer()
 
     def reset_stop(self, operator: str, note: str = "") -> StopReset:
         """Acknowledge a human's reset of a safety stop at the machine.
@@ -161,11 +178,21 @@ class RobotCell:
         """The named pose the arm is at, if any."""
         return self.layout.pose_name(q if q is not None else self.joints(), 0.02)
 
-    def sync_belief(self) -> None:
-        """Initialise the world model from the sensors (once, when the cell is set up)."""
+    def belief(self, saga_id: str) -> Belief:
+        """The world model of one saga, initialised from the sensors on first use.
+
+        The first use is the pre-workflow snapshot, so every later divergence
+        between what the saga did and what the sensors report is visible.
+        """
+        with self._belief_lock:
+            known = self._beliefs.get(saga_id)
+        if known is not None:
+            return known
         scene = self.scene()
-        self.belief = Belief({p.part: p.location for p in scene.parts},
-                             {b.board: b.location for b in scene.boards})
+        fresh = Belief({p.part: p.location for p in scene.parts},
+                       {b.board: b.location for b in scene.boards})
+        with self._belief_lock:
+            return self._beliefs.setdefault(saga_id, fresh)
 
     # -- checks -------------------------------------------------------------------------
     def check_zone(self, scene: PlanningScene | None = None) -> Check:
@@ -206,9 +233,16 @@ class RobotCell:
         *,
         speed: float,
         label: str,
-        deadline: float | None = None,
+        budget_s: float | None = None,
     ) -> dict[str, Any]:
         """Move to ``goal`` along a checked joint-space path.
+
+        Args:
+            goal: Target joints.
+            speed: Joint speed limit (rad/s), clamped to the joints' limits.
+            label: What this motion is for (reports and errors).
+            budget_s: Seconds left before the caller's deadline; the motion is
+                cancelled rather than allowed to outlive it.
 
         Returns:
             ``{"from", "to", "moved", "waypoints", "resolution_rad", "speed"}``.
@@ -238,8 +272,8 @@ class RobotCell:
             speed = self.layout.limits.speed_for(speed)
             times = motion_duration(report.path, speed)
             timeout = times[-1] + self.policy.motion_timeout_s
-            if deadline is not None:
-                timeout = max(0.1, min(timeout, deadline - self.clock.now()))
+            if budget_s is not None:
+                timeout = max(0.1, min(timeout, budget_s))
             self._moving.set()
             try:
                 outcome = self.arm.execute(list(report.path[1:]), times[1:], timeout=timeout,
@@ -250,8 +284,7 @@ class RobotCell:
                           waypoints=report.waypoints, resolution_rad=report.resolution,
                           speed=speed)
             self.motions.append(record)
-            if outcome.status == "aborted" and self.sensors.estop_active() \
-                    and not self.latch.tripped:
+            if not outcome.ok and self.sensors.estop_active() and not self.latch.tripped:
                 self.latch.trip(StopCategory.CONTROLLED_HOLD, "controller",
                                 f"{label}: controller aborted the motion: {outcome.message}")
             self.latch.raise_if_tripped()

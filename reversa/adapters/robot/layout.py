@@ -79,7 +79,8 @@ class CellLayout:
         try:
             return self.poses[name]
         except KeyError:
-            raise KeyError(f"unknown pose {name!r}; known: {', '.join(sorted(self.poses))}") from None
+            known = ", ".join(sorted(self.poses))
+            raise KeyError(f"unknown pose {name!r}; known: {known}") from None
 
     def pose_name(self, q: Joints, tolerance: float = 0.01) -> str | None:
         """The name of the named pose ``q`` is at, if any."""

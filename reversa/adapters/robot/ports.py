@@ -103,12 +103,13 @@ class SafetySensors(Protocol):
         """Whether the machine reports a safety stop active right now."""
         ...
 
-    def on_stop(self, listener: StopListener) -> None:
-        """Call ``listener`` when the machine reports a safety stop."""
+    def on_stop(self, listener: StopListener) -> Callable[[], None]:
+        """Call ``listener`` when the machine reports a safety stop (also at once if
+        one is active); returns a function that removes the listener."""
         ...
 
-    def on_zone(self, listener: Callable[[ZoneStatus], None]) -> None:
-        """Call ``listener`` on every zone report."""
+    def on_zone(self, listener: Callable[[ZoneStatus], None]) -> Callable[[], None]:
+        """Call ``listener`` on every zone report; returns a function removing it."""
         ...
 
 

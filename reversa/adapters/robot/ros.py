@@ -50,6 +50,7 @@ UR_JOINTS = (
 )
 _GOAL_STATUS = {4: "succeeded", 5: "canceled", 6: "aborted"}
 _POLL_S = 0.01  # how often a waiting motion re-checks its abort condition
+_CANCEL_WAIT_S = 1.0  # how long a cancelled goal may take to report its end
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,10 @@ class RosLink:
         try:
             self._ros.run(connect_timeout)
         except roslibpy.core.RosTimeoutError as exc:
+            # Without this the reconnecting factory would keep dialling forever.
+            stop_trying = getattr(self._ros.factory, "stopTrying", None)
+            if callable(stop_trying):
+                stop_trying()
             self._ros.close()
             raise TransientError(f"cannot reach rosbridge at {self.url} within "
                                  f"{connect_timeout:g}s; is rosbridge_server running?") from exc
@@ -214,19 +219,29 @@ class RosLink:
         with self._lock:
             return dict(self._estop)
 
-    def on_stop(self, listener: StopListener) -> None:
-        """Call ``listener(category, source, reason)`` when a stop becomes active."""
+    def on_stop(self, listener: StopListener) -> Callable[[], None]:
+        """Call ``listener(category, source, reason)`` when a stop becomes active.
+
+        A stop already active is reported at once. Returns the unsubscribe function.
+        """
         with self._lock:
             self._stop_listeners.append(listener)
             active = dict(self._estop) if self._estop.get("active") else None
         if active is not None:
             listener(int(active.get("category", 0)), str(active.get("source", "estop")),
                      str(active.get("reason", "safety stop")))
+        return lambda: self._remove(self._stop_listeners, listener)
 
-    def on_zone(self, listener: Callable[[ZoneStatus], None]) -> None:
-        """Call ``listener`` on every zone report."""
+    def on_zone(self, listener: Callable[[ZoneStatus], None]) -> Callable[[], None]:
+        """Call ``listener`` on every zone report; returns the unsubscribe function."""
         with self._lock:
             self._zone_listeners.append(listener)
+        return lambda: self._remove(self._zone_listeners, listener)
+
+    def _remove(self, listeners: list[Any], listener: Any) -> None:
+        with self._lock:
+            if listener in listeners:
+                listeners.remove(listener)
 
     def request_stop(self, category: int, source: str, reason: str) -> None:
         """Ask the safety controller for a stop (a software stop request)."""
@@ -246,7 +261,7 @@ class RosLink:
         self._require_connection()
         points = [
             {"positions": list(q), "velocities": [], "accelerations": [],
-             "time_from_start": {"sec": int(t), "nanosec": int(round((t % 1) * 1e9))}}
+             "time_from_start": {"sec": int(t), "nanosec": round((t % 1) * 1e9)}}
             for q, t in zip(path, times, strict=True)
         ]
         goal = {"trajectory": {"joint_names": list(self.names.joint_names), "points": points}}
@@ -273,7 +288,7 @@ class RosLink:
     def _cancel(self, goal_id: Any, done: threading.Event, box: dict[str, Any],
                 why: str) -> MotionOutcome:
         self._action.cancel_goal(goal_id)
-        done.wait(self.call_timeout)
+        done.wait(min(self.call_timeout, _CANCEL_WAIT_S))
         if "result" not in box and "error" not in box:
             return MotionOutcome(why, -1, f"no result from the controller after cancel ({why})")
         outcome = _outcome(box)

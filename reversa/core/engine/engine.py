@@ -12,7 +12,14 @@ from typing import Any, TypeVar
 
 from ..canonical import to_jsonable
 from ..clock import Clock, SystemClock
-from ..errors import ConfigError, EmergencyStop, LeaseLost, NotFound, ReversaError
+from ..errors import (
+    ConfigError,
+    EmergencyStop,
+    LeaseLost,
+    NotFound,
+    ReversaError,
+    StoreAbort,
+)
 from ..live import LiveSaga, LiveStep
 from ..plan import validate
 from ..registry import Registry
@@ -147,9 +154,12 @@ class Engine:
             await body()
         except EmergencyStop as stop:
             await self._emergency(live, stop)
-        except LeaseLost:
-            self._rt.held.pop(live.id, None)
-            raise
+        except StoreAbort as abort:
+            # Nothing more can be recorded: leave the saga as the store has it
+            # (visibly in doubt) for a worker to recover, and report the cause.
+            with self._lock:
+                self._rt.held.pop(live.id, None)
+            raise abort.error from None
         finally:
             if live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED:
                 self._release(live)

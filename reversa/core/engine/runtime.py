@@ -9,6 +9,7 @@ from typing import Any
 from ..canonical import to_jsonable
 from ..clock import Clock
 from ..context import Check, PredicateContext, SnapshotContext, StepContext
+from ..errors import StoreAbort, StoreError
 from ..live import LiveSaga
 from ..model import Step
 from ..registry import HandlerKind, Registry
@@ -43,14 +44,17 @@ class Runtime:
         now = self.clock.now()
         live.lease_expires_at = now + self.lease_s
         live.updated_at = now
-        if not live.created:
-            # The plan, its hash, the pre-state and step 1's intent share the
-            # first commit: the plan is durable before step 1 can run.
-            self.store.create(live, live.app)
-            live.created = True
-            if escalation is None and rollback is None:
-                return None
-        return self.store.flush(live, now, escalation=escalation, rollback=rollback)
+        try:
+            if not live.created:
+                # The plan, its hash, the pre-state and step 1's intent share the
+                # first commit: the plan is durable before step 1 can run.
+                self.store.create(live, live.app)
+                live.created = True
+                if escalation is None and rollback is None:
+                    return None
+            return self.store.flush(live, now, escalation=escalation, rollback=rollback)
+        except StoreError as exc:
+            raise StoreAbort(exc) from exc
 
     # -- contexts ---------------------------------------------------------------------
     def key(self, live: LiveSaga, step: str, phase: Phase) -> str:

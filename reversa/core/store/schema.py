@@ -9,6 +9,7 @@ upgrades in place without touching its records.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sqlalchemy import (
     Boolean,
@@ -56,25 +57,30 @@ sagas = Table(
     Column("app", String(256)),
 )
 
-steps = Table(
-    "reversa_steps",
-    metadata,
-    Column("saga_id", String(64), primary_key=True),
-    Column("name", String(128), primary_key=True),
-    Column("position", Integer, nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("attempts", Integer, nullable=False, default=0),
-    Column("comp_attempts", Integer, nullable=False, default=0),
-    Column("result_json", Text),
-    Column("comp_result_json", Text),
-    Column("state_json", Text),  # snapshot taken when a checkpoint step completed
-    Column("error", Text),
-    Column("outcome", String(64)),
-    Column("started_at", Float),
-    Column("finished_at", Float),
-    Column("comp_started_at", Float),
-    Column("comp_finished_at", Float),
-)
+def _steps_table(meta: MetaData, *, version: int) -> Table:
+    columns: list[Column[Any]] = [
+        Column("saga_id", String(64), primary_key=True),
+        Column("name", String(128), primary_key=True),
+        Column("position", Integer, nullable=False),
+        Column("status", String(32), nullable=False),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("comp_attempts", Integer, nullable=False, default=0),
+        Column("result_json", Text),
+        Column("comp_result_json", Text),
+        Column("error", Text),
+        Column("outcome", String(64)),
+        Column("started_at", Float),
+        Column("finished_at", Float),
+        Column("comp_started_at", Float),
+        Column("comp_finished_at", Float),
+    ]
+    if version >= 3:
+        # Snapshot taken when a checkpoint step completed (rollback-to-checkpoint baseline).
+        columns.append(Column("state_json", Text))
+    return Table("reversa_steps", meta, *columns)
+
+
+steps = _steps_table(metadata, version=3)
 
 audit = Table(
     "reversa_audit",
@@ -133,7 +139,10 @@ schema_table = Table(
 
 
 def _v1(conn: Connection) -> None:
-    for table in (sagas, steps, audit, escalations, rollbacks):
+    # The tables exactly as version 1 shipped them; later columns come from
+    # their own migrations so that old databases and new ones converge.
+    v1_steps = _steps_table(MetaData(), version=1)
+    for table in (sagas, v1_steps, audit, escalations, rollbacks):
         table.create(conn, checkfirst=True)
 
 
@@ -148,7 +157,14 @@ def _v2(conn: Connection) -> None:
                       "ON reversa_sagas (workflow, created_at)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2]
+def _v3(conn: Connection) -> None:
+    # Checkpoint snapshots (the baseline of a rollback-to-checkpoint predicate).
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_steps")}
+    if "state_json" not in columns:
+        conn.execute(text("ALTER TABLE reversa_steps ADD COLUMN state_json TEXT"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

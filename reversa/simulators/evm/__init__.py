@@ -15,7 +15,7 @@ from .anvil import ANVIL_INSTALL_HINT, AnvilNode, find_anvil
 from .compiler import CONTRACT_NAMES, ContractArtifact, compile_source, load_contract
 from .inprocess import BlockHook, InProcessChain
 from .mev import MevSearcher, Sandwich
-from .relay import AnvilInclusion, InProcessInclusion, Inclusion, PrivateRelay
+from .relay import AnvilInclusion, Inclusion, InProcessInclusion, PrivateRelay
 from .world import UNIT, DefiWorld, SetupChain, deploy_defi_world
 
 __all__ = [

@@ -126,9 +126,12 @@ class InProcessChain:
             return "0x" + bytes(self._backend.take_snapshot()).hex()
 
     def revert(self, snapshot: str) -> None:
-        """Make the snapshot's block the head again, discarding later blocks."""
+        """Make the snapshot's block the head again, discarding later blocks and pending txs."""
         with self.lock:
             self._backend.revert_to_snapshot(bytes.fromhex(snapshot.removeprefix("0x")))
+            # eth-tester keeps its pending pool outside the chain; without this, a
+            # transaction from the discarded future would be mined into the past.
+            self.tester._pending_transactions = []
 
     def reorg(self, depth: int, *, new_blocks: int | None = None) -> list[str]:
         """Replace the last ``depth`` blocks with empty ones, dropping their transactions.

@@ -196,7 +196,7 @@ def _fire_triggers(world: CellWorld, motion: Motion, fraction: float) -> bool | 
            if t.motion == motion.number and t.fraction <= fraction]
     for trigger in due:
         world.faults.triggers.remove(trigger)
-        world.log("fault", kind=trigger.kind, motion=motion.number, fraction=trigger.fraction)
+        world.log("fault", fault=trigger.kind, motion=motion.number, fraction=trigger.fraction)
         if trigger.kind == "estop":
             world.press_estop(trigger.category)
             if trigger.category == 0:
@@ -204,12 +204,12 @@ def _fire_triggers(world: CellWorld, motion: Motion, fraction: float) -> bool | 
                                "safety stop category 0 (estop:pendant)")
             motion.stopping = _DECEL_S if motion.stopping is None else motion.stopping
         elif trigger.kind == "person":
-            x, y = (trigger.position + (0.0, 0.0))[:2]
+            x, y = (*trigger.position, 0.0, 0.0)[:2]
             world.add_person(trigger.id, x, y)
             if world.stop is not None and motion.stopping is None:
                 motion.stopping = _DECEL_S
         elif trigger.kind == "obstacle":
-            cx, cy, cz = (tuple(trigger.position) + (0.0, 0.0, 0.0))[:3]
+            cx, cy, cz = (*trigger.position, 0.0, 0.0, 0.0)[:3]
             world.add_obstacle(Box(trigger.id, (cx, cy, cz), trigger.size, "obstacle"))
     return None
 

@@ -34,7 +34,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from websockets.asyncio.server import ServerConnection, serve as ws_serve
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
 from reversa.adapters.robot.scene import Box
@@ -50,13 +51,17 @@ LOG = logging.getLogger("reversa.simulators.robot.rosbridge")
 _STATUS = {"succeeded": 4, "canceled": 5, "aborted": 6}
 _LATCHED = ("/joint_states", "/safety/estop", "/safety/zone")
 _TRAJECTORY_ACTION = "/arm_controller/follow_joint_trajectory"
-_HEARTBEAT_S = 0.25
+_HEARTBEAT_S = 0.05
 
 
 class _Client:
     def __init__(self, ws: ServerConnection) -> None:
         self.ws = ws
-        self.topics: set[str] = set()
+        self.subscriptions: dict[str, set[str]] = {}
+
+    @property
+    def topics(self) -> set[str]:
+        return {t for t, ids in self.subscriptions.items() if ids}
 
 
 class RosbridgeSim:
@@ -80,7 +85,8 @@ class RosbridgeSim:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
-        self._published = (-1, None, None)
+        self._sent_estop: dict[str, Any] | None = None
+        self._sent_zone: dict[str, Any] | None = None
         self._last_heartbeat = 0.0
 
     # -- lifecycle --------------------------------------------------------------------
@@ -158,7 +164,7 @@ class RosbridgeSim:
             pass
         finally:
             self._clients.discard(client)
-            for gid, (owner, motion) in list(self._goals.items()):
+            for owner, motion in list(self._goals.values()):
                 if owner is client:
                     cancel(self.world, motion)
 
@@ -166,12 +172,17 @@ class RosbridgeSim:
         op = msg.get("op")
         if op == "subscribe":
             topic = str(msg.get("topic"))
-            client.topics.add(topic)
+            client.subscriptions.setdefault(topic, set()).add(str(msg.get("id", "")))
             if topic in _LATCHED:
                 await self._send(client, {"op": "publish", "topic": topic,
                                           "msg": self._topic_msg(topic)})
         elif op == "unsubscribe":
-            client.topics.discard(str(msg.get("topic")))
+            # With an id only that subscription ends; without one, all of the topic's.
+            ids = client.subscriptions.get(str(msg.get("topic")), set())
+            if "id" in msg:
+                ids.discard(str(msg["id"]))
+            else:
+                ids.clear()
         elif op == "publish":
             self._on_publish(str(msg.get("topic")), msg.get("msg") or {})
         elif op == "call_service":
@@ -338,11 +349,11 @@ class RosbridgeSim:
         # Safety signals go out before results, as a safety controller's outputs
         # change before the trajectory controller reports the aborted goal.
         estop, zone = self.world.estop_msg(), self.world.zone_msg()
-        if estop != self._published[1]:
+        if estop != self._sent_estop:
             await self._publish("/safety/estop", estop)
-        if zone != self._published[2]:
+        if zone != self._sent_zone:
             await self._publish("/safety/zone", zone)
-        self._published = (0, estop, zone)
+        self._sent_estop, self._sent_zone = estop, zone
         for gid, client, motion in finished:
             if motion.hang:
                 continue  # injected fault: the result never arrives

@@ -1,0 +1,39 @@
+"""The payments acceptance stories as ready-made sagas (examples, demos and tests use them).
+
+- :mod:`.procurement`: AG-166 scenario A (procurement with a logistics pre-step webhook).
+- :mod:`.cross_border`: AG-166 scenario C (sanctions rejection, crash mid-compensation).
+- :mod:`.mt103`: AG-384 scenario A (MT103 timeout, FX reversal cost, ledger corrections).
+
+``registry()`` holds every payments operation plus these stories' snapshots and
+predicates; workers load it with ``--app reversa.adapters.payments.scenarios:registry``.
+"""
+
+from __future__ import annotations
+
+from reversa.core.registry import Registry
+
+from ..registry import payments_registry
+from . import cross_border, mt103, procurement
+from .world import ACCOUNTS, PaymentsWorld, build_world
+
+__all__ = [
+    "ACCOUNTS",
+    "APP",
+    "PaymentsWorld",
+    "build_world",
+    "cross_border",
+    "mt103",
+    "procurement",
+    "registry",
+]
+
+APP = "reversa.adapters.payments.scenarios:registry"
+"""Import path of :func:`registry`, recorded in the stories' plans."""
+
+
+def registry() -> Registry:
+    """A fresh registry with the payments operations and the stories' checks."""
+    reg = payments_registry()
+    for story in (procurement, cross_border, mt103):
+        story.register(reg)
+    return reg

@@ -1,0 +1,56 @@
+"""Build a :class:`~.cell.RobotCell` from transport addresses."""
+
+from __future__ import annotations
+
+from urllib.parse import urlparse
+
+from reversa.core.clock import Clock
+from reversa.core.errors import ConfigError
+
+from .cell import RobotCell
+from .layout import CellLayout, pcb_cell
+from .ports import ToolingPort
+from .ros import RosLink, RosNames, RosTooling
+from .serial_tooling import SerialTooling
+
+__all__ = ["connect_cell"]
+
+
+def connect_cell(
+    rosbridge: str,
+    *,
+    serial_port: str | None = None,
+    layout: CellLayout | None = None,
+    names: RosNames | None = None,
+    clock: Clock | None = None,
+    production_speed: float = 1.0,
+    serial_timeout: float = 0.5,
+    call_timeout: float = 3.0,
+) -> RobotCell:
+    """Connect to a cell: arm, sensors, camera and conveyor over rosbridge; tooling
+    over a serial controller when ``serial_port`` is given, else over rosbridge.
+
+    Args:
+        rosbridge: ``ws://host:port`` of a rosbridge_server (or the simulator).
+        serial_port: Serial device of the gripper/tool controller.
+        layout: Cell description (default: the scenario B PCB cell).
+        names: ROS interface names.
+        clock: The engine's clock (stamps stop records).
+        production_speed: Joint speed of forward motions (rad/s).
+        serial_timeout: Reply timeout of the serial controller.
+        call_timeout: ROS service call timeout.
+
+    Raises:
+        ConfigError: ``rosbridge`` is not a ``ws://host:port`` URL.
+        TransientError: A transport cannot be reached.
+    """
+    url = urlparse(rosbridge)
+    if url.scheme not in {"ws", "wss"} or not url.hostname:
+        raise ConfigError(f"rosbridge address {rosbridge!r} must look like ws://host:9090")
+    link = RosLink(url.hostname, url.port or 9090, names=names, call_timeout=call_timeout)
+    tooling: ToolingPort
+    tooling = (SerialTooling(serial_port, timeout=serial_timeout) if serial_port
+               else RosTooling(link))
+    return RobotCell(layout or pcb_cell(), arm=link, sensors=link, tooling=tooling,
+                     camera=link, conveyor=link, clock=clock,
+                     production_speed=production_speed)

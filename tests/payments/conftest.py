@@ -1,0 +1,32 @@
+"""Shared fixtures for the payments adapter tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from reversa import FakeClock, Registry, Store
+from reversa.adapters.payments import scenarios
+from reversa.adapters.payments.scenarios import PaymentsWorld, build_world
+
+
+@pytest.fixture
+def world() -> PaymentsWorld:
+    """A fresh simulated bank (ledger, FX venue, counterparties) on a fake clock."""
+    return build_world(clock=FakeClock())
+
+
+@pytest.fixture
+def reg() -> Registry:
+    """Every payments operation plus the stories' snapshots and predicates."""
+    return scenarios.registry()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Any) -> Iterator[Store]:
+    """An SQLite store (for the wide failure-point matrices)."""
+    store = Store.open(f"sqlite:///{tmp_path}/payments.db")
+    yield store
+    store.close()

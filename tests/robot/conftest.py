@@ -1,0 +1,142 @@
+"""Fixtures for the robot adapter tests.
+
+roslibpy's Twisted reactor runs once per process and cannot be restarted, so
+the session shares one rosbridge simulator and one roslibpy connection; every
+test resets the simulated world (and its armed faults) and builds a fresh
+RobotCell on the shared link. The serial controller is a pty in the same world.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("roslibpy")
+pytest.importorskip("fcl")
+pytest.importorskip("serial")
+
+from reversa import Engine, FakeClock, Store  # noqa: E402
+from reversa.adapters.robot import (  # noqa: E402
+    CellLayout,
+    RobotCell,
+    RosLink,
+    SerialTooling,
+    pcb_cell,
+    robot_registry,
+)
+from reversa.simulators.robot import (  # noqa: E402
+    CellWorld,
+    RosbridgeSim,
+    SerialGripperSim,
+    start_gripper,
+    start_rosbridge,
+)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for an asynchronous fact (a topic update) to become true; fail if it never does."""
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+@pytest.fixture(name="wait_until")
+def wait_until_fixture() -> Callable[..., None]:
+    """:func:`wait_until` for tests (conftest modules cannot be imported by name)."""
+    return wait_until
+
+
+@pytest.fixture(scope="session")
+def rosbridge() -> Iterator[RosbridgeSim]:
+    sim = start_rosbridge(time_scale=40.0)
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="session")
+def gripper_device(rosbridge: RosbridgeSim) -> Iterator[SerialGripperSim]:
+    device = start_gripper(rosbridge.world)
+    yield device
+    device.stop()
+
+
+@pytest.fixture(scope="session")
+def link(rosbridge: RosbridgeSim) -> Iterator[RosLink]:
+    ros = RosLink("127.0.0.1", rosbridge.port, call_timeout=2.0)
+    yield ros
+    ros.close()
+
+
+@pytest.fixture(scope="session")
+def serial_tooling(gripper_device: SerialGripperSim) -> Iterator[SerialTooling]:
+    tooling = SerialTooling(gripper_device.path, timeout=0.2)
+    yield tooling
+    tooling.close()
+
+
+@pytest.fixture
+def reset_world(rosbridge: RosbridgeSim, link: RosLink) -> Callable[[], CellWorld]:
+    """Reset the simulated cell and wait until the link's cached sensor state caught up."""
+
+    def reset() -> CellWorld:
+        rosbridge.reset()
+        home = rosbridge.world.layout.pose("home")
+        wait_until(lambda: not link.estop_active() and not link.zone().occupied
+                   and max(abs(a - b) for a, b in zip(link.joints(), home, strict=True)) < 1e-9)
+        return rosbridge.world
+
+    return reset
+
+
+@pytest.fixture
+def world(reset_world: Callable[[], CellWorld]) -> CellWorld:
+    """The simulated cell, freshly reset."""
+    return reset_world()
+
+
+@pytest.fixture
+def layout() -> CellLayout:
+    return pcb_cell()
+
+
+@pytest.fixture
+def make_cell(
+    world: CellWorld, link: RosLink, serial_tooling: SerialTooling
+) -> Iterator[Callable[..., RobotCell]]:
+    cells: list[RobotCell] = []
+
+    def make(layout: CellLayout | None = None, *, motion_timeout_s: float | None = None,
+             clock: FakeClock | None = None) -> RobotCell:
+        chosen = layout or pcb_cell()
+        if motion_timeout_s is not None:
+            policy = chosen.policy.model_copy(update={"motion_timeout_s": motion_timeout_s})
+            chosen = dataclasses.replace(chosen, policy=policy)
+        cell = RobotCell(chosen, arm=link, sensors=link, tooling=serial_tooling, camera=link,
+                         conveyor=link, clock=clock)
+        cells.append(cell)
+        return cell
+
+    yield make
+    for cell in cells:
+        cell.detach()
+
+
+@pytest.fixture
+def cell(make_cell: Callable[..., RobotCell]) -> RobotCell:
+    return make_cell()
+
+
+@pytest.fixture
+def engine(cell: RobotCell, tmp_path: Path) -> Iterator[Engine]:
+    store = Store.open(f"sqlite:///{tmp_path / 'robot.db'}")
+    eng = Engine(robot_registry(), store, clock=FakeClock(), services={"robot": cell},
+                 heartbeat=False)
+    yield eng
+    eng.close()
+    store.close()
