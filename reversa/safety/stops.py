@@ -69,7 +69,7 @@ class StopEvent:
         """The signal a step raises so the saga escalates."""
         return EmergencyStop(
             f"{self.reason} (stop category {int(self.category)}, source {self.source}); "
-            "motion is locked until a human resets the stop at the machine",
+            "motion is locked until a human reset",
             category=int(self.category),
             source=self.source,
         )

@@ -19,8 +19,8 @@ pytest.importorskip("roslibpy")
 pytest.importorskip("fcl")
 pytest.importorskip("serial")
 
-from reversa import Engine, FakeClock, Store  # noqa: E402
-from reversa.adapters.robot import (  # noqa: E402
+from reversa import Engine, FakeClock, Store
+from reversa.adapters.robot import (
     CellLayout,
     RobotCell,
     RosLink,
@@ -28,7 +28,7 @@ from reversa.adapters.robot import (  # noqa: E402
     pcb_cell,
     robot_registry,
 )
-from reversa.simulators.robot import (  # noqa: E402
+from reversa.simulators.robot import (
     CellWorld,
     RosbridgeSim,
     SerialGripperSim,

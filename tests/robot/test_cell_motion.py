@@ -104,7 +104,7 @@ def test_a_person_entering_mid_motion_makes_the_adapter_cancel(world: CellWorld,
                                                                cell: RobotCell) -> None:
     # No hardware interlock: only the adapter's zone monitoring can stop the arm.
     world.inject({"kind": "zone_interlock", "on": False})
-    world.inject({"kind": "person", "motion": 1, "fraction": 0.3, "position": [-0.8, 0.2]})
+    world.inject({"kind": "person", "motion": 1, "fraction": 0.3, "position": [0.6, 0.6]})
     with pytest.raises(EmergencyStop) as stop:
         cell.move(cell.layout.pose("inspection"), speed=0.5, label="out")
     assert stop.value.source.startswith("zone:")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from reversa.adapters.robot import (
     Attached,
     Box,
@@ -30,7 +32,7 @@ def test_every_declared_pose_and_production_path_is_clear(layout: CellLayout) ->
         assert checker.contacts(q, scene) == [], name
     route = ["home", "tray_above", "tray", "tray_above", "board_above", "board", "board_above",
              "inspection", "service", "home"]
-    for a, b in zip(route, route[1:], strict=False):
+    for a, b in itertools.pairwise(route):
         report = checker.check_path(layout.pose(a), layout.pose(b), scene, 0.02)
         assert report.ok, (a, b, report.reason)
         assert report.resolution == 0.02

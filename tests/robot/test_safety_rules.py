@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -60,7 +61,7 @@ def test_emergency_stop_is_not_an_exception_user_code_would_swallow() -> None:
     latch.trip(0, "estop:pendant", "pressed")
     try:
         latch.raise_if_tripped()
-    except Exception:  # noqa: BLE001 - proving that a broad except does not catch it
+    except Exception:
         pytest.fail("EmergencyStop must derive from BaseException")
     except EmergencyStop:
         pass
@@ -73,7 +74,7 @@ def test_interpolation_respects_the_stated_resolution() -> None:
     assert path[0] == start
     assert path[-1] == pytest.approx(goal)
     assert len(path) == 51  # ceil(1.0 / 0.02) + 1
-    assert max(joint_distance(a, b) for a, b in zip(path, path[1:], strict=False)) <= 0.02 + 1e-12
+    assert max(joint_distance(a, b) for a, b in itertools.pairwise(path)) <= 0.02 + 1e-12
     assert len(interpolate(start, goal, 0.1)) == 11
     with pytest.raises(ValueError):
         interpolate(start, goal, 0.0)
@@ -94,8 +95,8 @@ def test_motion_duration_keeps_every_joint_under_the_speed() -> None:
     path = interpolate((0.0,) * 6, (1.0, 0.5, 0, 0, 0, 0), 0.05)
     times = motion_duration(path, 0.5)
     assert times[-1] == pytest.approx(2.0)
-    for (a, b), (ta, tb) in zip(zip(path, path[1:], strict=False),
-                                zip(times, times[1:], strict=False), strict=True):
+    for (a, b), (ta, tb) in zip(itertools.pairwise(path),
+                                itertools.pairwise(times), strict=True):
         assert joint_distance(a, b) / (tb - ta) <= 0.5 + 1e-9
 
 

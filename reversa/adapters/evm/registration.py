@@ -25,6 +25,7 @@ class EvmHandlers:
         snapshot: Snapshot name (saga ``snapshot=``).
         predicate: Predicate name (saga ``predicate=``).
         revoke_all: Safe-state action name (saga ``safe_state=``).
+        service: The wallet's key in the engine's services.
     """
 
     approve: str
@@ -33,6 +34,7 @@ class EvmHandlers:
     snapshot: str
     predicate: str
     revoke_all: str
+    service: str = "evm"
 
 
 def register_evm(registry: Registry, *, service: str = "evm", prefix: str = "evm") -> EvmHandlers:
@@ -48,6 +50,7 @@ def register_evm(registry: Registry, *, service: str = "evm", prefix: str = "evm
         approve=f"{prefix}.approve", swap=f"{prefix}.swap",
         vault_deposit=f"{prefix}.vault_deposit", snapshot=f"{prefix}.snapshot",
         predicate=f"{prefix}.predicate", revoke_all=f"{prefix}.revoke_all",
+        service=service,
     )
     registry.register(ApproveOp(service), names.approve)
     registry.register(SwapOp(service), names.swap)

@@ -6,10 +6,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from reversa.core.model import CompensationKind, Reversibility, Saga
-from reversa.core.registry import Registry
+from reversa.core.registry import HandlerKind, Registry
 
 from .registration import EvmHandlers
 from .state import watch
+from .swap import SwapOp
 
 __all__ = ["scenario_c"]
 
@@ -55,6 +56,11 @@ def scenario_c(
     """
     a = addresses
     router = a["router"]
+    # The second swap gets its own operation name, so each step's handlers can
+    # be told apart (fault injection and audit entries name handlers, not steps).
+    hop2 = f"{handlers.swap}.hop2"
+    if hop2 not in registry.names(HandlerKind.ACTION):
+        registry.register(SwapOp(handlers.service), hop2)
     swap_common = {"router": router, "max_slippage_bps": max_slippage_bps,
                    "max_loss_bps": max_loss_bps}
     steps = [
@@ -65,7 +71,7 @@ def scenario_c(
                       params={**swap_common, "pool": a["pool1"], "token_in": a["TKA"],
                               "token_out": a["TKB"], "amount_in": amount_a,
                               "cost_unit": "TKA"}),
-        registry.step("swap_bc", handlers.swap, reversibility=Reversibility.PARTIAL,
+        registry.step("swap_bc", hop2, reversibility=Reversibility.PARTIAL,
                       params={**swap_common, "pool": a["pool2"], "token_in": a["TKB"],
                               "token_out": a["TKC"], "approve": "exact", "cost_unit": "TKB",
                               "amount_in": {"result": "swap_ab", "field": "amount_out"}}),

@@ -203,7 +203,11 @@ class SwapOp(EvmOperation):
         done = wallet.journal.get(ckey + "/reverse_swap") is not None
         sell = min(self.balance(wallet, token_out), int(forward["amount_out"]))
         if sell == 0 and not done:
-            return {"reverse": "nothing to sell", "shortfall": int(forward["amount_out"])}
+            raise PreconditionFailed(
+                f"the wallet holds none of {token_out} to swap back (the forward swap bought "
+                f"{forward['amount_out']}); it was moved outside this saga",
+                details={"swap_output": int(forward["amount_out"])},
+            )
         bound = self._bound(ctx, forward, sell)
         quote = self._quote(wallet, ctx, token_out, sell) if sell else 0
         if not done and quote < bound:
@@ -234,18 +238,15 @@ class SwapOp(EvmOperation):
         }
 
     def preconditions(self, ctx: StepContext) -> Check:
-        """The wallet still holds the swap output and can pay the reversal's gas."""
+        """The wallet can pay the reversal's gas.
+
+        Holding the swap output is checked when the reversal runs, not here:
+        in a dry-run a later step may still hold it (B swapped on to C), and
+        that step's own compensation brings it back first.
+        """
         wallet = self.wallet(ctx.services)
         gas = sum(wallet.network.gas_defaults[k] for k in ("approve", "reverse_swap", "revoke"))
-        funds = self.gas_funds(wallet, gas)
-        if not funds.ok or not isinstance(ctx.result, Mapping):
-            return funds
-        token_out = str(self.param(ctx, "token_out"))
-        held, needed = self.balance(wallet, token_out), int(ctx.result["amount_out"])
-        detail = {**funds.detail, "held": held, "swap_output": needed}
-        if held == 0:
-            return Check(False, f"the wallet holds none of {token_out} to swap back", detail)
-        return Check(True, f"holds {held} of the {needed} swapped out; gas covered", detail)
+        return self.gas_funds(wallet, gas)
 
     def estimate_cost(self, ctx: StepContext) -> CostEstimate:
         """Quote the reversal now against the bound: the loss, and whether it is acceptable."""
@@ -263,13 +264,16 @@ class SwapOp(EvmOperation):
                                 reason="the forward swap is in doubt; its reversal is bounded "
                                 "when it runs")
         token_out = str(self.param(ctx, "token_out"))
-        sell = min(self.balance(wallet, token_out), int(forward["amount_out"]))
+        # Priced on the whole forward output: what a later step took, its own
+        # compensation returns before this one runs.
+        sell, held = int(forward["amount_out"]), self.balance(wallet, token_out)
         bound = self._bound(ctx, forward, sell)
         quote = self._quote(wallet, ctx, token_out, sell) if sell else 0
         fair = int(forward["amount_in"]) * sell // int(forward["amount_out"]) if sell else 0
         decimals = 10 ** int(ctx.params.get("decimals", 18))
         loss = max(fair - quote, 0)
-        detail = {**common, "sell": sell, "quote": quote, "min_out": bound, "fair_value": fair,
+        detail = {**common, "sell": sell, "held_now": held, "quote": quote, "min_out": bound,
+                  "fair_value": fair,
                   "rate_forward": float(forward.get("rate", 0.0)),
                   "rate_now": quote / sell if sell else 0.0,
                   "loss_bps": loss * 10_000 // fair if fair else 0}

@@ -83,6 +83,11 @@ class RailPayment:
                 why = "never submitted" if pay is None else f"rejected ({pay.rejection_code})"
                 return {"outcome": "nothing_to_undo", "reason": f"payment {why}"}
             if pay.status in _DONE:
+                recall = ledger.get_recall(ctx.idempotency_key)
+                if recall is not None and recall.status == RecallStatus.ACCEPTED:
+                    # Our own recall, answered since the last attempt asked.
+                    return {"outcome": "recalled", "payment_id": key, "recall_id": recall.id,
+                            "return_transfer_id": recall.return_transfer_id}
                 return {"outcome": f"already_{pay.status}", "payment_id": key}
             spec = rail_spec(pay.rail)
             if pay.status == PaymentStatus.ACCEPTED and spec.cancellable_before_settlement:

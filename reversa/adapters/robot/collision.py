@@ -195,21 +195,25 @@ class _World:
 
 
 def _segment_tf(start: Vec3, end: Vec3) -> Any:
-    a = np.array(start, dtype=float)
-    b = np.array(end, dtype=float)
-    axis = b - a
-    length = float(np.linalg.norm(axis))
-    z = axis / length
-    return fcl.Transform(_rotation_from_z(z), (a + b) / 2)
+    # Plain floats, then one array per transform: numpy's per-call overhead on
+    # 3-vectors (np.cross, norm) dominated the path check when written with numpy.
+    ax, ay, az = end[0] - start[0], end[1] - start[1], end[2] - start[2]
+    length = math.sqrt(ax * ax + ay * ay + az * az)
+    z = (ax / length, ay / length, az / length)
+    rotation = _rotation_from_z(z)
+    center = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2, (start[2] + end[2]) / 2)
+    return fcl.Transform(np.array(rotation), np.array(center))
 
 
-def _rotation_from_z(z: Any) -> Any:
-    """A rotation matrix whose third column is the unit vector ``z``."""
-    helper = np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0])
-    x = np.cross(helper, z)
-    x /= np.linalg.norm(x)
-    y = np.cross(z, x)
-    return np.column_stack([x, y, z])
+def _rotation_from_z(z: Vec3) -> tuple[Vec3, Vec3, Vec3]:
+    """Rows of a rotation matrix whose third column is the unit vector ``z``."""
+    hx, hy, hz = (1.0, 0.0, 0.0) if abs(z[0]) < 0.9 else (0.0, 1.0, 0.0)
+    # x = helper x z, normalised; y = z x x
+    xx, xy, xz = hy * z[2] - hz * z[1], hz * z[0] - hx * z[2], hx * z[1] - hy * z[0]
+    norm = math.sqrt(xx * xx + xy * xy + xz * xz)
+    xx, xy, xz = xx / norm, xy / norm, xz / norm
+    yx, yy, yz = z[1] * xz - z[2] * xy, z[2] * xx - z[0] * xz, z[0] * xy - z[1] * xx
+    return ((xx, yx, z[0]), (xy, yy, z[1]), (xz, yz, z[2]))
 
 
 def _pose_tf(pose: Mat4) -> Any:

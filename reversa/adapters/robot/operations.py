@@ -160,17 +160,19 @@ class Pick:
         speed = _recovery(cell)
         outcome = "nothing_to_undo"
         if status.location != station.name:
-            cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                      label=f"{ctx.step}: approach {station.name} to return {part}",
-                      budget_s=budget(ctx))
+            if cell.pose_name() != station.grasp_pose:  # a retry may find it already down
+                cell.move(cell.layout.pose(station.approach_pose), speed=speed,
+                          label=f"{ctx.step}: approach {station.name} to return {part}",
+                          budget_s=budget(ctx))
             cell.move(cell.layout.pose(station.grasp_pose), speed=speed,
                       label=f"{ctx.step}: lower {part} into {station.name}",
                       budget_s=budget(ctx))
             cell.actuate("release", ctx.idempotency_key)
-            cell.belief(ctx.saga_id).parts[part] = station.name
             cell.move(cell.layout.pose(station.approach_pose), speed=speed,
                       label=f"{ctx.step}: lift from {station.name}", budget_s=budget(ctx))
             outcome = "returned"
+        # Also on a retry after a lost reply: the part is back, whoever put it there.
+        cell.belief(ctx.saga_id).parts[part] = station.name
         back = str(ctx.params.get("back", station.approach_pose))
         cell.move(cell.layout.pose(back), speed=speed, label=f"{ctx.step}: return to {back}",
                   budget_s=budget(ctx))
@@ -233,6 +235,7 @@ class Place:
         if not check.ok:
             raise PreconditionFailed(f"{ctx.step}: {check.reason}", details=dict(check.detail))
         if status.location == "gripper":
+            cell.belief(ctx.saga_id).parts[part] = "gripper"
             return {"part": part, "outcome": "nothing_to_undo"}
         speed = _recovery(cell)
         cell.move(cell.layout.pose(station.approach_pose), speed=speed,

@@ -63,8 +63,18 @@ def classify(exc: BaseException) -> Failure:
     return Failure(f"error:{type(exc).__name__}", f"{type(exc).__name__}: {exc}", True, True)
 
 
-async def invoke(fn: Callable[..., Any], ctx: Any, timeout: float | None) -> Any:
-    """Call ``fn(ctx)`` whether it is plain or async, enforcing ``timeout``."""
+async def invoke(
+    fn: Callable[..., Any], ctx: Any, timeout: float | None, *, budget: float | None = None
+) -> Any:
+    """Call ``fn(ctx)`` whether it is plain or async, enforcing ``timeout``.
+
+    ``budget`` is what remains of an enclosing window (the rollback window). It
+    bounds async calls, which can be cancelled cheaply; a plain function is only
+    moved to a thread when the step itself declares a timeout, because thread
+    hops cost time and break thread-bound clients.
+    """
+    if _is_async(fn) and budget is not None:
+        timeout = budget if timeout is None else min(timeout, budget)
     if timeout is not None and timeout <= 0:
         raise TimeoutError
     if _is_async(fn):

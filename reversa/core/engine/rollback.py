@@ -56,7 +56,8 @@ async def rollback(
     detected = live.rollback_started_at
     deadline = detected + live.plan.saga.rollback_window_s
     targets = rollback_targets(live, scope)
-    if not targets and scope is None and end_status is SagaStatus.COMPENSATED:
+    undone = any(s.status is StepStatus.COMPENSATED for s in live.steps.values())
+    if not targets and not undone and scope is None and end_status is SagaStatus.COMPENSATED:
         end_status = SagaStatus.FAILED  # nothing had changed: failed, and consistent
     report = await dry_run(rt, live, targets)
     live.log("dry_run", "feasible" if report.feasible else "infeasible",
@@ -144,7 +145,8 @@ async def _undo(
                 await _recheck(rt, spec.preconditions, ctx)
                 timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
                 try:
-                    result = await invoke(fn, ctx, timeout)
+                    result = await invoke(fn, ctx, timeout,
+                                          budget=deadline - rt.clock.now())
                 except Exception as exc:
                     failure = classify(exc)
                     st.error, st.outcome = failure.message, failure.code
@@ -213,9 +215,8 @@ async def run_recovery(
                 ctx = rt.step_ctx(live, spec, Phase.FORWARD_RECOVERY, st.comp_attempts,
                                   deadline)
                 try:
-                    timeout = (spec.compensation_timeout_s if deadline is None else
-                               _timeout(spec.compensation_timeout_s, deadline, rt.clock.now()))
-                    result = await invoke(fn, ctx, timeout)
+                    budget = None if deadline is None else deadline - rt.clock.now()
+                    result = await invoke(fn, ctx, spec.compensation_timeout_s, budget=budget)
                 except Exception as exc:
                     failure = classify(exc)
                     live.log("forward_recovery_attempt_failed", failure.code, step=name,
@@ -282,8 +283,8 @@ async def _recheck(rt: Runtime, names: tuple[str, ...], ctx: Any) -> None:
 
 
 def _timeout(step_timeout: float | None, deadline: float, now: float) -> float | None:
-    remaining = deadline - now
-    return remaining if step_timeout is None else min(step_timeout, remaining)
+    # A declared per-call timeout never outlives the rollback window.
+    return None if step_timeout is None else min(step_timeout, deadline - now)
 
 
 async def _infeasible(
@@ -318,8 +319,8 @@ async def _safe_state(rt: Runtime, live: LiveSaga, deadline: float) -> dict[str,
     live.log("safe_state_started", "intent", phase=Phase.SAFE_STATE.value, action=name)
     rt.flush(live)
     try:
-        result = await invoke(rt.registry.get(HandlerKind.ACTION, name), ctx,
-                              _timeout(None, deadline, rt.clock.now()))
+        result = await invoke(rt.registry.get(HandlerKind.ACTION, name), ctx, None,
+                              budget=deadline - rt.clock.now())
     except Exception as exc:
         failure = classify(exc)
         live.log("safe_state_failed", failure.code, phase=Phase.SAFE_STATE.value,

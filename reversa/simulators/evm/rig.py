@@ -84,6 +84,19 @@ class EvmRig:
             out[f"{sym}->vault"] = w.allowance(sym, me, w.address("vault"))
         return out
 
+    def whale_after_first_swap(self, amount: int) -> None:
+        """Another trader dumps B into pool 1 as soon as the agent holds B (moves the market)."""
+
+        def hook(chain: Any, number: int) -> None:
+            if self.extra.get("moved") or self.world.balance("TKB", self.agent) == 0:
+                return
+            self.extra["moved"] = True
+            chain.set_auto_mine(True)
+            self.world.trade("pool1", "TKB", amount)
+            chain.set_auto_mine(False)
+
+        self.chain.on_block(hook)
+
     def close(self) -> None:
         """Stop the relay."""
         if self.relay is not None:
@@ -101,6 +114,7 @@ def inprocess_rig(
     chain: InProcessChain | None = None,
     world: DefiWorld | None = None,
     submission: SubmissionPolicy | None = None,
+    poll_interval_s: float = 0.1,
 ) -> EvmRig:
     """An in-process chain with the DeFi world, a private relay and a funded agent.
 
@@ -120,6 +134,7 @@ def inprocess_rig(
         world: Reuse deployed contracts.
         submission: Submission policy (default: rollbacks private, no public
             fallback for swaps).
+        poll_interval_s: Pause between receipt polls (each poll produces a block).
     """
     if chain is None:
         chain = InProcessChain(auto_mine=True)
@@ -134,7 +149,7 @@ def inprocess_rig(
         "inprocess", chain.w3, confirmation=Confirmations(confirmations),
         private=PrivateEndpoint(relay.url) if relay else None,
         submission=submission or SubmissionPolicy(),
-        poll_interval_s=0.1, confirm_timeout_s=confirm_timeout_s, on_poll=chain.tick,
+        poll_interval_s=poll_interval_s, confirm_timeout_s=confirm_timeout_s, on_poll=chain.tick,
     )
     wallet = EvmWallet(network, signer, journal=journal or MemoryTxJournal())
     registry = Registry()

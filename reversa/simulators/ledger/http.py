@@ -188,7 +188,10 @@ class BackgroundServer:
 
     def __init__(self, server: _Server) -> None:
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        # A short poll interval keeps stop() quick (tests start many servers).
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
 
     @property
@@ -227,8 +230,13 @@ def start_server(
     return BackgroundServer(_Server((host, port), ledger, venue, verbose))
 
 
-def serve(port: int, host: str = "127.0.0.1") -> None:
-    """Serve a fresh mock ledger and the default FX venue until interrupted (blocking)."""
+def serve(port: int = 0, host: str = "127.0.0.1") -> None:
+    """Serve a fresh mock ledger and the default FX venue until interrupted (blocking).
+
+    Args:
+        port: TCP port (0: any free one; the address is printed).
+        host: Interface; loopback by default, keep it that way.
+    """
     server = _Server((host, port), MockLedger(), default_venue(), verbose=True)
     print(f"reversa mock ledger + FX venue on http://{host}:{server.server_address[1]}", flush=True)
     try:

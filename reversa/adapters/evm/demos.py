@@ -1,0 +1,171 @@
+"""``reversa demo`` scenarios for the EVM adapter, on the in-process chain (fast).
+
+Each builds an in-process chain with the Vyper DeFi contracts and a private
+relay, runs a real saga through the engine against the given store, and tells
+the story from the durable record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+
+from reversa.core.clock import SystemClock
+from reversa.core.engine import Engine
+from reversa.core.states import SagaStatus
+from reversa.core.store import Store
+from reversa.demos.narrate import tell
+
+__all__ = ["DEMOS"]
+
+Demo = Callable[[str, Console], int]
+
+
+def _engine(rig: Any, db_url: str) -> Engine:
+    return Engine(rig.registry, Store.open(db_url), clock=SystemClock(),
+                  services=rig.services(), heartbeat=False)
+
+
+def _tokens(x: int) -> str:
+    return f"{x / 10**18:,.2f}"
+
+
+def _holdings(console: Console, rig: Any, label: str) -> None:
+    h = rig.holdings()
+    granted = {k: v for k, v in h.items() if "->" in k and v}
+    console.print(f"{label}: A {_tokens(h['TKA'])}  B {_tokens(h['TKB'])}  C {_tokens(h['TKC'])}"
+                  f"  vault shares {_tokens(h['shares'])}  standing allowances "
+                  f"{granted or 'none'}")
+
+
+def _build(**options: Any) -> Any:
+    from reversa.simulators.evm.rig import inprocess_rig
+
+    options.setdefault("poll_interval_s", 0.01)
+    return inprocess_rig(**options)
+
+
+def scenario_c(db_url: str, console: Console) -> int:
+    """AG-384 scenario C: pool 2 too thin; private reverse swap within bound, approval revoked."""
+    rig = _build()
+    try:
+        console.print("[bold]AG-384 scenario C[/]: approve A (max) on the router, swap A→B on "
+                      "pool 1, swap B→C on pool 2 (thin), deposit C in the vault")
+        _holdings(console, rig, "before")
+        engine = _engine(rig, db_url)
+        saga, data = rig.scenario_c()
+        result = engine.run(saga, data)
+        comps = {c["step"]: c.get("result", {}) for c in (result.rollback or {}).get(
+            "compensations", [])}
+        reverse = comps.get("swap_ab", {})
+        if reverse:
+            console.print(f"reverse swap B→A via the [bold]{reverse.get('route')}[/] relay: sold "
+                          f"{_tokens(reverse['sold'])} B for {_tokens(reverse['received'])} A "
+                          f"(minimum {_tokens(reverse['min_out'])}, loss {reverse['loss_bps']} "
+                          f"bps, gas {reverse['gas_used']})")
+        _holdings(console, rig, "after")
+        ok = tell(engine, result, console)
+        engine.close()
+        return 0 if ok and result.status is SagaStatus.COMPENSATED else 1
+    finally:
+        rig.close()
+
+
+def market_moved(db_url: str, console: Console) -> int:
+    """Scenario C after a whale moved pool 1: escalates instead of trading at any price."""
+    from reversa.simulators.evm import UNIT
+
+    rig = _build()
+    try:
+        rig.whale_after_first_swap(50_000 * UNIT)
+        console.print("[bold]Scenario C, market moved[/]: a whale dumps B into pool 1 right "
+                      "after the agent's swap; reversing now would lose ~10%, the bound is 1%")
+        engine = _engine(rig, db_url)
+        saga, data = rig.scenario_c()
+        result = engine.run(saga, data)
+        record = result.rollback or {}
+        for finding in record.get("dry_run", {}).get("steps", []):
+            cost = finding.get("cost") or {}
+            if cost and not cost.get("acceptable", True):
+                console.print(f"dry-run: [red]{cost['reason']}[/]")
+        safe = record.get("safe_state") or {}
+        revoked = (safe.get("result") or {}).get("revoked", [])
+        console.print(f"safe state: revoked {len(revoked)} standing approval(s) before "
+                      "handing over; the B position is left for a human")
+        _holdings(console, rig, "after")
+        ok = tell(engine, result, console)
+        engine.close()
+        return 0 if ok and result.status is SagaStatus.ESCALATED else 1
+    finally:
+        rig.close()
+
+
+def pending_replacement(db_url: str, console: Console) -> int:
+    """A stuck pending approval is cancelled by a same-nonce replacement, not reversed."""
+    rig = _build(confirm_timeout_s=0.3)
+    try:
+        rig.chain.pause()
+        rig.chain.on_block(lambda chain, number: chain.resume())
+        console.print("[bold]Pending transaction[/]: the network stalls; the approval never "
+                      "confirms, so its step is in doubt")
+        engine = _engine(rig, db_url)
+        saga, data = rig.scenario_c()
+        result = engine.run(saga, data)
+        comp = (result.rollback or {}).get("compensations", [{}])[0].get("result", {})
+        for cancel in comp.get("cancelled", []):
+            console.print(f"cancelled {cancel['replaced']} with same-nonce replacement "
+                          f"{cancel['tx']} (nonce {cancel['nonce']}, via {cancel['route']})")
+        _holdings(console, rig, "after")
+        ok = tell(engine, result, console)
+        engine.close()
+        return 0 if ok and result.status is SagaStatus.COMPENSATED else 1
+    finally:
+        rig.close()
+
+
+def reorg(db_url: str, console: Console) -> int:
+    """A reorg drops the swap's mined transaction: back in doubt, re-evaluated, resent."""
+    from reversa.adapters.evm import TxState
+    from reversa.simulators.evm import UNIT
+
+    rig = _build(pool2_liquidity=1_000_000 * UNIT, confirmations=3)
+    try:
+        dropped: list[str] = []
+        saga_id = "evm-reorg-demo-" + str(id(rig))
+
+        def reorg_swap(chain: Any, number: int) -> None:
+            record = rig.wallet.journal.get(f"rv:{saga_id}:swap_ab:action/swap")
+            if dropped or record is None:
+                return
+            status = rig.wallet.status(record)
+            if status.state is TxState.MINED and status.confirmations == 2:
+                dropped.extend(chain.reorg(2))
+                console.print(f"[yellow]reorg[/]: block {status.block} replaced; "
+                              f"{record.hash} is no longer on chain")
+
+        rig.chain.on_block(reorg_swap)
+        console.print("[bold]Reorg[/]: confirmation policy 3 blocks; the swap's block is "
+                      "reorged away after 2")
+        engine = _engine(rig, db_url)
+        saga, data = rig.scenario_c()
+        result = engine.run(saga, data, saga_id=saga_id)
+        swap = next(t for t in result.results.get("swap_ab", {}).get("txs", [])
+                    if t["kind"] == "swap")
+        console.print(f"swap tx {swap['tx']}: reorgs {swap['reorgs']}, resent {swap['resent']}, "
+                      f"final block {swap['block']}")
+        _holdings(console, rig, "after")
+        ok = tell(engine, result, console)
+        engine.close()
+        return 0 if ok and result.status is SagaStatus.COMPLETED and dropped else 1
+    finally:
+        rig.close()
+
+
+DEMOS: dict[str, Demo] = {
+    "evm-scenario-c": scenario_c,
+    "evm-market-moved": market_moved,
+    "evm-pending-replacement": pending_replacement,
+    "evm-reorg": reorg,
+}
