@@ -105,6 +105,7 @@ def engine_for(store: Store) -> Iterator[Callable[[EvmRig], Engine]]:
         engine.close()
 
 
+@pytest.fixture(scope="session")
 def anvil_binary() -> str:
     """The anvil binary, or fail (CI) / skip (elsewhere) with the install hint."""
     found = find_anvil()

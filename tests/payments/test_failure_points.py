@@ -33,7 +33,8 @@ def ledger_residue(world: PaymentsWorld, saga_id: str) -> set[str]:
     ledger = world.ledger
     out: set[str] = set()
     for t in ledger.find_transfers(prefix=f"rv:{saga_id}:"):
-        if t.code in UNDO_CODES or t.kind in (TransferKind.POST, TransferKind.VOID):
+        if t.corrects or t.code in UNDO_CODES or t.kind in (TransferKind.POST,
+                                                            TransferKind.VOID):
             continue
         posted = t.amount
         owner = t.id.split(":")[2]

@@ -109,24 +109,22 @@ def test_crash_mid_call_drops_the_connection(ledger: MockLedger, server: Backgro
 def test_injected_timeout_and_real_transport_timeout(ledger: MockLedger,
                                                      server: BackgroundServer) -> None:
     ledger.faults.inject("get_account", FaultKind.TIMEOUT)
-    with HttpLedgerClient(server.url) as client:
-        with pytest.raises(LedgerTimeout):
-            client.get_account("alice")
+    with HttpLedgerClient(server.url) as client, pytest.raises(LedgerTimeout):
+        client.get_account("alice")
     # A server slower than the client's timeout: httpx's own timeout, same error.
     ledger.faults.sleep = time.sleep
     ledger.faults.inject("get_account", FaultKind.LATENCY, latency_s=0.5)
-    with HttpLedgerClient(server.url, timeout=0.05) as client:
-        with pytest.raises(LedgerTimeout):
-            client.get_account("alice")
+    with HttpLedgerClient(server.url, timeout=0.05) as client, pytest.raises(LedgerTimeout):
+        client.get_account("alice")
 
 
 def test_unreachable_server_is_not_in_doubt() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    with HttpLedgerClient(f"http://127.0.0.1:{port}", timeout=1) as client:
-        with pytest.raises(LedgerUnavailable) as err:
-            client.get_account("alice")
+    with HttpLedgerClient(f"http://127.0.0.1:{port}", timeout=1) as client, \
+            pytest.raises(LedgerUnavailable) as err:
+        client.get_account("alice")
     assert not err.value.in_doubt
 
 

@@ -6,8 +6,8 @@ import pytest
 
 from reversa import (
     OutcomeUnknown,
-    Phase,
     PermanentError,
+    Phase,
     PreconditionFailed,
     Probe,
     TransientError,
@@ -229,3 +229,17 @@ def test_ledger_errors_become_reversa_errors(error: Exception, effect: bool,
     out = translate_ledger(error, "pay", effect=effect)  # type: ignore[arg-type]
     assert type(out) is expected
     assert code is None or out.code == code
+
+
+def test_hold_precondition_void_always_possible(world: PaymentsWorld) -> None:
+    params = {"debit": "ops:GBP", "credit": "cust:alice", "amount": "100.00",
+              "currency": "GBP"}
+    hold = LedgerHold().execute(ctx(world, "h", params))
+    comp = ctx(world, "h", params, phase=Phase.COMPENSATION, result=hold)
+    world.ledger.create_transfer(TransferRequest("spend", "cust:alice", "ops:GBP",
+                                                 250_000_00, "GBP"))
+    assert LedgerHold().preconditions(comp).ok  # pending: a void needs no funds
+    PostHold().execute(ctx(world, "p", {"hold_step": "h"}, results={"h": hold}))
+    assert LedgerHold().preconditions(comp).ok  # posted: alice holds the 100 to return
+    world.ledger.create_transfer(TransferRequest("spend2", "cust:alice", "ops:GBP", 1, "GBP"))
+    assert not LedgerHold().preconditions(comp).ok  # ...until she spends any of it

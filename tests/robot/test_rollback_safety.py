@@ -8,11 +8,20 @@ where stops and device faults during compensation are exercised.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
-from reversa import Engine, SagaStatus
-from reversa.adapters.robot import RobotCell, transfer_saga
+from reversa import Engine, FakeClock, PredicateContext, SagaStatus, Store
+from reversa.adapters.robot import (
+    RobotCell,
+    RosLink,
+    RosTooling,
+    cell_predicate,
+    pcb_cell,
+    robot_registry,
+    transfer_saga,
+)
 from reversa.core.engine.inspect import audit_entries
 from reversa.simulators.robot import CellWorld
 
@@ -124,3 +133,47 @@ def test_a_lost_gripper_reply_is_retried_without_acting_twice(engine: Engine,
     assert world.executions["release"] == 1  # the retry carried the same key
     assert world.snapshot()["parts"]["U1"]["location"] == "tray"
     assert world.snapshot()["pose"] == "home"
+
+
+def test_the_predicate_sees_a_world_model_that_disagrees_with_the_sensors(
+    engine: Engine, world: CellWorld, cell: RobotCell
+) -> None:
+    _inspection_fails(world)
+    result = engine.run(transfer_saga())
+    assert result.status is SagaStatus.COMPENSATED
+    ctx = PredicateContext(
+        saga_id=result.saga_id, workflow="pcb-transfer", input={},
+        pre_state=result.rollback["pre_state"], post_state=None, checkpoint=None, results={},
+        services={"robot": cell}, clock=engine.clock)
+    assert cell_predicate(ctx).ok
+    with world.lock:  # someone takes U1 out of the tray by hand
+        world.parts["U1"].location = "unknown"
+    check = cell_predicate(ctx)
+    assert not check.ok
+    assert "part:U1" in check.reason and "disagrees" in check.reason
+
+
+def test_the_same_rollback_over_ros_gripper_services(
+    world: CellWorld, link: RosLink, tmp_path: Path
+) -> None:
+    cell = RobotCell(pcb_cell(), arm=link, sensors=link, tooling=RosTooling(link), camera=link,
+                     conveyor=link)
+    store = Store.open(f"sqlite:///{tmp_path / 'ros-tooling.db'}")
+    engine = Engine(robot_registry(), store, clock=FakeClock(), services={"robot": cell},
+                    heartbeat=False)
+    try:
+        _inspection_fails(world)
+        world.inject({"kind": "gripper_error", "message": "fingers jammed"})
+        result = engine.run(transfer_saga())
+        # The pick itself fails (the ROS gripper service refuses), nothing to undo.
+        assert result.status is SagaStatus.FAILED
+        assert "fingers jammed" in (result.error or "")
+        world.faults.gripper_error = None
+        second = engine.run(transfer_saga())
+        assert second.status is SagaStatus.COMPENSATED
+        assert world.snapshot()["parts"]["U1"]["location"] == "tray"
+        assert world.executions["grip"] == 1 and world.executions["release"] == 1
+    finally:
+        engine.close()
+        cell.detach()
+        store.close()

@@ -184,3 +184,17 @@ def test_a_person_in_the_zone_holds_the_arm_where_it_is(
     assert "held" in safe["error"] and "reach zone" in safe["error"]
     assert world.snapshot()["pose"] == "inspection"  # nothing moved
     assert world.tool == "off"  # switching the tool off is safe and was done
+
+
+def test_an_estop_during_the_retreat_to_the_safe_state_wins(engine: Engine,
+                                                            world: CellWorld) -> None:
+    # Motion 8 is the first motion after the forward run: the retreat to "service".
+    world.inject({"kind": "estop", "motion": 8, "fraction": 0.5, "category": 1})
+    _inspection_fails(world)
+    result = engine.run(scenario_b_saga())
+    assert result.status is SagaStatus.ESCALATED
+    reason = engine.inspect(result.saga_id).escalations[0].reason
+    assert "emergency stop (category 1)" in reason
+    assert world.snapshot()["pose"] is None  # halted between inspection and service
+    assert len(world.motions) == 8
+    assert world.tool == "off"  # switched off before the arm moved

@@ -416,7 +416,13 @@ class EvmWallet:
             routes = self._routes("cancel", rollback=True)
             cancel = self._sign(key, "cancel", self.address, "0x", nonce=record.nonce,
                                 fees=(max_fee, tip), gas=21_000, replaces=record.hash)
-            cancel = self._submit(cancel, routes)
+            try:
+                cancel = self._submit(cancel, routes)
+            except NonceTooLow:
+                # The original got mined while the cancellation was on its way:
+                # settle on the original instead.
+                sent = await self.wait(record, clock, rollback=True, deadline=deadline)
+                return Settled(True, "confirmed", sent, {"won": False, "tx": cancel.hash})
             log.info("evm: cancelling %s with same-nonce replacement %s", record.hash,
                      cancel.hash)
         limit = clock.now() + self.network.confirm_timeout_s

@@ -159,10 +159,14 @@ class LedgerConsistency:
     @staticmethod
     def _undone(saga_id: str, ledger: LedgerAPI, in_effect: set[str]) -> list[str]:
         problems: list[str] = []
-        for t in ledger.find_transfers(prefix=f"rv:{saga_id}:"):
-            if t.code in UNDO_CODES or t.kind in (TransferKind.POST, TransferKind.VOID):
-                continue
-            if t.id.split(":")[2] in in_effect:
+        prefix = f"rv:{saga_id}:"
+        for t in ledger.find_transfers(prefix=prefix):
+            if t.corrects is not None or t.code in UNDO_CODES or t.kind in (
+                TransferKind.POST, TransferKind.VOID,
+            ):
+                continue  # an undo, or the resolution of a hold: not an original
+            # Keys are rv:<saga>:<step>:<phase>[suffix]; step names may contain ':'.
+            if t.id.removeprefix(prefix).rsplit(":", 1)[0] in in_effect:
                 continue  # a checkpoint rollback leaves this step's effect standing
             if t.kind == TransferKind.PENDING and t.state in (
                 PendingState.VOIDED, PendingState.EXPIRED, PendingState.PENDING,

@@ -178,6 +178,15 @@ class LedgerHold(LedgerTransfer):
                 return correct_remaining(ledger, hold, ctx.idempotency_key, "saga rollback")
             return {"outcome": "nothing_to_undo", "reason": f"hold is {hold.state}"}
 
+    def preconditions(self, ctx: StepContext) -> Check:
+        """A pending hold can always be voided; a posted one needs the funds to return."""
+        with ledger_boundary(f"check {ctx.step!r}", effect=False):
+            hold = ledger_of(ctx).get_transfer(action_key(ctx))
+        if hold is None or hold.state != PendingState.POSTED:
+            state = "never placed" if hold is None else hold.state
+            return Check(True, f"hold {state}: voiding it (or nothing) always succeeds")
+        return super().preconditions(ctx)
+
 
 class PostHold:
     """Post (capture) a hold placed by an earlier step; undone by a correction.

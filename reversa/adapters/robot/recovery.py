@@ -205,6 +205,10 @@ def cell_predicate(ctx: PredicateContext) -> Check:
                 **{f"board:{k}": v for k, v in belief.boards.items()}}
     mismatch = {k: {"model": v, "sensors": sensed.get(k, "missing")}
                 for k, v in believed.items() if sensed.get(k) != v}
+    attached = scene.attached.id if scene.attached else None
+    checks.append(Check(attached == tooling.holding,
+                        "gripper and scene agree on the held part" if attached == tooling.holding
+                        else f"gripper reports {tooling.holding!r} held, the scene {attached!r}"))
     checks.append(Check(not mismatch,
                         "world model matches the sensors" if not mismatch else
                         f"world model disagrees with the sensors: {mismatch}",

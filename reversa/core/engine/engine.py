@@ -266,7 +266,10 @@ class Engine:
     def _release(self, live: LiveSaga) -> None:
         with self._lock:
             self._rt.held.pop(live.id, None)
-        if live.created:
+        # A saga at rest released its lease in its last commit (see Store._write);
+        # only one stopped for another reason still holds it here.
+        at_rest = live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED
+        if live.created and not (at_rest and not live.events):
             self.store.release(live.id, live.token)
 
     def _beat(self) -> None:

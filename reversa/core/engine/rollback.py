@@ -100,8 +100,8 @@ async def _undo_all(
             elif not outcome.ok:
                 failures.append(f"step {name!r}: {outcome.error}")
             remaining.remove(name)
-        if live.events:
-            rt.flush(live)
+        # Outcomes are not flushed here: they share the next commit (the next
+        # compensation's intent, the conclusion, or the escalation).
         if failures:
             not_done = list(remaining)
             return (f"compensation failed ({'; '.join(failures)}); not compensated: "

@@ -151,7 +151,7 @@ class Store:
             )
             for step in live.steps.values():
                 step.dirty = step.status.value != "pending"
-            self._write(conn, live, now, None, None, fenced=False)
+            self._write(conn, live, now, None, None)
 
     def flush(
         self,
@@ -170,7 +170,7 @@ class Store:
             LeaseLost: Another worker owns the saga now; nothing was written.
         """
         with self._tx() as conn:
-            return self._write(conn, live, now, escalation, rollback, fenced=True)
+            return self._write(conn, live, now, escalation, rollback)
 
     def _write(
         self,
@@ -179,8 +179,6 @@ class Store:
         now: float,
         escalation: dict[str, Any] | None,
         rollback: dict[str, Any] | None,
-        *,
-        fenced: bool,
     ) -> int | None:
         old_seq, old_head = live.seq, live.head
         rows = []
@@ -196,18 +194,19 @@ class Store:
             entry["hash"] = digest
             rows.append(entry)
             head = digest
-        values = {
+        at_rest = live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED
+        params = {
+            "sid": live.id, "tok": live.token, "old_seq": old_seq,
             "status": live.status.value, "updated_at": now, "failed_step": live.failed_step,
             "error": live.error, "rollback_started_at": live.rollback_started_at,
             "checkpoint": live.checkpoint, "resumes": live.resumes, "audit_seq": seq,
             "audit_head": head, "pre_state_json": _dump(live.pre_state),
+            # The end state and the lease release share one commit.
+            "lease_owner": None if at_rest else live.lease_owner,
+            "lease_expires_at": None if at_rest else live.lease_expires_at,
         }
-        if live.lease_expires_at is not None:
-            values["lease_expires_at"] = live.lease_expires_at
-        stmt = update(t.sagas).where(t.sagas.c.id == live.id)
-        if fenced:
-            stmt = stmt.where(t.sagas.c.lease_token == live.token, t.sagas.c.audit_seq == old_seq)
-        if conn.execute(stmt.values(**values)).rowcount != 1:
+        # The saga row is written first: a stale writer fails here, before anything else.
+        if conn.execute(_SAGA_UPDATE, params).rowcount != 1:
             raise LeaseLost(
                 f"saga {live.id}: lease token {live.token} is no longer current (another "
                 "worker took the saga over); this worker stops touching it",
@@ -438,6 +437,17 @@ class Store:
                 out.append(row)
         return out
 
+
+_SAGA_UPDATE = (
+    update(t.sagas)
+    .where(t.sagas.c.id == bindparam("sid"), t.sagas.c.lease_token == bindparam("tok"),
+           t.sagas.c.audit_seq == bindparam("old_seq"))
+    .values(**{name: bindparam(name) for name in (
+        "status", "updated_at", "failed_step", "error", "rollback_started_at", "checkpoint",
+        "resumes", "audit_seq", "audit_head", "pre_state_json", "lease_owner",
+        "lease_expires_at")})
+)
+"""Fenced write of a saga's state: only the current lease holder, only in sequence."""
 
 _STEP_UPDATE = update(t.steps).where(
     t.steps.c.saga_id == bindparam("s"), t.steps.c.name == bindparam("n")

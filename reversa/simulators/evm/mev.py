@@ -116,6 +116,8 @@ class MevSearcher:
 
         pool, token_in, amount_in, min_out, deadline = decode(
             ["address", "address", "uint256", "uint256", "uint256"], data[4:])
+        to_checksum = self.node.w3.to_checksum_address
+        pool, token_in = to_checksum(pool), to_checksum(token_in)
         # A failed attack (budget, race with the block) is simply not recorded.
         with contextlib.suppress(Exception):
             self._sandwich(tx, tx_hash, pool, token_in, int(amount_in), int(min_out),
@@ -138,16 +140,22 @@ class MevSearcher:
             return  # nothing worth taking: the victim's bound is tight
         bought = amount_out(front, r_in, r_out)
         victim_tip = int(str(tx.get("maxPriorityFeePerGas") or tx.get("gasPrice") or "0x0"), 0)
-        max_fee = int(w3.eth.get_block("latest")["baseFeePerGas"]) * 3 + victim_tip * 3 + 10**9
+        victim_fee = int(str(tx.get("maxFeePerGas") or tx.get("gasPrice") or "0x0"), 0)
+        base_fee = int(w3.eth.get_block("latest")["baseFeePerGas"])
+        # anvil orders its pool by max fee per gas: outbid the victim to go first,
+        # underbid it (still above the base fee) to go right after it.
+        front_fee = victim_fee * 2 + 10**9
+        back_fee = max(victim_fee - 1, base_fee * 2)
         nonce = w3.eth.get_transaction_count(self.account, "pending")
         front_hash = self._router.functions.swap_exact_in(
             pool, token_in, front, 0, deadline).transact({
                 "from": self.account, "nonce": nonce, "gas": 300_000,
-                "maxFeePerGas": max_fee, "maxPriorityFeePerGas": victim_tip * 2 + 10**9})
+                "maxFeePerGas": front_fee, "maxPriorityFeePerGas": victim_tip * 2 + 10**9})
         back_hash = self._router.functions.swap_exact_in(
             pool, token_out, bought, 0, deadline).transact({
                 "from": self.account, "nonce": nonce + 1, "gas": 300_000,
-                "maxFeePerGas": max_fee, "maxPriorityFeePerGas": max(victim_tip // 2, 1)})
+                "maxFeePerGas": back_fee,
+                "maxPriorityFeePerGas": min(max(victim_tip // 2, 1), back_fee)})
         self.sandwiches.append(Sandwich(tx_hash, "0x" + bytes(front_hash).hex(),
                                         "0x" + bytes(back_hash).hex(), front, min_out))
 

@@ -65,12 +65,13 @@ class InProcessInclusion:
 
 
 class AnvilInclusion:
-    """Private inclusion on anvil: the transaction is mined in the call that submits it.
+    """Private inclusion on anvil: submit, then build a block at once.
 
-    The relay switches anvil to automine for the one submission (anvil then
-    mines the block inside ``eth_sendRawTransaction``, before the call
-    returns, so the transaction is never visible in ``txpool_content``), then
-    restores interval mining.
+    The relay acts as the block builder: it hands the transaction to anvil and
+    mines a block in the very next call, so the transaction spends no block
+    interval in the pool where searchers look (a few milliseconds between the
+    two calls, against a block time of seconds). A same-nonce replacement
+    displaces the pending original first, as a builder would prefer it.
     """
 
     def __init__(self, node: Any) -> None:
@@ -78,14 +79,10 @@ class AnvilInclusion:
         self._lock = threading.Lock()
 
     def include(self, raw: bytes) -> str:
-        """Submit with automine on, then restore the node's mining mode."""
+        """Submit and mine one block."""
         with self._lock:
-            mode = self.node.mining_mode()
-            self.node.rpc("evm_setAutomine", [True])
-            try:
-                tx_hash = str(self.node.rpc("eth_sendRawTransaction", ["0x" + raw.hex()]))
-            finally:
-                self.node.restore_mining(mode)
+            tx_hash = str(self.node.rpc("eth_sendRawTransaction", ["0x" + raw.hex()]))
+            self.node.rpc("evm_mine")
         return tx_hash
 
     def forward(self, method: str, params: list[Any]) -> Any:

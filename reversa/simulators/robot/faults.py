@@ -67,8 +67,9 @@ class FaultPlan:
         reject_goals: Next n trajectory goals are rejected.
         hang_goals: Next n trajectory goals never report a result.
         camera_error: Inspection fails with this message while set.
-        gripper_error: ROS gripper service fails with this message while set.
-        tool_error: ROS tool service fails with this message while set.
+        gripper_error: ROS gripper commands fail with this message while set
+            (status reads still answer).
+        tool_error: ROS tool commands fail with this message while set.
         conveyor_error: Conveyor service fails with this message while set.
         scene_hang: Scene service never answers while set.
         serial: Serial controller faults, consumed in order.

@@ -247,20 +247,20 @@ class RosbridgeSim:
             found = w.query(str(args["key"]))
             return {"found": found is not None, "reply": found or {}}
         if service == "/gripper/command":
-            if w.faults.gripper_error:
-                raise DeviceError("GRIPPER", w.faults.gripper_error)
             command = str(args.get("command", "status"))
             if command == "status":
                 return {"ok": True, **w.tooling()}
+            if w.faults.gripper_error:
+                raise DeviceError("GRIPPER", w.faults.gripper_error)
             if command not in {"grip", "release"}:
                 raise ValueError(f"unknown gripper command {command!r}")
             return {**w.command(command, key), **w.tooling()}
         if service == "/tool/command":
-            if w.faults.tool_error:
-                raise DeviceError("TOOL", w.faults.tool_error)
             command = str(args.get("command", "status"))
             if command == "status":
                 return {"ok": True, **w.tooling()}
+            if w.faults.tool_error:
+                raise DeviceError("TOOL", w.faults.tool_error)
             if command == "dispense":
                 return w.command("dispense", key, volume_ul=float(args.get("volume_ul", 5.0)))
             if command == "off":
@@ -375,6 +375,10 @@ def start_rosbridge(world: CellWorld | None = None, *, port: int = 0,
 def serve(port: int = 9090, *, host: str = "127.0.0.1", time_scale: float = 1.0) -> None:
     """Serve the simulated cell on ``ws://host:port`` until interrupted (``reversa sim``)."""
     sim = RosbridgeSim(time_scale=time_scale)
-    print(f"rosbridge simulator (PCB cell, UR5-like arm) on ws://{host}:{port}", flush=True)
+
+    def ready(bound: int) -> None:
+        print(f"rosbridge simulator (PCB cell, UR5-like arm) listening on ws://{host}:{bound}",
+              flush=True)
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(sim.run(host, port))
+        asyncio.run(sim.run(host, port, ready))
