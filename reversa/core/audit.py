@@ -20,11 +20,16 @@ from .canonical import canonical_json, sha256_hex
 
 __all__ = ["AuditProblem", "AuditReport", "entry_hash", "verify_chain"]
 
-HASHED_FIELDS = ("saga_id", "seq", "ts", "step", "phase", "attempt", "event", "outcome", "detail")
+HASHED_FIELDS = ("saga_id", "seq", "ts", "step", "phase", "attempt", "event", "outcome",
+                 "detail_json")
 
 
 def entry_hash(prev_hash: str, entry: Mapping[str, Any]) -> str:
-    """SHA-256 over the previous hash and the entry's canonical JSON."""
+    """SHA-256 over the previous hash and the entry's canonical JSON.
+
+    The details are hashed as the exact canonical JSON text that is stored, so
+    verification needs no decode/re-encode round trip.
+    """
     body = {k: entry[k] for k in HASHED_FIELDS}
     return sha256_hex(prev_hash + canonical_json(body))
 

@@ -59,6 +59,15 @@ def rosbridge() -> Iterator[RosbridgeSim]:
     sim.stop()
 
 
+@pytest.fixture
+def slow_motion(rosbridge: RosbridgeSim) -> Iterator[None]:
+    """Motions at 5x instead of 40x real time, for tests where the *adapter* must react
+    mid-motion: its reaction then lands mid-path even on a loaded machine."""
+    rosbridge.time_scale = 5.0
+    yield
+    rosbridge.time_scale = 40.0
+
+
 @pytest.fixture(scope="session")
 def gripper_device(rosbridge: RosbridgeSim) -> Iterator[SerialGripperSim]:
     device = start_gripper(rosbridge.world)

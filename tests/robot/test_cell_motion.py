@@ -100,6 +100,7 @@ def test_stop_categories_differ_in_how_far_the_arm_coasts(
     assert travelled[1] > travelled[0]  # category 1 decelerates; category 0 cuts power
 
 
+@pytest.mark.usefixtures("slow_motion")
 def test_a_person_entering_mid_motion_makes_the_adapter_cancel(world: CellWorld,
                                                                cell: RobotCell) -> None:
     # No hardware interlock: only the adapter's zone monitoring can stop the arm.

@@ -56,3 +56,10 @@ def test_operations_satisfy_the_operation_protocol() -> None:
     for op in (robot.MoveTo(), robot.Pick(), robot.Place(), robot.ApplyPaste(), robot.Inspect()):
         assert isinstance(op, Operation)
         assert op.name.startswith("robot.")
+
+
+def test_connect_cell_rejects_a_bad_address() -> None:
+    from reversa import ConfigError
+
+    with pytest.raises(ConfigError, match="ws://host:9090"):
+        robot.connect_cell("http://cell-pc:9090")

@@ -86,6 +86,7 @@ def test_an_estop_during_rollback_wins(engine: Engine, world: CellWorld, cell: R
     assert world.snapshot()["pose"] == "home"
 
 
+@pytest.mark.usefixtures("slow_motion")
 @pytest.mark.parametrize("interlock", [True, False], ids=["hardware-interlock", "adapter-only"])
 def test_a_person_entering_during_rollback_stops_it(engine: Engine, world: CellWorld,
                                                     interlock: bool) -> None:
@@ -165,9 +166,12 @@ def test_the_same_rollback_over_ros_gripper_services(
         _inspection_fails(world)
         world.inject({"kind": "gripper_error", "message": "fingers jammed"})
         result = engine.run(transfer_saga())
-        # The pick itself fails (the ROS gripper service refuses), nothing to undo.
+        # The pick itself fails at the grip (the ROS gripper service refuses): it
+        # retraces its own motion, so the failed step leaves no effect at all.
         assert result.status is SagaStatus.FAILED
         assert "fingers jammed" in (result.error or "")
+        assert world.snapshot()["pose"] == "home"
+        assert len(world.motions) == 4  # down to the tray, then retraced
         world.faults.gripper_error = None
         second = engine.run(transfer_saga())
         assert second.status is SagaStatus.COMPENSATED

@@ -73,6 +73,7 @@ def test_execute_reaches_the_goal_and_joint_states_follow(world: CellWorld, link
                            zip(link.joints(), world.layout.pose("tray_above"), strict=True)) < 1e-6)
 
 
+@pytest.mark.usefixtures("slow_motion")
 def test_abort_cancels_the_goal_mid_path(world: CellWorld, link: RosLink) -> None:
     path, times = _path(world, "inspection", speed=0.5)
     calls = {"n": 0}

@@ -10,11 +10,11 @@ as success so a retried or in-doubt compensation is harmless.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 from reversa.core.context import Check, Probe, StepContext
-from reversa.core.errors import PermanentError, PreconditionFailed
-from reversa.safety import PASTE_IRREVERSIBLE, can_regrip, can_return_part
+from reversa.core.errors import OutcomeUnknown, PermanentError, PreconditionFailed, StepError
+from reversa.safety import PASTE_IRREVERSIBLE, Joints, can_regrip, can_return_part
 
 from .cell import RobotCell
 from .layout import Station
@@ -69,6 +69,48 @@ def _station(cell: RobotCell, params: Mapping[str, Any]) -> Station:
 
 def _recovery(cell: RobotCell) -> float:
     return cell.policy.recovery_speed
+
+
+class _Attempt:
+    """Keeps a multi-motion action's contract: fail without effect, or be in doubt.
+
+    Before the commit point (the grip, release or dispense took effect) a
+    refusal retraces the motions made so far and re-raises, so the step really
+    had no effect. After it, any failure becomes OutcomeUnknown: the engine then
+    probes or compensates with the same key. Safety signals pass untouched.
+    """
+
+    def __init__(self, cell: RobotCell, ctx: StepContext) -> None:
+        self.cell = cell
+        self.ctx = ctx
+        self.visited: list[Joints] = [cell.joints()]
+        self.committed = False
+
+    def move(self, pose: str, label: str) -> None:
+        goal = self.cell.layout.pose(pose)
+        self.cell.move(goal, speed=self.cell.production_speed, label=f"{self.ctx.step}: {label}",
+                       budget_s=budget(self.ctx))
+        self.visited.append(goal)
+
+    def __enter__(self) -> _Attempt:
+        return self
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> Literal[False]:
+        if not isinstance(exc, StepError):
+            return False
+        if self.committed:
+            raise OutcomeUnknown(f"{self.ctx.step}: failed after its effect took place "
+                                 f"({exc.message})") from exc
+        if isinstance(exc, OutcomeUnknown):
+            return False
+        try:
+            for q in reversed(self.visited[:-1]):
+                self.cell.move(q, speed=_recovery(self.cell), budget_s=budget(self.ctx),
+                               label=f"{self.ctx.step}: retrace a partial motion")
+        except StepError as retreat:
+            raise OutcomeUnknown(f"{self.ctx.step}: failed ({exc.message}) and could not "
+                                 f"retrace its motion ({retreat.message})") from exc
+        return False
 
 
 class MoveTo:
@@ -127,22 +169,18 @@ class Pick:
         cell = cell_of(ctx)
         station = _station(cell, ctx.params)
         part = str(ctx.params["part"])
-        speed = cell.production_speed
-        cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                  label=f"{ctx.step}: approach {station.name}", budget_s=budget(ctx))
-        cell.move(cell.layout.pose(station.grasp_pose), speed=speed,
-                  label=f"{ctx.step}: descend to {part}", budget_s=budget(ctx))
-        reply = cell.actuate("grip", ctx.idempotency_key)
-        if reply.get("holding") != part:
-            # Closed on nothing: open again and lift, so the failed step left no effect.
-            cell.actuate("release", ctx.idempotency_key + "/undo")
-            cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                      label=f"{ctx.step}: lift after a missed grasp", budget_s=budget(ctx))
-            raise PermanentError(f"{ctx.step}: no part {part} at {station.name} "
-                                 f"(gripper closed on {reply.get('holding') or 'nothing'})")
-        cell.belief(ctx.saga_id).parts[part] = "gripper"
-        cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                  label=f"{ctx.step}: lift {part}", budget_s=budget(ctx))
+        with _Attempt(cell, ctx) as attempt:
+            attempt.move(station.approach_pose, f"approach {station.name}")
+            attempt.move(station.grasp_pose, f"descend to {part}")
+            reply = cell.actuate("grip", ctx.idempotency_key)
+            if reply.get("holding") != part:
+                # Closed on nothing: open again; the attempt then retraces its motion.
+                cell.actuate("release", ctx.idempotency_key + "/undo")
+                raise PermanentError(f"{ctx.step}: no part {part} at {station.name} "
+                                     f"(gripper closed on {reply.get('holding') or 'nothing'})")
+            attempt.committed = True
+            cell.belief(ctx.saga_id).parts[part] = "gripper"
+            attempt.move(station.approach_pose, f"lift {part}")
         return {"part": part, "station": station.name}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
@@ -214,15 +252,13 @@ class Place:
         cell = cell_of(ctx)
         station = _station(cell, ctx.params)
         part = str(ctx.params["part"])
-        speed = cell.production_speed
-        cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                  label=f"{ctx.step}: approach {station.name}", budget_s=budget(ctx))
-        cell.move(cell.layout.pose(station.grasp_pose), speed=speed,
-                  label=f"{ctx.step}: lower {part} onto {station.name}", budget_s=budget(ctx))
-        cell.actuate("release", ctx.idempotency_key)
-        cell.belief(ctx.saga_id).parts[part] = station.name
-        cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                  label=f"{ctx.step}: lift from {station.name}", budget_s=budget(ctx))
+        with _Attempt(cell, ctx) as attempt:
+            attempt.move(station.approach_pose, f"approach {station.name}")
+            attempt.move(station.grasp_pose, f"lower {part} onto {station.name}")
+            cell.actuate("release", ctx.idempotency_key)
+            attempt.committed = True
+            cell.belief(ctx.saga_id).parts[part] = station.name
+            attempt.move(station.approach_pose, f"lift from {station.name}")
         return {"part": part, "station": station.name}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
@@ -293,10 +329,10 @@ class ApplyPaste:
         """Move over the board and dispense."""
         cell = cell_of(ctx)
         pose = str(ctx.params.get("pose", "board_above"))
-        cell.move(cell.layout.pose(pose), speed=cell.production_speed,
-                  label=f"{ctx.step}: move to {pose}", budget_s=budget(ctx))
         volume = float(ctx.params.get("volume_ul", 5.0))
-        cell.actuate("dispense", ctx.idempotency_key, volume_ul=volume)
+        with _Attempt(cell, ctx) as attempt:
+            attempt.move(pose, f"move to {pose}")
+            cell.actuate("dispense", ctx.idempotency_key, volume_ul=volume)
         return {"process": "solder_paste", "irreversible": True,
                 "board": str(ctx.params["board"]), "volume_ul": volume}
 

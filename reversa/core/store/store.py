@@ -20,7 +20,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    bindparam,
     create_engine,
     event,
     func,
@@ -31,12 +30,13 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from ..audit import AuditReport, entry_hash, verify_chain
+from ..audit import AuditReport, verify_chain
 from ..canonical import canonical_json, sha256_hex
-from ..errors import ConfigError, LeaseLost, NotFound, StoreError
+from ..errors import ConfigError, NotFound, StoreError
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
 from . import schema as t
+from .writer import Writer
 
 __all__ = ["Store", "resolve_url"]
 
@@ -67,6 +67,7 @@ class Store:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
         self.dialect = engine.dialect.name
+        self._writer = Writer(engine)
 
     # -- lifecycle --------------------------------------------------------------------
     @classmethod
@@ -129,29 +130,11 @@ class Store:
 
     # -- writes -----------------------------------------------------------------------
     def create(self, live: LiveSaga, app: str | None) -> None:
-        """Insert a new saga with its plan, steps and first audit entries."""
-        now = live.updated_at
-        with self._tx() as conn:
-            conn.execute(
-                t.sagas.insert().values(
-                    id=live.id, workflow=live.plan.saga.workflow, status=live.status.value,
-                    plan_hash=live.plan.hash, plan_json=live.plan.canonical,
-                    input_json=canonical_json(live.input),
-                    pre_state_json=_dump(live.pre_state), created_at=live.created_at,
-                    updated_at=now, resumes=0, lease_owner=live.lease_owner,
-                    lease_token=live.token, lease_expires_at=live.lease_expires_at,
-                    audit_seq=0, audit_head=live.plan.hash, app=app,
-                )
-            )
-            conn.execute(
-                t.steps.insert(),
-                [{"saga_id": live.id, "name": s.name, "position": s.position,
-                  "status": s.status.value, "attempts": 0, "comp_attempts": 0}
-                 for s in live.steps.values()],
-            )
-            for step in live.steps.values():
-                step.dirty = step.status.value != "pending"
-            self._write(conn, live, now, None, None)
+        """Insert a new saga with its plan, steps and first audit entries (one commit)."""
+        with self._writer.transaction(self.url) as cur:
+            self._writer.create(cur, live, app)
+            written = self._writer.write(cur, live, live.updated_at, None, None)
+        self._writer.committed(live, written)
 
     def flush(
         self,
@@ -169,82 +152,11 @@ class Store:
         Raises:
             LeaseLost: Another worker owns the saga now; nothing was written.
         """
-        with self._tx() as conn:
-            return self._write(conn, live, now, escalation, rollback)
-
-    def _write(
-        self,
-        conn: Connection,
-        live: LiveSaga,
-        now: float,
-        escalation: dict[str, Any] | None,
-        rollback: dict[str, Any] | None,
-    ) -> int | None:
-        old_seq, old_head = live.seq, live.head
-        rows = []
-        seq, head = old_seq, old_head
-        for ev in live.events:
-            seq += 1
-            entry = {"saga_id": live.id, "seq": seq, "ts": now, "step": ev.step,
-                     "phase": ev.phase, "attempt": ev.attempt, "event": ev.event,
-                     "outcome": ev.outcome, "detail": ev.detail}
-            digest = entry_hash(head, entry)
-            entry["detail_json"] = canonical_json(entry.pop("detail"))
-            entry["prev_hash"] = head
-            entry["hash"] = digest
-            rows.append(entry)
-            head = digest
-        at_rest = live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED
-        params = {
-            "sid": live.id, "tok": live.token, "old_seq": old_seq,
-            "status": live.status.value, "updated_at": now, "failed_step": live.failed_step,
-            "error": live.error, "rollback_started_at": live.rollback_started_at,
-            "checkpoint": live.checkpoint, "resumes": live.resumes, "audit_seq": seq,
-            "audit_head": head, "pre_state_json": _dump(live.pre_state),
-            # The end state and the lease release share one commit.
-            "lease_owner": None if at_rest else live.lease_owner,
-            "lease_expires_at": None if at_rest else live.lease_expires_at,
-        }
-        # The saga row is written first: a stale writer fails here, before anything else.
-        if conn.execute(_SAGA_UPDATE, params).rowcount != 1:
-            raise LeaseLost(
-                f"saga {live.id}: lease token {live.token} is no longer current (another "
-                "worker took the saga over); this worker stops touching it",
-                details={"saga": live.id, "token": live.token},
-            )
-        dirty = [s for s in live.steps.values() if s.dirty]
-        if dirty:
-            conn.execute(_STEP_UPDATE, [
-                {"s": live.id, "n": s.name, "status": s.status.value, "attempts": s.attempts,
-                 "comp_attempts": s.comp_attempts, "result_json": _dump(s.result),
-                 "comp_result_json": _dump(s.comp_result), "state_json": _dump(s.state),
-                 "error": s.error,
-                 "outcome": s.outcome, "started_at": s.started_at,
-                 "finished_at": s.finished_at, "comp_started_at": s.comp_started_at,
-                 "comp_finished_at": s.comp_finished_at} for s in dirty])
-        if rows:
-            conn.execute(t.audit.insert(), rows)
-        escalation_id = None
-        if escalation is not None:
-            inserted = conn.execute(
-                t.escalations.insert().values(
-                    saga_id=live.id, created_at=now, reason=escalation["reason"],
-                    report_json=canonical_json(escalation["report"]), status="open")
-            ).inserted_primary_key
-            escalation_id = inserted[0] if inserted is not None else None
-        if rollback is not None:
-            conn.execute(t.rollbacks.insert().values(
-                saga_id=live.id, failed_step=rollback.get("failed_step"),
-                scope=rollback["scope"], outcome=rollback["outcome"],
-                detected_at=rollback["detected_at"], finished_at=rollback["finished_at"],
-                duration_s=rollback["duration_s"], record_json=canonical_json(rollback),
-                predicate_ok=rollback.get("predicate", {}).get("ok")))
-        # Only now is the write certain to commit with this process' view.
-        live.seq, live.head = seq, head
-        live.events.clear()
-        for s in dirty:
-            s.dirty = False
-        return int(escalation_id) if escalation_id is not None else None
+        with self._writer.transaction(self.url) as cur:
+            written = self._writer.write(cur, live, now, escalation, rollback)
+        # Adopt the new chain head only once the commit succeeded.
+        self._writer.committed(live, written)
+        return written.escalation_id
 
     # -- leases -----------------------------------------------------------------------
     def claim(
@@ -385,10 +297,9 @@ class Store:
             for saga in sagas:
                 rows = conn.execute(select(t.audit).where(t.audit.c.saga_id == saga["id"])
                                     .order_by(t.audit.c.id)).mappings().all()
-                decoded = [{**r, "detail": json.loads(r["detail_json"])} for r in rows]
                 checked, problem = verify_chain(
                     saga["id"], saga["plan_hash"], sha256_hex(saga["plan_json"]),
-                    saga["audit_head"], saga["audit_seq"], decoded)
+                    saga["audit_head"], saga["audit_seq"], [dict(r) for r in rows])
                 entries += checked
                 if problem is not None:
                     problems.append(problem)
@@ -438,22 +349,6 @@ class Store:
         return out
 
 
-_SAGA_UPDATE = (
-    update(t.sagas)
-    .where(t.sagas.c.id == bindparam("sid"), t.sagas.c.lease_token == bindparam("tok"),
-           t.sagas.c.audit_seq == bindparam("old_seq"))
-    .values(**{name: bindparam(name) for name in (
-        "status", "updated_at", "failed_step", "error", "rollback_started_at", "checkpoint",
-        "resumes", "audit_seq", "audit_head", "pre_state_json", "lease_owner",
-        "lease_expires_at")})
-)
-"""Fenced write of a saga's state: only the current lease holder, only in sequence."""
-
-_STEP_UPDATE = update(t.steps).where(
-    t.steps.c.saga_id == bindparam("s"), t.steps.c.name == bindparam("n")
-)
-
-
 def _dump(value: Any) -> str | None:
     return None if value is None else canonical_json(value)
 
@@ -479,3 +374,4 @@ def _sqlite_engine(url: str, synchronous: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+

@@ -147,8 +147,16 @@ def advance(world: CellWorld, motion: Motion, dt: float) -> bool:
         goal = _at(motion, target_t)
         samples = interpolate(start, goal, _SAMPLE)[1:] if start != goal else []
         n = len(samples)
+        t_prev = motion.t
         for index, q in enumerate(samples):
             t_here = motion.t + (target_t - motion.t) * (index + 1) / max(n, 1)
+            if motion.stopping is not None:
+                # A controlled stop coasts for _DECEL_S of simulated time, then halts.
+                motion.stopping -= t_here - t_prev
+                if motion.stopping <= 0:
+                    motion.t = t_prev
+                    return _stopped(world, motion)
+            t_prev = t_here
             outcome = _fire_triggers(world, motion, t_here / max(motion.duration, 1e-9))
             if outcome is not None:
                 return outcome
@@ -163,18 +171,23 @@ def advance(world: CellWorld, motion: Motion, dt: float) -> bool:
                 return _finish(world, motion, "aborted", PATH_TOLERANCE_VIOLATED,
                                f"protective stop: collision with {', '.join(names)}")
             _slip(world)
+        if motion.stopping is not None and not samples:
+            motion.stopping -= target_t - motion.t
         motion.t = target_t
-        if motion.stopping is not None:
-            motion.stopping -= dt
-            if motion.stopping <= 0 or motion.t >= motion.duration:
-                reason = (f"safety stop category {world.stop.category} ({world.stop.source})"
-                          if world.stop else "canceled")
-                return _finish(world, motion, motion.stop_status if world.stop is None
-                               else "aborted", PATH_TOLERANCE_VIOLATED, reason)
+        if motion.stopping is not None and (motion.stopping <= 0
+                                            or motion.t >= motion.duration):
+            return _stopped(world, motion)
         if motion.t >= motion.duration:
             return _finish(world, motion, "succeeded", SUCCESSFUL, "")
         world.version += 1
         return False
+
+
+def _stopped(world: CellWorld, motion: Motion) -> bool:
+    if world.stop is None:
+        return _finish(world, motion, motion.stop_status, PATH_TOLERANCE_VIOLATED, "canceled")
+    return _finish(world, motion, "aborted", PATH_TOLERANCE_VIOLATED,
+                   f"safety stop category {world.stop.category} ({world.stop.source})")
 
 
 def _at(motion: Motion, t: float) -> tuple[float, ...]:
