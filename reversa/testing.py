@@ -100,19 +100,23 @@ def inject(registry: Registry, saga: Saga, point: FailurePoint) -> Registry:
     """A copy of ``registry`` whose handler at ``point`` raises :class:`InjectedFault`."""
     plan = _plan(saga)
     faulty = registry.merged()
-    targets: list[tuple[HandlerKind, str]] = []
+    # Faults hit one step even when several steps share a handler.
+    targets: list[tuple[HandlerKind, str, str, frozenset[str]]] = []
     spec = plan.step(point.step)
     if point.phase == "action":
-        targets.append((HandlerKind.ACTION, spec.action))
+        targets.append((HandlerKind.ACTION, spec.action, spec.name, frozenset({"action"})))
     else:
+        undo = frozenset({"compensation", "forward_recovery"})
         if spec.compensation is not None:
-            targets.append((HandlerKind.COMPENSATION, spec.compensation))
+            targets.append((HandlerKind.COMPENSATION, spec.compensation, spec.name, undo))
         if spec.forward_recovery is not None:
-            targets.append((HandlerKind.ACTION, spec.forward_recovery))
+            targets.append((HandlerKind.ACTION, spec.forward_recovery, spec.name, undo))
         trigger = plan.step(point.trigger or plan.order[-1])
-        targets.append((HandlerKind.ACTION, trigger.action))
-    for kind, name in targets:
-        faulty._handlers[kind][name] = _raiser(kind, name, registry.get(kind, name))
+        targets.append((HandlerKind.ACTION, trigger.action, trigger.name,
+                        frozenset({"action"})))
+    for kind, name, step, phases in targets:
+        original = faulty._handlers[kind][name]
+        faulty._handlers[kind][name] = _raiser(kind, name, original, step, phases)
     return faulty
 
 
@@ -136,9 +140,14 @@ def run_failure_point(
         sibling.close()
 
 
-def _raiser(kind: HandlerKind, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+def _raiser(
+    kind: HandlerKind, name: str, original: Callable[..., Any], step: str,
+    phases: frozenset[str],
+) -> Callable[..., Any]:
     def fail(ctx: Any) -> Any:
-        raise InjectedFault(f"injected fault in {kind} {name!r} (step {ctx.step!r})")
+        if ctx.step == step and str(ctx.phase) in phases:
+            raise InjectedFault(f"injected fault in {kind} {name!r} (step {ctx.step!r})")
+        return original(ctx)  # the same handler serving another step runs normally
 
     fail.__wrapped__ = original  # type: ignore[attr-defined]
     return fail

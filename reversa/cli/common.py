@@ -60,6 +60,21 @@ def load_registry(apps: Iterable[str], hints: Iterable[str | None] = ()) -> Regi
     return registry
 
 
+def load_services(spec: str) -> dict[str, Any]:
+    """Import ``module:factory`` and call it for the services mapping."""
+    module_name, _, attr = spec.partition(":")
+    if not attr:
+        raise ConfigError(f"--services {spec!r}: use 'package.module:factory'")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ConfigError(f"--services {spec!r}: cannot load it: {exc}") from exc
+    services = factory() if callable(factory) else factory
+    if not isinstance(services, dict):
+        raise ConfigError(f"--services {spec!r} must return a dict of name -> resource")
+    return services
+
+
 def emit_json(data: Any) -> None:
     """Machine-readable output: JSON on stdout and nothing else."""
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")

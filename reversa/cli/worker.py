@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import APP_HELP, DB_HELP, console, fail, load_registry, open_store
+from .common import APP_HELP, DB_HELP, console, fail, load_registry, load_services, open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +22,9 @@ def register(app: typer.Typer) -> None:
         stall_after_s: Annotated[float, typer.Option(help="Default watchdog threshold.")]
         = 300.0,
         once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+        services: Annotated[str | None, typer.Option(
+            help="'package.module:factory' returning the services mapping handed to "
+                 "handlers (clients for ledgers, chains, robots).")] = None,
     ) -> None:
         """Finish sagas whose owner died; detect stalled ones (SIGTERM releases leases)."""
         from ..core.errors import ReversaError
@@ -30,10 +33,11 @@ def register(app: typer.Typer) -> None:
         store = open_store(db)
         try:
             registry = load_registry(app_ or [], _builtin_hints())
+            resources = load_services(services) if services else {}
         except ReversaError as exc:
             fail(exc.message)
         w = Worker(registry, store, lease_s=lease_s, poll_s=poll_s, batch=batch,
-                   stall_after_s=stall_after_s)
+                   stall_after_s=stall_after_s, services=resources)
         console.print(f"worker {w.engine.owner} on {store.url} (lease {lease_s:g}s)")
         if once:
             done = w.run_once()

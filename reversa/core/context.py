@@ -88,6 +88,7 @@ class StepContext:
         deadline: Absolute clock time by which this call must finish, if any.
         clock: The engine's clock.
         services: Resources the engine was given (clients, simulators...).
+        generation: How many checkpoint resumes preceded this call (0 normally).
     """
 
     saga_id: str
@@ -104,10 +105,16 @@ class StepContext:
     deadline: float | None
     clock: Clock
     services: Mapping[str, Any]
+    generation: int = 0
 
     def key_for(self, phase: Phase | str) -> str:
-        """The idempotency key this step uses in another phase."""
-        return idempotency_key(self.saga_id, self.step, str(phase))
+        """The idempotency key this step uses in another phase.
+
+        ``key_for(Phase.ACTION)`` from a compensation names the forward effect to
+        undo, including the generation suffix a checkpoint resume adds.
+        """
+        key = idempotency_key(self.saga_id, self.step, str(phase))
+        return f"{key}#{self.generation}" if self.generation and str(phase) == "action" else key
 
 
 @dataclass(frozen=True, slots=True)

@@ -61,7 +61,8 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     # resolved as "never happened"; -> pending is a resume that re-runs it;
     # -> compensating is an in-doubt step undone blind with its own key.
     _S.RUNNING: frozenset(
-        {_S.RUNNING, _S.COMPLETED, _S.FAILED, _S.SKIPPED, _S.PENDING, _S.COMPENSATING}
+        {_S.RUNNING, _S.COMPLETED, _S.FAILED, _S.SKIPPED, _S.PENDING, _S.COMPENSATING,
+         _S.ESCALATED}
     ),
     _S.COMPLETED: frozenset({_S.COMPENSATING, _S.ESCALATED, _S.COMPLETED}),
     # A failed step whose outcome is unknown (timeout) is compensated with its key.

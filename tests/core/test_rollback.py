@@ -308,6 +308,24 @@ def test_irreversible_step_with_escalation_policy(store: Store, world: World,
     assert "customer SMS cannot be recalled" in engine.inspect(result.saga_id).escalations[0].reason
 
 
+def test_in_doubt_irreversible_step_that_never_happened_needs_no_human(
+    store: Store, world: World, clock: FakeClock
+) -> None:
+    reg = transfer_registry(world)
+    saga = chain_saga(["debit", "credit"])
+    steps = list(saga.steps)
+    steps[1] = steps[1].model_copy(update={
+        "compensation": None, "reversibility": Reversibility.IRREVERSIBLE,
+        "escalation": Escalation(reason="CHAPS is final on settlement")})
+    world.fail["do:credit"] = OutcomeUnknown("CHAPS gateway timed out")  # before any effect
+    engine = Engine(reg, store, clock=clock, heartbeat=False)
+    result = engine.run(saga.model_copy(update={"steps": tuple(steps)}))
+    engine.close()
+    assert result.status is SagaStatus.COMPENSATED  # the probe said: never happened
+    assert engine.inspect(result.saga_id).step("credit").status is StepStatus.SKIPPED
+    assert world.balances == {"a": 100, "b": 0, "c": 0}
+
+
 def test_irreversible_step_with_forward_recovery(store: Store, world: World,
                                                  clock: FakeClock) -> None:
     reg = transfer_registry(world)

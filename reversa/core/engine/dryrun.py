@@ -18,7 +18,7 @@ from ..model import Reversibility
 from ..registry import HandlerKind
 from ..states import Phase, StepStatus
 from .calls import classify, invoke
-from .runtime import Runtime, as_check
+from .runtime import Runtime, as_checks
 
 __all__ = ["DryRunReport", "StepFinding", "dry_run", "rollback_targets"]
 
@@ -39,7 +39,9 @@ class StepFinding:
         feasible: Whether this part of the rollback can run.
         problems: Why not, each naming the fix.
         preconditions: Evaluated preconditions.
-        cost: The compensation's cost estimate, when it has an estimator.
+        cost: The compensation's (first) cost estimate, when it has an estimator.
+        costs: Every estimate, when the estimator returns one per unit (token
+            loss and gas, say).
     """
 
     step: str
@@ -48,6 +50,7 @@ class StepFinding:
     problems: list[str] = field(default_factory=list)
     preconditions: list[dict[str, Any]] = field(default_factory=list)
     cost: dict[str, Any] | None = None
+    costs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -106,23 +109,25 @@ async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunRepo
         ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, 0)
         for pre in spec.preconditions:
             try:
-                check = as_check(await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre),
-                                              ctx, None))
-            except Exception as exc:
-                check_row = {"name": pre, "ok": False, "reason": classify(exc).message}
-            else:
-                check_row = {"name": pre, "ok": check.ok, "reason": check.reason,
-                             "detail": dict(check.detail)}
-            finding.preconditions.append(check_row)
-            if not check_row["ok"]:
-                finding.feasible = False
-                finding.problems.append(
-                    f"precondition {pre!r} of step {name!r} does not hold: {check_row['reason']}")
+                checks = as_checks(await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre),
+                                                ctx, None))
+                rows = [{"name": pre, "ok": c.ok, "reason": c.reason, "detail": dict(c.detail)}
+                        for c in checks]
+            except Exception as exc:  # a failing check is a finding, not a crash
+                rows = [{"name": pre, "ok": False, "reason": classify(exc).message}]
+            for check_row in rows:
+                finding.preconditions.append(check_row)
+                if not check_row["ok"]:
+                    finding.feasible = False
+                    finding.problems.append(f"precondition {pre!r} of step {name!r} does not "
+                                            f"hold: {check_row['reason']}")
         if spec.cost is not None:
-            finding.cost = await _estimate(rt, spec.cost, ctx, finding)
-            if finding.cost is not None and "amount" in finding.cost:
-                unit = finding.cost["unit"]
-                costs[unit] = costs.get(unit, 0.0) + float(finding.cost["amount"])
+            estimates = await _estimate(rt, spec.cost, ctx, finding)
+            finding.cost = estimates[0] if estimates else None
+            finding.costs = estimates
+            for est in estimates:
+                if "amount" in est:
+                    costs[est["unit"]] = costs.get(est["unit"], 0.0) + float(est["amount"])
         findings.append(finding)
     for unit, limit in saga.max_rollback_cost.items():
         if costs.get(unit, 0.0) > limit:
@@ -154,21 +159,24 @@ def _irreversible(rt: Runtime, name: str, recovery: str | None, escalation: Any)
 
 async def _estimate(
     rt: Runtime, name: str, ctx: Any, finding: StepFinding
-) -> dict[str, Any] | None:
+) -> list[dict[str, Any]]:
     try:
-        est = await invoke(rt.registry.get(HandlerKind.COST, name), ctx, None)
+        value = await invoke(rt.registry.get(HandlerKind.COST, name), ctx, None)
     except Exception as exc:
+        # An estimator that cannot answer blocks the rollback, visibly.
         finding.feasible = False
         finding.problems.append(f"cost estimator {name!r} failed: {classify(exc).message}")
-        return {"error": classify(exc).message}
-    if est is None:
-        return None
-    if not isinstance(est, CostEstimate):
-        raise TypeError(f"cost estimator {name!r} must return CostEstimate, got {est!r}")
-    if not est.acceptable:
-        finding.feasible = False
-        finding.problems.append(
-            f"compensation of step {finding.step!r} costs too much: {est.reason or 'over policy'}"
-        )
-    return {"amount": est.amount, "unit": est.unit, "acceptable": est.acceptable,
-            "reason": est.reason, "detail": dict(est.detail)}
+        return [{"error": classify(exc).message}]
+    estimates = [] if value is None else value if isinstance(value, list | tuple) else [value]
+    out = []
+    for est in estimates:
+        if not isinstance(est, CostEstimate):
+            raise TypeError(f"cost estimator {name!r} must return CostEstimate (or a list of "
+                            f"them), got {est!r}")
+        if not est.acceptable:
+            finding.feasible = False
+            finding.problems.append(f"compensation of step {finding.step!r} costs too much: "
+                                    f"{est.reason or 'over policy'}")
+        out.append({"amount": est.amount, "unit": est.unit, "acceptable": est.acceptable,
+                    "reason": est.reason, "detail": dict(est.detail)})
+    return out

@@ -20,7 +20,7 @@ from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
 from .calls import classify, invoke, retrying
 from .dryrun import DryRunReport, dry_run, rollback_targets
-from .runtime import Runtime, as_check
+from .runtime import Runtime, as_checks
 
 __all__ = ["rollback"]
 
@@ -118,14 +118,16 @@ async def _undo(
     st = live.steps[name]
     entry: dict[str, Any] = {"step": name}
     record["compensations"].append(entry)
-    if spec.reversibility is Reversibility.IRREVERSIBLE:
-        return await _irreversible(rt, live, name, deadline, entry)
     if st.status in (StepStatus.RUNNING, StepStatus.FAILED):
+        # Ask first, for every kind of step: an irreversible payment that timed out
+        # and never happened needs neither a human nor a recovery.
         verdict = await _resolve_in_doubt(rt, live, name)
         entry["in_doubt"] = verdict
         if verdict == Probe.NOT_HAPPENED.value:
             entry["outcome"] = "nothing_to_undo"
             return _Undo(name, True)
+    if spec.reversibility is Reversibility.IRREVERSIBLE:
+        return await _irreversible(rt, live, name, deadline, entry)
     assert spec.compensation is not None
     fn = rt.registry.get(HandlerKind.COMPENSATION, spec.compensation)
     try:
@@ -277,9 +279,10 @@ async def _resolve_in_doubt(rt: Runtime, live: LiveSaga, name: str) -> str:
 async def _recheck(rt: Runtime, names: tuple[str, ...], ctx: Any) -> None:
     # State may have changed since the dry-run: check again right before acting.
     for pre in names:
-        check = as_check(await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre), ctx, None))
-        if not check.ok:
-            raise PreconditionFailed(f"precondition {pre!r} no longer holds: {check.reason}")
+        value = await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre), ctx, None)
+        for check in as_checks(value):
+            if not check.ok:
+                raise PreconditionFailed(f"precondition {pre!r} no longer holds: {check.reason}")
 
 
 def _timeout(step_timeout: float | None, deadline: float, now: float) -> float | None:

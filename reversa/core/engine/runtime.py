@@ -77,7 +77,7 @@ class Runtime:
             attempt=attempt, idempotency_key=self.key(live, spec.name, phase),
             input=live.input, params=spec.params, results=live.results(),
             result=step.result, pre_state=live.pre_state, deadline=deadline,
-            clock=self.clock, services=self.services,
+            clock=self.clock, services=self.services, generation=live.resumes,
         )
 
     # -- snapshots and predicates -----------------------------------------------------
@@ -157,6 +157,14 @@ class Runtime:
         live.escalation_id = self.flush(
             live, escalation={"reason": reason, "report": report}, rollback=rollback)
         return live.escalation_id
+
+
+def as_checks(value: Any) -> list[Check]:
+    """A precondition may return one check (or bool) or a list of them."""
+    if isinstance(value, list | tuple) and not (
+            len(value) == 2 and isinstance(value[0], bool) and isinstance(value[1], str)):
+        return [as_check(v) for v in value]
+    return [as_check(value)]
 
 
 def as_check(value: Any) -> Check:
