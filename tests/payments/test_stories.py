@@ -69,11 +69,29 @@ def test_ag166a_payment_that_did_go_through_is_voided(reg: Registry, store: Stor
     assert restored(world, before) == {}
 
 
-def test_ag166a_on_a_final_rail_goes_to_a_human(reg: Registry, store: Store,
-                                                world: PaymentsWorld) -> None:
-    # An in-doubt CHAPS payment cannot be undone by the engine: it escalates, with the
-    # other steps compensated (Escalation.compensate_others) and the report naming it.
+def test_ag166a_on_a_final_rail_that_never_paid_needs_no_human(
+    reg: Registry, store: Store, world: PaymentsWorld
+) -> None:
+    # Both CHAPS submissions timed out without reaching the rail: the probe says the
+    # payment never happened, so the irreversible step needs neither recall nor human.
     world.ledger.faults.inject("submit_payment", FaultKind.TIMEOUT, times=2)
+    before = world.balances()
+    result = make_engine(reg, store, world).run(procurement.saga(reg, rail=Rail.CHAPS),
+                                                procurement.INPUT)
+    assert result.status is SagaStatus.COMPENSATED
+    pay = next(c for c in result.rollback["compensations"] if c["step"] == "pay")  # type: ignore[index]
+    assert (pay["in_doubt"], pay["outcome"]) == ("not_happened", "nothing_to_undo")
+    assert world.ledger.payments() == []
+    assert restored(world, before) == {}
+
+
+def test_ag166a_on_a_final_rail_that_paid_goes_to_a_human(
+    reg: Registry, store: Store, world: PaymentsWorld
+) -> None:
+    # A CHAPS payment that did settle cannot be undone by the engine: it escalates, with
+    # the other steps compensated (Escalation.compensate_others) and the report naming it.
+    world.ledger.faults.inject("submit_payment", FaultKind.TIMEOUT, times=1)
+    world.ledger.faults.inject("submit_payment", FaultKind.TIMEOUT, applied=True)
     result = make_engine(reg, store, world).run(procurement.saga(reg, rail=Rail.CHAPS),
                                                 procurement.INPUT)
     assert result.status is SagaStatus.ESCALATED
