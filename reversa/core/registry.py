@@ -36,9 +36,10 @@ class HandlerKind(StrEnum):
 class Operation(Protocol):
     """One side effect and everything needed to govern it.
 
-    ``execute`` and ``compensate`` are required. ``probe``, ``preconditions``
-    and ``estimate_cost`` are optional: define them on the class when the
-    domain can answer them. Methods may be plain or ``async``.
+    ``execute`` is required, and ``compensate`` for anything reversible.
+    ``probe``, ``preconditions`` and ``estimate_cost`` are optional: define them
+    on the class when the domain can answer them. Methods may be plain or
+    ``async``.
     """
 
     name: str
@@ -159,14 +160,16 @@ class Registry:
                 f"cannot register operation {operation!r}: give it a 'name' attribute "
                 "or pass name="
             )
-        for method in ("execute", "compensate"):
-            if not callable(getattr(operation, method, None)):
-                raise PlanError(
-                    f"operation {key!r} has no {method}() method; an Operation needs "
-                    "execute(ctx) and compensate(ctx)"
-                )
+        if not callable(getattr(operation, "execute", None)):
+            raise PlanError(
+                f"operation {key!r} has no execute() method; an Operation needs execute(ctx) "
+                "and, unless it is irreversible, compensate(ctx)"
+            )
         self.add(HandlerKind.ACTION, key, operation.execute)
-        self.add(HandlerKind.COMPENSATION, f"{key}:compensate", operation.compensate)
+        # An irreversible operation (solder paste, a final payment) has nothing to
+        # compensate: its steps declare forward recovery or escalation instead.
+        if callable(getattr(operation, "compensate", None)):
+            self.add(HandlerKind.COMPENSATION, f"{key}:compensate", operation.compensate)
         optional = {
             "probe": (HandlerKind.PROBE, f"{key}:probe"),
             "preconditions": (HandlerKind.PRECONDITION, f"{key}:preconditions"),
@@ -194,7 +197,9 @@ class Registry:
                 "call registry.register(op) first"
             )
         wired: dict[str, Any] = {"name": name, "action": operation}
-        wired["compensation"] = f"{operation}:compensate"
+        irreversible = str(fields.get("reversibility", "")) == "irreversible"
+        if not irreversible and self.has(HandlerKind.COMPENSATION, f"{operation}:compensate"):
+            wired["compensation"] = f"{operation}:compensate"
         if self.has(HandlerKind.PROBE, f"{operation}:probe"):
             wired["probe"] = f"{operation}:probe"
         if self.has(HandlerKind.PRECONDITION, f"{operation}:preconditions"):

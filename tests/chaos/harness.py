@@ -32,7 +32,6 @@ from reversa import (
     Store,
     Worker,
 )
-from reversa.core.live import LiveSaga
 
 STEPS = ["s1", "s2", "s3", "s4", "s5"]
 
@@ -97,16 +96,10 @@ class CrashStore(Store):
         if w == when and (event, step) in events:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def create(self, live: LiveSaga, app: str | None) -> None:
-        events = [(e.event, e.step) for e in live.events]
+    def write_batch(self, items: Any, *, single: bool = False) -> Any:
+        events = [(e.event, e.step) for live, *_ in items for e in live.events]
         self._hit("before", events)
-        super().create(live, app)
-        self._hit("after", events)
-
-    def flush(self, live: LiveSaga, now: float, **kw: Any) -> int | None:
-        events = [(e.event, e.step) for e in live.events]
-        self._hit("before", events)
-        out = super().flush(live, now, **kw)
+        out = super().write_batch(items, single=single)
         self._hit("after", events)
         return out
 

@@ -65,11 +65,16 @@ def test_operation_registers_every_part_and_wires_steps() -> None:
         reg.step("y", operation="nope")
 
 
-def test_operation_missing_methods_is_rejected() -> None:
-    class Half:
-        name = "half"
+def test_irreversible_operation_needs_no_compensate() -> None:
+    class Paste:
+        name = "paste"
 
         def execute(self, ctx: Any) -> None: ...
 
-    with pytest.raises(PlanError, match="has no compensate\\(\\) method"):
-        Registry().register(Half())  # type: ignore[arg-type]
+    reg = Registry()
+    reg.register(Paste())  # type: ignore[arg-type]
+    step = reg.step("paste", operation="paste", reversibility="irreversible",
+                    forward_recovery="paste")
+    assert step.compensation is None
+    with pytest.raises(PlanError, match="has no execute\\(\\) method"):
+        reg.register(object(), name="nothing")  # type: ignore[arg-type]

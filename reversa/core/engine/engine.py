@@ -228,7 +228,7 @@ class Engine:
         async def body() -> None:
             if action == "mark_resolved":
                 live.move(SagaStatus.RESOLVED)
-                self._rt.flush(live)
+                await self._rt.flush(live)
             elif action == "retry":
                 live.rollback_started_at = None
                 await rollback(self._rt, live, checkpoint=live.checkpoint)
@@ -247,6 +247,15 @@ class Engine:
                                     "declares one")
             return
         live.rollback_started_at = self.clock.now()
+        if live.plan.saga.safe_state is not None:
+            # Reach the declared safe state before any recovery motion or transaction.
+            from .rollback import drive_to_safe_state
+
+            reached = await drive_to_safe_state(self._rt, live, None)
+            if not reached["ok"]:
+                await self._rt.escalate(live, f"safe state not reached before forward "
+                                        f"recovery: {reached.get('error')}")
+                return
         for name in names:
             ok, error = await run_recovery(self._rt, live, name, None)
             if not ok:

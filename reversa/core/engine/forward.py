@@ -35,7 +35,7 @@ async def forward(rt: Runtime, live: LiveSaga) -> None:
         else:
             live.move(SagaStatus.COMPLETED)
             live.log("saga_completed", "ok")
-            rt.flush(live)
+            await rt.flush(live)
             return
 
 
@@ -51,7 +51,7 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
                 st.started_at = st.started_at or now
                 live.log("step_started", "intent", step=spec.name, phase=Phase.ACTION.value,
                          attempt=st.attempts, key=rt.key(live, spec.name, Phase.ACTION))
-                rt.flush(live)
+                await rt.flush(live)
                 ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
                 try:
                     result = await invoke(fn, ctx, spec.timeout_s)
@@ -98,7 +98,7 @@ async def on_failure(rt: Runtime, live: LiveSaga, failed: str, failure: Failure)
                            end_status=SagaStatus.RUNNING)
         if not ok:
             return False
-        _reopen(rt, live, [*scope, failed])
+        await _reopen(rt, live, [*scope, failed])
         return True
     if saga.on_failure is OnFailure.ROLLBACK_TO_CHECKPOINT and checkpoint is not None:
         await rollback(rt, live, scope=_after(live, checkpoint), checkpoint=checkpoint)
@@ -124,7 +124,7 @@ def _after(live: LiveSaga, checkpoint: str | None) -> list[str]:
     return list(live.plan.order[index + 1 :])
 
 
-def _reopen(rt: Runtime, live: LiveSaga, names: list[str]) -> None:
+async def _reopen(rt: Runtime, live: LiveSaga, names: list[str]) -> None:
     # A resume starts a new generation of action keys (see Runtime.key), so the
     # re-run is not deduplicated against the effect that was just compensated.
     live.resumes += 1
@@ -139,4 +139,4 @@ def _reopen(rt: Runtime, live: LiveSaga, names: list[str]) -> None:
             st.result = st.comp_result = st.error = st.outcome = None
             st.started_at = st.finished_at = st.comp_started_at = st.comp_finished_at = None
     live.log("saga_resumed", "running", generation=live.resumes)
-    rt.flush(live)
+    await rt.flush(live)

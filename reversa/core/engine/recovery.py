@@ -59,7 +59,7 @@ async def continue_saga(rt: Runtime, live: LiveSaga, *, reason: str) -> None:
         if live.plan.saga.on_crash is OnCrash.RESUME:
             for name in in_doubt:
                 await _resolve_for_resume(rt, live, name)
-            rt.flush(live)
+            await rt.flush(live)
             await forward(rt, live)
             return
         live.failed_step = in_doubt[0] if in_doubt else live.failed_step
@@ -69,7 +69,7 @@ async def continue_saga(rt: Runtime, live: LiveSaga, *, reason: str) -> None:
     if live.status is SagaStatus.COMPENSATING:
         await rollback(rt, live, scope=_scope(live), checkpoint=live.checkpoint)
         return
-    rt.flush(live)
+    await rt.flush(live)
 
 
 def _scope(live: LiveSaga) -> list[str] | None:

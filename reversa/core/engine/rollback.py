@@ -142,7 +142,7 @@ async def _undo(
                 live.log("compensation_started", "intent", step=name,
                          phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
                          key=rt.key(live, name, Phase.COMPENSATION))
-                rt.flush(live)
+                await rt.flush(live)
                 ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, st.comp_attempts, deadline)
                 await _recheck(rt, spec.preconditions, ctx)
                 timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
@@ -213,7 +213,7 @@ async def run_recovery(
                 live.log("forward_recovery_started", "intent", step=name,
                          phase=Phase.FORWARD_RECOVERY.value, attempt=st.comp_attempts,
                          key=rt.key(live, name, Phase.FORWARD_RECOVERY))
-                rt.flush(live)
+                await rt.flush(live)
                 ctx = rt.step_ctx(live, spec, Phase.FORWARD_RECOVERY, st.comp_attempts,
                                   deadline)
                 try:
@@ -295,7 +295,7 @@ async def _infeasible(
 ) -> bool:
     saga = live.plan.saga
     if saga.safe_state is not None:
-        record["safe_state"] = await _safe_state(rt, live, deadline)
+        record["safe_state"] = await drive_to_safe_state(rt, live, deadline)
     if saga.on_infeasible is OnInfeasible.FORWARD_RECOVERY:
         recoverable = [f.step for f in report.steps if f.action == "forward_recovery"]
         if recoverable and all(f.feasible or f.action == "forward_recovery"
@@ -315,15 +315,19 @@ async def _infeasible(
     return await _finish_escalated(rt, live, record, reason)
 
 
-async def _safe_state(rt: Runtime, live: LiveSaga, deadline: float) -> dict[str, Any]:
+async def drive_to_safe_state(
+    rt: Runtime, live: LiveSaga, deadline: float | None
+) -> dict[str, Any]:
+    """Run the saga's declared safe-state action; report, never raise."""
     name = live.plan.saga.safe_state
     assert name is not None
     ctx = rt.step_ctx(live, live.plan.saga.steps[0], Phase.SAFE_STATE, 1, deadline)
     live.log("safe_state_started", "intent", phase=Phase.SAFE_STATE.value, action=name)
-    rt.flush(live)
+    await rt.flush(live)
     try:
+        budget = None if deadline is None else deadline - rt.clock.now()
         result = await invoke(rt.registry.get(HandlerKind.ACTION, name), ctx, None,
-                              budget=deadline - rt.clock.now())
+                              budget=budget)
     except Exception as exc:
         failure = classify(exc)
         live.log("safe_state_failed", failure.code, phase=Phase.SAFE_STATE.value,
@@ -367,7 +371,7 @@ async def _conclude(
     live.log("rollback_recorded", record["outcome"], record=record)
     live.log("saga_" + end_status.value, "ok")
     live.last_rollback = record
-    rt.flush(live, rollback=record)
+    await rt.flush(live, rollback=record)
     return True
 
 

@@ -9,13 +9,13 @@ from typing import Any
 from ..canonical import to_jsonable
 from ..clock import Clock
 from ..context import Check, PredicateContext, SnapshotContext, StepContext
-from ..errors import StoreAbort, StoreError
 from ..live import LiveSaga
 from ..model import Step
 from ..registry import HandlerKind, Registry
 from ..states import Phase, SagaStatus, StepStatus
 from ..store import Store
 from .calls import classify, invoke
+from .committer import GroupCommitter
 
 __all__ = ["Runtime"]
 
@@ -31,30 +31,25 @@ class Runtime:
     owner: str
     lease_s: float
     held: dict[str, int] = field(default_factory=dict)
+    committer: GroupCommitter | None = None
 
     # -- durable writes ---------------------------------------------------------------
-    def flush(
+    async def flush(
         self,
         live: LiveSaga,
         *,
         escalation: dict[str, Any] | None = None,
         rollback: dict[str, Any] | None = None,
     ) -> int | None:
-        """Commit everything queued on ``live`` (fenced by its lease token)."""
-        now = self.clock.now()
-        live.lease_expires_at = now + self.lease_s
-        live.updated_at = now
-        try:
-            if not live.created:
-                # The plan, its hash, the pre-state and step 1's intent share the
-                # first commit: the plan is durable before step 1 can run.
-                self.store.create(live, live.app)
-                live.created = True
-                if escalation is None and rollback is None:
-                    return None
-            return self.store.flush(live, now, escalation=escalation, rollback=rollback)
-        except StoreError as exc:
-            raise StoreAbort(exc) from exc
+        """Commit everything queued on ``live`` (fenced by its lease token).
+
+        A saga not yet stored is created in the same commit: the plan, its hash,
+        the pre-state and step 1's intent are durable before step 1 can run.
+        Sagas in flight together share the commit (see ``committer``).
+        """
+        if self.committer is None:
+            self.committer = GroupCommitter(self.store, self.clock, self.lease_s)
+        return await self.committer.flush(live, escalation, rollback)
 
     # -- contexts ---------------------------------------------------------------------
     def key(self, live: LiveSaga, step: str, phase: Phase) -> str:
@@ -154,7 +149,7 @@ class Runtime:
         live.log("escalated", "human_review", reason=reason)
         if rollback is not None:
             live.last_rollback = rollback
-        live.escalation_id = self.flush(
+        live.escalation_id = await self.flush(
             live, escalation={"reason": reason, "report": report}, rollback=rollback)
         return live.escalation_id
 

@@ -32,11 +32,11 @@ from sqlalchemy.exc import OperationalError
 
 from ..audit import AuditReport, verify_chain
 from ..canonical import canonical_json, sha256_hex
-from ..errors import ConfigError, NotFound, StoreError
+from ..errors import ConfigError, LeaseLost, NotFound, StoreError
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
 from . import schema as t
-from .writer import Writer
+from .writer import Writer, Written
 
 __all__ = ["Store", "resolve_url"]
 
@@ -131,10 +131,58 @@ class Store:
     # -- writes -----------------------------------------------------------------------
     def create(self, live: LiveSaga, app: str | None) -> None:
         """Insert a new saga with its plan, steps and first audit entries (one commit)."""
+        live.app = app if app is not None else live.app
+        self.write_batch([(live, live.updated_at, None, None)], single=True)
+
+    def write_batch(
+        self,
+        items: Sequence[tuple[LiveSaga, float, dict[str, Any] | None, dict[str, Any] | None]],
+        *,
+        single: bool = False,
+    ) -> list[Written | LeaseLost]:
+        """Write several sagas' pending state in ONE commit (group commit).
+
+        Each saga is written inside its own savepoint, so one saga's lost lease
+        rolls back only that saga's part; it is returned as ``LeaseLost`` in its
+        slot. ``single`` raises it instead. A saga not yet created is inserted
+        first (plan, hash, input, pre-state) in the same commit.
+
+        Raises:
+            StoreError: The database failed; nothing of the batch was recorded.
+            LeaseLost: With ``single``, when the one saga's lease was lost.
+        """
+        out: list[Written | LeaseLost] = []
         with self._writer.transaction(self.url) as cur:
-            self._writer.create(cur, live, app)
-            written = self._writer.write(cur, live, live.updated_at, None, None)
-        self._writer.committed(live, written)
+            for index, (live, now, escalation, rollback) in enumerate(items):
+                if single:
+                    out.append(self._write_one(cur, live, now, escalation, rollback))
+                    continue
+                cur.execute(f"SAVEPOINT rv{index}")
+                try:
+                    out.append(self._write_one(cur, live, now, escalation, rollback))
+                except LeaseLost as lost:
+                    cur.execute(f"ROLLBACK TO SAVEPOINT rv{index}")
+                    out.append(lost)
+                else:
+                    cur.execute(f"RELEASE SAVEPOINT rv{index}")
+        # Adopt new chain heads only once the commit succeeded.
+        for (live, *_), written in zip(items, out, strict=True):
+            if isinstance(written, Written):
+                self._writer.committed(live, written)
+                live.created = True
+        return out
+
+    def _write_one(
+        self,
+        cur: Any,
+        live: LiveSaga,
+        now: float,
+        escalation: dict[str, Any] | None,
+        rollback: dict[str, Any] | None,
+    ) -> Written:
+        if not live.created:
+            self._writer.create(cur, live, live.app)
+        return self._writer.write(cur, live, now, escalation, rollback)
 
     def flush(
         self,
@@ -152,10 +200,8 @@ class Store:
         Raises:
             LeaseLost: Another worker owns the saga now; nothing was written.
         """
-        with self._writer.transaction(self.url) as cur:
-            written = self._writer.write(cur, live, now, escalation, rollback)
-        # Adopt the new chain head only once the commit succeeded.
-        self._writer.committed(live, written)
+        (written,) = self.write_batch([(live, now, escalation, rollback)], single=True)
+        assert isinstance(written, Written)  # single=True raises LeaseLost instead
         return written.escalation_id
 
     # -- leases -----------------------------------------------------------------------

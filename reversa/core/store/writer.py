@@ -94,7 +94,7 @@ class Writer:
         cur.executemany(self.step_insert, [
             (live.id, s.name, s.position, "pending", 0, 0) for s in live.steps.values()])
         for step in live.steps.values():
-            step.dirty = step.status.value != "pending"
+            step.dirty = step.dirty or step.status.value != "pending"
 
     def write(
         self,

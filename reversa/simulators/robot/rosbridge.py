@@ -159,7 +159,12 @@ class RosbridgeSim:
                 except ValueError:
                     LOG.warning("dropping a frame that is not JSON")
                     continue
-                await self._dispatch(client, message)
+                try:
+                    await self._dispatch(client, message)
+                except ConnectionClosed:
+                    raise
+                except Exception:  # a bad request must not drop the connection
+                    LOG.exception("failed to handle %s", message.get("op"))
         except ConnectionClosed:
             pass
         finally:
@@ -341,7 +346,7 @@ class RosbridgeSim:
                            "actual": {"positions": list(self.world.q)}},
             })
             if done:
-                del self._goals[gid]
+                self._goals.pop(gid, None)
                 finished.append((gid, client, motion))
         if moved or now - self._last_heartbeat >= _HEARTBEAT_S:
             self._last_heartbeat = now
