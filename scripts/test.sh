@@ -20,8 +20,13 @@ if ! have_pg; then
   fi
 fi
 
-if [ -f scripts/setup-anvil.sh ]; then
-  bash scripts/setup-anvil.sh >/dev/null || echo "warning: anvil could not be installed" >&2
+if ! command -v npm >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+  echo "installing npm (apt-get install npm) for anvil"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+fi
+if ! bash scripts/setup-anvil.sh >/dev/null; then
+  echo "warning: anvil could not be installed; the anvil tests will skip (they fail under CI=true)" >&2
 fi
 
 python -m pytest "$@"
