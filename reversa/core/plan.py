@@ -41,29 +41,20 @@ class Plan:
     levels: tuple[tuple[str, ...], ...]
     canonical: str
     hash: str
+    closure: dict[str, frozenset[str]]
+    steps_by_name: dict[str, Step]
 
     def step(self, name: str) -> Step:
         """The step called ``name``."""
-        return self._steps[name]
-
-    @property
-    def _steps(self) -> dict[str, Step]:
-        return {s.name: s for s in self.saga.steps}
+        return self.steps_by_name[name]
 
     def dependents(self, name: str) -> list[str]:
         """Steps that directly depend on ``name``."""
         return [s.name for s in self.saga.steps if name in s.depends_on]
 
-    def descendants(self, name: str) -> set[str]:
+    def descendants(self, name: str) -> frozenset[str]:
         """All steps that transitively depend on ``name``."""
-        out: set[str] = set()
-        frontier = [name]
-        while frontier:
-            for child in self.dependents(frontier.pop()):
-                if child not in out:
-                    out.add(child)
-                    frontier.append(child)
-        return out
+        return self.closure[name]
 
     @classmethod
     def from_json(cls, text: str, registry: Registry | None = None) -> Plan:
@@ -185,7 +176,27 @@ def _build(saga: Saga) -> Plan:
     order, levels = _toposort(saga)
     body: dict[str, Any] = {"format": PLAN_FORMAT, "saga": saga.model_dump(mode="json")}
     text = canonical_json(body)
-    return Plan(saga=saga, order=order, levels=levels, canonical=text, hash=sha256_hex(text))
+    return Plan(saga=saga, order=order, levels=levels, canonical=text, hash=sha256_hex(text),
+                closure=_closure(saga), steps_by_name={s.name: s for s in saga.steps})
+
+
+def _closure(saga: Saga) -> dict[str, frozenset[str]]:
+    """Transitive dependents of every step (who must be undone before it)."""
+    children: dict[str, list[str]] = {s.name: [] for s in saga.steps}
+    for s in saga.steps:
+        for dep in s.depends_on:
+            children[dep].append(s.name)
+    out: dict[str, frozenset[str]] = {}
+    for name in children:
+        seen: set[str] = set()
+        frontier = list(children[name])
+        while frontier:
+            child = frontier.pop()
+            if child not in seen:
+                seen.add(child)
+                frontier.extend(children[child])
+        out[name] = frozenset(seen)
+    return out
 
 
 def _toposort(saga: Saga) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:

@@ -66,6 +66,8 @@ class Registry:
             kind: {} for kind in HandlerKind
         }
         self._operations: dict[str, Operation] = {}
+        self.version = 0
+        """Bumped on every registration, so cached validations know to redo."""
 
     # -- registration -----------------------------------------------------------------
     def add(self, kind: HandlerKind | str, name: str, fn: Callable[..., Any]) -> None:
@@ -90,6 +92,7 @@ class Registry:
                 "choose a different name or use a separate Registry"
             )
         self._handlers[kind][name] = fn
+        self.version += 1
 
     @overload
     def action(self, name_or_fn: F) -> F: ...

@@ -30,7 +30,7 @@ def _downgrade_to_v1(store: Store) -> None:
     """Reshape a database into what version 1 of the schema looked like."""
     with store.engine.begin() as conn:
         conn.execute(text("ALTER TABLE reversa_steps DROP COLUMN state_json"))
-        conn.execute(text("DROP INDEX ix_reversa_sagas_status_updated"))
+        conn.execute(text("DROP INDEX ix_reversa_sagas_status"))
         conn.execute(text("DROP INDEX ix_reversa_sagas_workflow_created"))
         conn.execute(text("DELETE FROM reversa_schema WHERE version > 1"))
 

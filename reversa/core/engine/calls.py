@@ -10,10 +10,11 @@ effect may have happened.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
@@ -28,7 +29,9 @@ from ..errors import (
 )
 from ..model import Retry
 
-__all__ = ["Failure", "classify", "invoke", "retrying"]
+__all__ = ["Failure", "classify", "invoke", "retrying", "with_retries"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,7 @@ async def invoke(
     return result
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_async(fn: Callable[..., Any]) -> bool:
     if inspect.iscoroutinefunction(fn):
         return True
@@ -109,17 +113,50 @@ class stop_at_deadline(stop_base):  # noqa: N801 - tenacity's naming for stop po
         return self.deadline is not None and self.clock.now() >= self.deadline
 
 
-def retrying(policy: Retry, clock: Clock, deadline: float | None = None) -> AsyncRetrying:
-    """A tenacity policy: bounded attempts, exponential backoff, the engine's clock."""
+def retrying(
+    policy: Retry, clock: Clock, deadline: float | None = None, *, skip: int = 0
+) -> AsyncRetrying:
+    """A tenacity policy: bounded attempts, exponential backoff, the engine's clock.
+
+    ``skip`` attempts have already been made: the schedule continues from there.
+    """
     return AsyncRetrying(
-        stop=stop_after_attempt(policy.max_attempts) | stop_at_deadline(clock, deadline),
+        stop=stop_after_attempt(policy.max_attempts - skip) | stop_at_deadline(clock, deadline),
         wait=wait_exponential(
-            multiplier=policy.initial_s, max=policy.max_s, exp_base=policy.multiplier
+            multiplier=policy.initial_s * policy.multiplier**skip, max=policy.max_s,
+            exp_base=policy.multiplier,
         ),
         retry=retry_if_exception(_retryable),
         sleep=clock.sleep,
         reraise=True,
     )
+
+
+async def with_retries(
+    policy: Retry,
+    clock: Clock,
+    deadline: float | None,
+    attempt: Callable[[], Awaitable[T]],
+) -> T:
+    """Run ``attempt`` under ``policy`` and return its result, or raise its last error.
+
+    The first try runs directly, so the common case (it succeeds) costs no retry
+    machinery on the hot path; retries go through tenacity on the same
+    exponential schedule, with the engine's clock and sleep.
+    """
+    try:
+        return await attempt()
+    except Exception as exc:
+        first = exc
+        if policy.max_attempts <= 1 or not _retryable(exc):
+            raise
+    await clock.sleep(min(policy.initial_s, policy.max_s))
+    if deadline is not None and clock.now() >= deadline:
+        raise first
+    async for retry in retrying(policy, clock, deadline, skip=1):
+        with retry:
+            return await attempt()
+    raise AssertionError("unreachable: tenacity re-raises the last error")  # pragma: no cover
 
 
 def _retryable(exc: BaseException) -> bool:

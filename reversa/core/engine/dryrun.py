@@ -9,7 +9,7 @@ limits. It never calls an action or a compensation.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..context import CostEstimate
@@ -65,7 +65,12 @@ class DryRunReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (used in the audit log, reports and ``--json``)."""
-        return asdict(self)
+        # Built by hand: dataclasses.asdict deep-copies and was a hot spot per rollback.
+        return {"saga_id": self.saga_id, "feasible": self.feasible, "costs": dict(self.costs),
+                "problems": list(self.problems),
+                "steps": [{"step": f.step, "action": f.action, "feasible": f.feasible,
+                           "problems": list(f.problems), "preconditions": f.preconditions,
+                           "cost": f.cost, "costs": f.costs} for f in self.steps]}
 
 
 def rollback_targets(live: LiveSaga, scope: Iterable[str] | None = None) -> list[str]:

@@ -21,7 +21,7 @@ from ..errors import (
     StoreAbort,
 )
 from ..live import LiveSaga, LiveStep
-from ..plan import validate
+from ..plan import Plan, validate
 from ..registry import Registry
 from ..states import TERMINAL_SAGA, SagaStatus, StepStatus
 from ..store import Store
@@ -79,6 +79,7 @@ class Engine:
         self._heartbeat: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
+        self._plans: dict[int, tuple[Any, int, Plan]] = {}
 
     # -- running ----------------------------------------------------------------------
     def run(
@@ -95,7 +96,7 @@ class Engine:
         self, saga: Any, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
     ) -> SagaResult:
         """Async form of :meth:`run`."""
-        plan = validate(saga, self.registry)
+        plan = self._plan(saga)
         now = self.clock.now()
         sid = saga_id or uuid.uuid4().hex
         live = LiveSaga(
@@ -116,6 +117,18 @@ class Engine:
         if live.pre_state is not None:
             live.log("snapshot_taken", "pre_workflow", state=live.pre_state)
         return await self._drive(live, lambda: forward(self._rt, live))
+
+    def _plan(self, saga: Any) -> Plan:
+        # Agents run the same definition many times: validate (and hash) it once
+        # per registry version instead of on every run.
+        cached = self._plans.get(id(saga))
+        if cached is not None and cached[0] is saga and cached[1] == self.registry.version:
+            return cached[2]
+        plan = validate(saga, self.registry)
+        if len(self._plans) > 256:
+            self._plans.clear()
+        self._plans[id(saga)] = (saga, self.registry.version, plan)
+        return plan
 
     def recover(self, saga_id: str, *, reason: str = "recovery") -> SagaResult:
         """Take over a saga whose owner is gone and finish it per its policy.

@@ -7,12 +7,14 @@ step either recorded or visibly in doubt.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..canonical import to_jsonable
 from ..live import LiveSaga
 from ..model import OnFailure, Step
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
-from .calls import Failure, classify, invoke, retrying
+from .calls import Failure, classify, invoke, with_retries
 from .rollback import rollback
 from .runtime import Runtime
 
@@ -42,27 +44,27 @@ async def forward(rt: Runtime, live: LiveSaga) -> None:
 async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
     st = live.steps[spec.name]
     fn = rt.registry.get(HandlerKind.ACTION, spec.action)
+
+    async def attempt() -> Any:
+        st.attempts += 1
+        st.move(StepStatus.RUNNING)
+        st.started_at = st.started_at or rt.clock.now()
+        live.log("step_started", "intent", step=spec.name, phase=Phase.ACTION.value,
+                 attempt=st.attempts, key=rt.key(live, spec.name, Phase.ACTION))
+        await rt.flush(live)  # the intent is durable before the side effect
+        ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
+        try:
+            return await invoke(fn, ctx, spec.timeout_s)
+        except Exception as exc:
+            failure = classify(exc)
+            st.error, st.outcome = failure.message, failure.code
+            live.log("step_attempt_failed", failure.code, step=spec.name,
+                     phase=Phase.ACTION.value, attempt=st.attempts, error=failure.message,
+                     retryable=failure.retryable, in_doubt=failure.in_doubt)
+            raise
+
     try:
-        async for attempt in retrying(spec.retry, rt.clock):
-            with attempt:
-                st.attempts += 1
-                st.move(StepStatus.RUNNING)
-                now = rt.clock.now()
-                st.started_at = st.started_at or now
-                live.log("step_started", "intent", step=spec.name, phase=Phase.ACTION.value,
-                         attempt=st.attempts, key=rt.key(live, spec.name, Phase.ACTION))
-                await rt.flush(live)
-                ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
-                try:
-                    result = await invoke(fn, ctx, spec.timeout_s)
-                except Exception as exc:
-                    failure = classify(exc)
-                    st.error, st.outcome = failure.message, failure.code
-                    live.log("step_attempt_failed", failure.code, step=spec.name,
-                             phase=Phase.ACTION.value, attempt=st.attempts,
-                             error=failure.message, retryable=failure.retryable,
-                             in_doubt=failure.in_doubt)
-                    raise
+        result = await with_retries(spec.retry, rt.clock, None, attempt)
     except Exception as exc:
         failure = classify(exc)
         st.move(StepStatus.FAILED)

@@ -18,7 +18,7 @@ from ..live import LiveSaga
 from ..model import OnInfeasible, Reversibility
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
-from .calls import classify, invoke, retrying
+from .calls import classify, invoke, with_retries
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .runtime import Runtime, as_checks
 
@@ -130,32 +130,32 @@ async def _undo(
         return await _irreversible(rt, live, name, deadline, entry)
     assert spec.compensation is not None
     fn = rt.registry.get(HandlerKind.COMPENSATION, spec.compensation)
+
+    async def attempt() -> Any:
+        st.comp_attempts += 1
+        if st.status is not StepStatus.COMPENSATING:
+            st.move(StepStatus.COMPENSATING)
+        else:
+            st.dirty = True
+        st.comp_started_at = st.comp_started_at or rt.clock.now()
+        live.log("compensation_started", "intent", step=name, phase=Phase.COMPENSATION.value,
+                 attempt=st.comp_attempts, key=rt.key(live, name, Phase.COMPENSATION))
+        await rt.flush(live)  # the intent is durable before the side effect
+        ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, st.comp_attempts, deadline)
+        await _recheck(rt, spec.preconditions, ctx)
+        timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
+        try:
+            return await invoke(fn, ctx, timeout, budget=deadline - rt.clock.now())
+        except Exception as exc:
+            failure = classify(exc)
+            st.error, st.outcome = failure.message, failure.code
+            live.log("compensation_attempt_failed", failure.code, step=name,
+                     phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
+                     error=failure.message, retryable=failure.retryable)
+            raise
+
     try:
-        async for attempt in retrying(spec.compensation_retry, rt.clock, deadline):
-            with attempt:
-                st.comp_attempts += 1
-                if st.status is not StepStatus.COMPENSATING:
-                    st.move(StepStatus.COMPENSATING)
-                else:
-                    st.dirty = True
-                st.comp_started_at = st.comp_started_at or rt.clock.now()
-                live.log("compensation_started", "intent", step=name,
-                         phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
-                         key=rt.key(live, name, Phase.COMPENSATION))
-                await rt.flush(live)
-                ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, st.comp_attempts, deadline)
-                await _recheck(rt, spec.preconditions, ctx)
-                timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
-                try:
-                    result = await invoke(fn, ctx, timeout,
-                                          budget=deadline - rt.clock.now())
-                except Exception as exc:
-                    failure = classify(exc)
-                    st.error, st.outcome = failure.message, failure.code
-                    live.log("compensation_attempt_failed", failure.code, step=name,
-                             phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
-                             error=failure.message, retryable=failure.retryable)
-                    raise
+        result = await with_retries(spec.compensation_retry, rt.clock, deadline, attempt)
     except Exception as exc:
         failure = classify(exc)
         st.move(StepStatus.COMPENSATION_FAILED)
@@ -203,28 +203,29 @@ async def run_recovery(
     st = live.steps[name]
     assert spec.forward_recovery is not None
     fn = rt.registry.get(HandlerKind.ACTION, spec.forward_recovery)
+
+    async def attempt() -> Any:
+        st.comp_attempts += 1
+        if st.status is not StepStatus.COMPENSATING:
+            st.move(StepStatus.COMPENSATING)
+        st.dirty = True
+        live.log("forward_recovery_started", "intent", step=name,
+                 phase=Phase.FORWARD_RECOVERY.value, attempt=st.comp_attempts,
+                 key=rt.key(live, name, Phase.FORWARD_RECOVERY))
+        await rt.flush(live)
+        ctx = rt.step_ctx(live, spec, Phase.FORWARD_RECOVERY, st.comp_attempts, deadline)
+        budget = None if deadline is None else deadline - rt.clock.now()
+        try:
+            return await invoke(fn, ctx, spec.compensation_timeout_s, budget=budget)
+        except Exception as exc:
+            failure = classify(exc)
+            live.log("forward_recovery_attempt_failed", failure.code, step=name,
+                     phase=Phase.FORWARD_RECOVERY.value, attempt=st.comp_attempts,
+                     error=failure.message)
+            raise
+
     try:
-        async for attempt in retrying(spec.compensation_retry, rt.clock, deadline):
-            with attempt:
-                st.comp_attempts += 1
-                if st.status is not StepStatus.COMPENSATING:
-                    st.move(StepStatus.COMPENSATING)
-                st.dirty = True
-                live.log("forward_recovery_started", "intent", step=name,
-                         phase=Phase.FORWARD_RECOVERY.value, attempt=st.comp_attempts,
-                         key=rt.key(live, name, Phase.FORWARD_RECOVERY))
-                await rt.flush(live)
-                ctx = rt.step_ctx(live, spec, Phase.FORWARD_RECOVERY, st.comp_attempts,
-                                  deadline)
-                try:
-                    budget = None if deadline is None else deadline - rt.clock.now()
-                    result = await invoke(fn, ctx, spec.compensation_timeout_s, budget=budget)
-                except Exception as exc:
-                    failure = classify(exc)
-                    live.log("forward_recovery_attempt_failed", failure.code, step=name,
-                             phase=Phase.FORWARD_RECOVERY.value, attempt=st.comp_attempts,
-                             error=failure.message)
-                    raise
+        result = await with_retries(spec.compensation_retry, rt.clock, deadline, attempt)
     except Exception as exc:
         failure = classify(exc)
         st.move(StepStatus.COMPENSATION_FAILED)
