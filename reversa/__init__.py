@@ -29,6 +29,7 @@ from .core.errors import (
     ReversaError,
     ReversaSignal,
     SchemaError,
+    ShutdownRequested,
     StepError,
     StoreError,
     TransientError,
@@ -79,5 +80,6 @@ __all__ = [
     "ReversaError", "PlanError", "ConfigError", "StoreError", "IllegalTransition",
     "LeaseLost", "NotFound", "SchemaError", "StepError", "TransientError", "PermanentError",
     "OutcomeUnknown", "PreconditionFailed", "AuditError", "ReversaSignal", "EmergencyStop",
+    "ShutdownRequested",
     "__version__",
 ]

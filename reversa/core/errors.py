@@ -21,7 +21,8 @@ One root, with retryability carried on the error itself (as Temporal's
     BaseException
     └── ReversaSignal                 must never be swallowed by user code
         ├── EmergencyStop             a safety stop: halt everything, escalate
-        └── StoreAbort                the store failed mid-run: stop, leave it in doubt
+        ├── StoreAbort                the store failed mid-run: stop, leave it in doubt
+        └── ShutdownRequested         SIGTERM: stop at a step boundary, hand the saga over
 
 Adapters translate vendor errors into the most specific class here at their
 boundary, so the engine decides retries and in-doubt handling from the type.
@@ -45,6 +46,7 @@ __all__ = [
     "ReversaError",
     "ReversaSignal",
     "SchemaError",
+    "ShutdownRequested",
     "StepError",
     "StoreAbort",
     "StoreError",
@@ -182,6 +184,14 @@ class StoreAbort(ReversaSignal):
     def __init__(self, error: StoreError) -> None:
         super().__init__(error.message)
         self.error = error
+
+
+class ShutdownRequested(ReversaSignal):
+    """The process is shutting down gracefully (SIGTERM).
+
+    Raised by the engine at the next step boundary: what has happened is
+    recorded, the lease is released, and another worker continues the saga.
+    """
 
 
 class EmergencyStop(ReversaSignal):

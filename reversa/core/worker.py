@@ -170,8 +170,9 @@ class Worker:
                 signal.signal(sig, handler)
 
     def stop(self) -> None:
-        """Ask :meth:`run_forever` to finish its round and exit."""
+        """Ask :meth:`run_forever` to hand its sagas over at the next step boundary and exit."""
         self._stop.set()
+        self.engine.shutdown()
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self._stop.set()
+        self.stop()

@@ -129,3 +129,8 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def cli_registry() -> Registry:
+    """For ``reversa worker --app tests.chaos.harness:cli_registry`` (effects path from env)."""
+    return registry(Effects(os.environ["REVERSA_CHAOS_EFFECTS"]))

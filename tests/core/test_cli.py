@@ -32,6 +32,14 @@ def test_demo_list_names_the_scenarios() -> None:
     assert "onboarding" in out
 
 
+def test_demo_json_is_machine_readable(tmp_path: Path) -> None:
+    out = json.loads(cli("demo", "--db", str(tmp_path / "d.db"), "--json").stdout)
+    assert out["exit_code"] == 0 and out["audit_ok"] is True
+    (saga,) = out["sagas"]
+    assert saga["status"] == "compensated" and saga["failed_step"] == "activate_market_data"
+    assert saga["rollbacks"][0]["predicate_ok"] is True
+
+
 def test_unknown_demo_is_a_clear_error() -> None:
     proc = cli("demo", "nope", check=False)
     assert proc.returncode == 2 and "no demo scenario 'nope'" in proc.stderr

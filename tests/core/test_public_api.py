@@ -15,7 +15,7 @@ EXPECTED = {
     "AuditReport", "AuditProblem", "ReversaError", "PlanError", "ConfigError", "StoreError",
     "IllegalTransition", "LeaseLost", "NotFound", "SchemaError", "StepError",
     "TransientError", "PermanentError", "OutcomeUnknown", "PreconditionFailed", "AuditError",
-    "ReversaSignal", "EmergencyStop", "__version__",
+    "ReversaSignal", "EmergencyStop", "ShutdownRequested", "__version__",
 }
 
 

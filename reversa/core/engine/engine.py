@@ -18,6 +18,7 @@ from ..errors import (
     LeaseLost,
     NotFound,
     ReversaError,
+    ShutdownRequested,
     StoreAbort,
 )
 from ..live import LiveSaga, LiveStep
@@ -167,6 +168,13 @@ class Engine:
             await body()
         except EmergencyStop as stop:
             await self._emergency(live, stop)
+        except ShutdownRequested:
+            # Record what already happened, then give the saga back at once.
+            live.log("handed_over", "shutdown", owner=self.owner)
+            await self._rt.flush(live)
+            with self._lock:
+                self._rt.held.pop(live.id, None)
+            self.store.release(live.id, live.token)
         except StoreAbort as abort:
             # Nothing more can be recorded: leave the saga as the store has it
             # (visibly in doubt) for a worker to recover, and report the cause.
@@ -309,6 +317,15 @@ class Engine:
         """Sagas this engine currently holds, with their fencing tokens."""
         with self._lock:
             return dict(self._rt.held)
+
+    def shutdown(self) -> None:
+        """Ask running sagas to stop at their next step boundary and hand over.
+
+        Safe to call from a signal handler or another thread. Nothing already
+        recorded is lost: the current call finishes, its outcome is written, the
+        lease is released and any worker continues the saga.
+        """
+        self._rt.stopping.set()
 
     def close(self) -> None:
         """Stop the heartbeat and release the leases this engine holds."""

@@ -46,6 +46,7 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
     fn = rt.registry.get(HandlerKind.ACTION, spec.action)
 
     async def attempt() -> Any:
+        rt.boundary()
         st.attempts += 1
         st.move(StepStatus.RUNNING)
         st.started_at = st.started_at or rt.clock.now()

@@ -132,6 +132,7 @@ async def _undo(
     fn = rt.registry.get(HandlerKind.COMPENSATION, spec.compensation)
 
     async def attempt() -> Any:
+        rt.boundary()
         st.comp_attempts += 1
         if st.status is not StepStatus.COMPENSATING:
             st.move(StepStatus.COMPENSATING)
@@ -205,6 +206,7 @@ async def run_recovery(
     fn = rt.registry.get(HandlerKind.ACTION, spec.forward_recovery)
 
     async def attempt() -> Any:
+        rt.boundary()
         st.comp_attempts += 1
         if st.status is not StepStatus.COMPENSATING:
             st.move(StepStatus.COMPENSATING)

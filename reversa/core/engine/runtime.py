@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from ..canonical import to_jsonable
 from ..clock import Clock
 from ..context import Check, PredicateContext, SnapshotContext, StepContext
+from ..errors import ShutdownRequested
 from ..live import LiveSaga
 from ..model import Step
 from ..registry import HandlerKind, Registry
@@ -32,6 +34,12 @@ class Runtime:
     lease_s: float
     held: dict[str, int] = field(default_factory=dict)
     committer: GroupCommitter | None = None
+    stopping: threading.Event = field(default_factory=threading.Event)
+
+    def boundary(self) -> None:
+        """A step boundary: the one place a graceful shutdown may stop a saga."""
+        if self.stopping.is_set():
+            raise ShutdownRequested("shutting down: the saga is handed to another worker")
 
     # -- durable writes ---------------------------------------------------------------
     async def flush(
