@@ -55,7 +55,6 @@ from .core.views import (
     EscalationView,
     RollbackView,
     SagaResult,
-    SagaSummary,
     SagaView,
     StepView,
 )
@@ -73,7 +72,7 @@ __all__ = [
     # running
     "Engine", "Store", "Worker", "Clock", "SystemClock", "FakeClock", "DryRunReport", "StepFinding",
     # state and records
-    "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaView", "SagaSummary", "StepView",
+    "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaView", "StepView",
     "AttemptView", "AuditEntry", "RollbackView", "EscalationView", "AuditReport",
     "AuditProblem",
     # errors

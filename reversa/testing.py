@@ -132,8 +132,8 @@ def run_failure_point(
     lands where the test can inspect it.
     """
     sibling = Engine(inject(engine.registry, saga, point), engine.store, clock=engine.clock,
-                     services=engine._rt.services, owner=engine.owner + ":fault",
-                     lease_s=engine._rt.lease_s, heartbeat=False)
+                     services=engine.services, owner=engine.owner + ":fault",
+                     lease_s=engine.lease_s, heartbeat=False)
     try:
         return sibling.run(saga, input)
     finally:

@@ -113,8 +113,7 @@ class StepContext:
         ``key_for(Phase.ACTION)`` from a compensation names the forward effect to
         undo, including the generation suffix a checkpoint resume adds.
         """
-        key = idempotency_key(self.saga_id, self.step, str(phase))
-        return f"{key}#{self.generation}" if self.generation and str(phase) == "action" else key
+        return idempotency_key(self.saga_id, self.step, str(phase), self.generation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +153,11 @@ class PredicateContext:
     checkpoint_state: Mapping[str, Any] | None = None
 
 
-def idempotency_key(saga_id: str, step: str, phase: str) -> str:
-    """Stable idempotency key for one effect: ``rv:<saga>:<step>:<phase>``."""
-    return f"rv:{saga_id}:{step}:{phase}"
+def idempotency_key(saga_id: str, step: str, phase: str, generation: int = 0) -> str:
+    """Stable idempotency key for one effect: ``rv:<saga>:<step>:<phase>``.
+
+    A checkpoint resume re-runs actions as a new effect, so from the first resume
+    on an action's key carries ``#<generation>``.
+    """
+    key = f"rv:{saga_id}:{step}:{phase}"
+    return f"{key}#{generation}" if generation and phase == "action" else key

@@ -14,7 +14,6 @@ __all__ = [
     "EscalationView",
     "RollbackView",
     "SagaResult",
-    "SagaSummary",
     "SagaView",
     "StepView",
 ]
@@ -76,19 +75,6 @@ class StepView(_View):
     def in_doubt(self) -> bool:
         """Intent recorded, outcome not: the process died inside the call."""
         return self.status in (StepStatus.RUNNING, StepStatus.COMPENSATING)
-
-
-class SagaSummary(_View):
-    """One line of ``sagas list``."""
-
-    id: str
-    workflow: str
-    status: SagaStatus
-    created_at: float
-    updated_at: float
-    failed_step: str | None
-    lease_owner: str | None
-    lease_expires_at: float | None
 
 
 class RollbackView(_View):

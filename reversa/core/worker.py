@@ -9,6 +9,7 @@ stalled past its window is escalated with a state snapshot instead.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 from collections.abc import Mapping
@@ -17,7 +18,6 @@ from typing import Any
 
 from .clock import Clock
 from .engine import Engine
-from .engine.recovery import load_live
 from .errors import LeaseLost, ReversaError
 from .registry import Registry
 from .states import SagaStatus
@@ -25,6 +25,8 @@ from .store import Store
 from .views import SagaResult
 
 __all__ = ["Worker"]
+
+log = logging.getLogger("reversa.worker")
 
 
 class Worker:
@@ -69,7 +71,7 @@ class Worker:
         """Run the watchdog, then claim and finish orphaned sagas; return what ended."""
         finished = self.watchdog()
         now = self.engine.clock.now()
-        claimed = self.store.claim(self.engine.owner, now, self.engine._rt.lease_s,
+        claimed = self.store.claim(self.engine.owner, now, self.engine.lease_s,
                                    limit=self.batch,
                                    statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
         for saga_id, token in claimed:
@@ -86,7 +88,7 @@ class Worker:
         out: list[SagaResult] = []
         now = self.engine.clock.now()
         for row in self.store.stalled(now, self.stall_after_s):
-            claimed = self.store.claim(self.engine.owner, now, self.engine._rt.lease_s,
+            claimed = self.store.claim(self.engine.owner, now, self.engine.lease_s,
                                        saga_id=row["id"], force=True)
             if not claimed:
                 continue
@@ -108,48 +110,21 @@ class Worker:
     def _continue(
         self, saga_id: str, token: int, reason: str, *, stalled: bool = False
     ) -> SagaResult | None:
-        engine = self.engine
-
-        async def go() -> SagaResult:
-            from .engine.recovery import continue_saga
-
-            live = load_live(engine._rt, saga_id, token)
-            if stalled and live.status is SagaStatus.RUNNING:
-                live.log("watchdog_stalled", "compensating", reason=reason)
-                # A stalled forward run is compensated, never resumed blindly.
-                from .engine.rollback import rollback
-
-                in_doubt = [n for n, s in live.steps.items() if s.status.value == "running"]
-                live.failed_step = in_doubt[0] if in_doubt else None
-                live.error = reason
-                return await engine._drive(live, lambda: rollback(engine._rt, live))
-            return await engine._drive(live, lambda: continue_saga(engine._rt, live,
-                                                                   reason=reason))
-
         try:
-            return engine._sync(go())
+            return self.engine.take_over(saga_id, token, reason=reason, stalled=stalled)
         except LeaseLost:
             return None  # another worker took it meanwhile: it is theirs now
-        except ReversaError:
-            self.store.release(saga_id, token)
-            raise
+        except ReversaError as exc:
+            # A worker outlives one saga's trouble (a database hiccup, a plan this
+            # process cannot run): the saga stays recorded as it was, for a retry.
+            log.warning("saga %s not finished this round: %s", saga_id, exc.message)
+            return None
 
     def _escalate(self, saga_id: str, token: int, row: dict[str, Any]) -> SagaResult | None:
-        engine = self.engine
-
-        async def go() -> SagaResult:
-            live = load_live(engine._rt, saga_id, token)
-            reason = (f"rollback window of {row['rollback_window_s']:g}s elapsed while the "
-                      "compensation stalled; a stale reversal is not attempted")
-
-            async def body() -> None:
-                live.log("watchdog_window_elapsed", "escalating", reason=reason)
-                await engine._rt.escalate(live, reason)
-
-            return await engine._drive(live, body)
-
+        reason = (f"rollback window of {row['rollback_window_s']:g}s elapsed while the "
+                  "compensation stalled; a stale reversal is not attempted")
         try:
-            return engine._sync(go())
+            return self.engine.escalate_claimed(saga_id, token, reason=reason)
         except LeaseLost:
             return None
 

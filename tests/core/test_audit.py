@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 
 import pytest
 from sqlalchemy import text
 
-from reversa import Engine, FakeClock, SagaStatus, Store
+from reversa import Engine, FakeClock, Registry, SagaStatus, Store
 from tests.core.kit import World, chain_saga, reject, transfer_registry
 
 
@@ -35,6 +36,10 @@ def _ids(store: Store, saga_id: str) -> list[int]:
 def test_untouched_log_verifies(store: Store, saga_id: str) -> None:
     report = store.verify_audit()
     assert report.ok and report.entries == len(_ids(store, saga_id)) and report.sagas == 1
+    entries = Engine(Registry(), store, heartbeat=False).audit(saga_id)
+    assert [e.seq for e in entries] == list(range(1, len(entries) + 1))
+    assert entries[0].event == "plan_recorded" and entries[-1].event == "saga_compensated"
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
 
 
 def test_edited_entry_is_named(store: Store, saga_id: str) -> None:

@@ -11,7 +11,7 @@ EXPECTED = {
     "StepContext", "SnapshotContext", "PredicateContext", "Check", "CostEstimate", "Probe",
     "Engine", "Store", "Worker", "Clock", "SystemClock", "FakeClock", "DryRunReport",
     "StepFinding", "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaView",
-    "SagaSummary", "StepView", "AttemptView", "AuditEntry", "RollbackView", "EscalationView",
+    "StepView", "AttemptView", "AuditEntry", "RollbackView", "EscalationView",
     "AuditReport", "AuditProblem", "ReversaError", "PlanError", "ConfigError", "StoreError",
     "IllegalTransition", "LeaseLost", "NotFound", "SchemaError", "StepError",
     "TransientError", "PermanentError", "OutcomeUnknown", "PreconditionFailed", "AuditError",

@@ -26,10 +26,10 @@ from ..plan import Plan, validate
 from ..registry import Registry
 from ..states import TERMINAL_SAGA, SagaStatus, StepStatus
 from ..store import Store
-from ..views import SagaResult, SagaView
+from ..views import AuditEntry, SagaResult, SagaView
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .forward import forward
-from .inspect import saga_view
+from .inspect import audit_entries, saga_view
 from .recovery import continue_saga, load_live
 from .rollback import rollback, run_recovery
 from .runtime import Runtime
@@ -144,10 +144,41 @@ class Engine:
         live = self._claim(saga_id)
         return await self._drive(live, lambda: continue_saga(self._rt, live, reason=reason))
 
-    def _claim(self, saga_id: str, *, force: bool = False) -> LiveSaga:
-        now = self.clock.now()
-        claimed = self.store.claim(self.owner, now, self._rt.lease_s, saga_id=saga_id,
-                                   force=force)
+    def take_over(
+        self, saga_id: str, token: int, *, reason: str, stalled: bool = False
+    ) -> SagaResult:
+        """Continue a saga this engine has just claimed with fencing ``token``.
+
+        Used by workers after ``Store.claim``: the saga is rebuilt from the
+        stored plan and finished per its policy (see ``continue_saga``).
+        """
+        live = self._load_claimed(saga_id, token)
+        return self._sync(self._drive(
+            live, lambda: continue_saga(self._rt, live, reason=reason, stalled=stalled)))
+
+    def escalate_claimed(self, saga_id: str, token: int, *, reason: str) -> SagaResult:
+        """Hand a claimed saga to a human now, with a state snapshot (stale rollbacks)."""
+        live = self._load_claimed(saga_id, token)
+
+        async def body() -> None:
+            live.log("watchdog_window_elapsed", "escalating", reason=reason)
+            await self._rt.escalate(live, reason)
+
+        return self._sync(self._drive(live, body))
+
+    @property
+    def lease_s(self) -> float:
+        """How long this engine's leases last."""
+        return self._rt.lease_s
+
+    @property
+    def services(self) -> Mapping[str, Any]:
+        """The resources handed to every handler."""
+        return self._rt.services
+
+    def _claim(self, saga_id: str) -> LiveSaga:
+        claimed = self.store.claim(self.owner, self.clock.now(), self._rt.lease_s,
+                                   saga_id=saga_id)
         if not claimed:
             row, _ = self.store.load(saga_id)
             if SagaStatus(row["status"]) in TERMINAL_SAGA:
@@ -155,11 +186,14 @@ class Engine:
             raise LeaseLost(
                 f"saga {saga_id} is leased by {row['lease_owner']} until "
                 f"{row['lease_expires_at']:.3f}; wait for the lease to expire or stop that worker")
+        return self._load_claimed(saga_id, claimed[0][1])
+
+    def _load_claimed(self, saga_id: str, token: int) -> LiveSaga:
         try:
-            return load_live(self._rt, saga_id, claimed[0][1])
+            return load_live(self._rt, saga_id, token)
         except BaseException:
             # This process cannot run the plan: hand the saga straight back.
-            self.store.release(saga_id, claimed[0][1])
+            self.store.release(saga_id, token)
             raise
 
     async def _drive(self, live: LiveSaga, body: Any) -> SagaResult:
@@ -200,6 +234,10 @@ class Engine:
     def inspect(self, saga_id: str) -> SagaView:
         """Everything recorded about one saga."""
         return saga_view(self.store, saga_id)
+
+    def audit(self, saga_id: str) -> list[AuditEntry]:
+        """The saga's tamper-evident log, in order (verify it with ``store.verify_audit``)."""
+        return [AuditEntry(**e) for e in audit_entries(self.store, saga_id)]
 
     def dry_run(self, saga_id: str) -> DryRunReport:
         """Evaluate, without executing anything, the rollback of a saga as it stands."""

@@ -51,19 +51,28 @@ def load_live(rt: Runtime, saga_id: str, token: int) -> LiveSaga:
     )
 
 
-async def continue_saga(rt: Runtime, live: LiveSaga, *, reason: str) -> None:
-    """Drive a claimed saga to an end state according to its policy."""
+async def continue_saga(
+    rt: Runtime, live: LiveSaga, *, reason: str, stalled: bool = False
+) -> None:
+    """Drive a claimed saga to an end state according to its policy.
+
+    A forward run the watchdog found ``stalled`` is compensated whatever its
+    crash policy: resuming a run that stopped making progress is not safe.
+    """
     live.log("recovered", "claimed", owner=rt.owner, token=live.token, reason=reason)
+    if stalled:
+        live.log("watchdog_stalled", "taking_over", reason=reason)
     if live.status is SagaStatus.RUNNING:
         in_doubt = [n for n, s in live.steps.items() if s.status is StepStatus.RUNNING]
-        if live.plan.saga.on_crash is OnCrash.RESUME:
+        if live.plan.saga.on_crash is OnCrash.RESUME and not stalled:
             for name in in_doubt:
                 await _resolve_for_resume(rt, live, name)
             await rt.flush(live)
             await forward(rt, live)
             return
         live.failed_step = in_doubt[0] if in_doubt else live.failed_step
-        live.error = live.error or f"the process running this saga stopped ({reason})"
+        live.error = live.error or (reason if stalled else
+                                    f"the process running this saga stopped ({reason})")
         await rollback(rt, live)
         return
     if live.status is SagaStatus.COMPENSATING:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..canonical import to_jsonable
 from ..context import Probe
 from ..errors import PreconditionFailed, ReversaSignal
 from ..live import LiveSaga
@@ -165,7 +166,6 @@ async def _undo(
                  phase=Phase.COMPENSATION.value, attempt=st.comp_attempts, error=failure.message)
         entry.update(outcome="failed", error=failure.message, attempts=st.comp_attempts)
         return _Undo(name, False, failure.message)
-    from ..canonical import to_jsonable
 
     st.comp_result = to_jsonable(result)
     st.move(StepStatus.COMPENSATED)
@@ -233,7 +233,6 @@ async def run_recovery(
         st.move(StepStatus.COMPENSATION_FAILED)
         st.error, st.outcome = failure.message, failure.code
         return False, failure.message
-    from ..canonical import to_jsonable
 
     st.comp_result = {"forward_recovery": to_jsonable(result)}
     st.move(StepStatus.COMPENSATED)
@@ -266,7 +265,6 @@ async def _resolve_in_doubt(rt: Runtime, live: LiveSaga, name: str) -> str:
         if st.status is StepStatus.RUNNING:
             st.move(StepStatus.COMPLETED)
             if result is not None:
-                from ..canonical import to_jsonable
 
                 st.result = to_jsonable(result)
         decision = "recorded as happened; compensating"
@@ -336,7 +334,6 @@ async def drive_to_safe_state(
         live.log("safe_state_failed", failure.code, phase=Phase.SAFE_STATE.value,
                  error=failure.message)
         return {"action": name, "ok": False, "error": failure.message}
-    from ..canonical import to_jsonable
 
     live.log("safe_state_reached", "ok", phase=Phase.SAFE_STATE.value, action=name)
     return {"action": name, "ok": True, "result": to_jsonable(result)}

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..canonical import to_jsonable
 from ..clock import Clock
-from ..context import Check, PredicateContext, SnapshotContext, StepContext
+from ..context import Check, PredicateContext, SnapshotContext, StepContext, idempotency_key
 from ..errors import ShutdownRequested
 from ..live import LiveSaga
 from ..model import Step
@@ -62,8 +62,7 @@ class Runtime:
     # -- contexts ---------------------------------------------------------------------
     def key(self, live: LiveSaga, step: str, phase: Phase) -> str:
         """Idempotency key; a checkpoint resume starts a new generation of keys."""
-        base = f"rv:{live.id}:{step}:{phase.value}"
-        return f"{base}#{live.resumes}" if live.resumes and phase is Phase.ACTION else base
+        return idempotency_key(live.id, step, phase.value, live.resumes)
 
     def step_ctx(
         self,
