@@ -31,6 +31,7 @@ from reversa.simulators.evm import (
     UNIT,
     AnvilInclusion,
     AnvilNode,
+    GatedMiner,
     MevSearcher,
     PrivateRelay,
     deploy_defi_world,
@@ -179,10 +180,10 @@ def test_mev_searcher_sandwiches_public_rollback_not_private(store: Store,
         searcher = MevSearcher(node, world, searcher_account)
         searcher.prepare()
         base = node.snapshot()
-        node.set_interval_mining(1)  # a public mempool with a block time
         losses: dict[str, int] = {}
         victims: dict[str, str] = {}
-        with searcher:
+        # A public mempool with a block time; blocks wait for the searcher to look.
+        with searcher, GatedMiner(node, searcher, block_s=1.0):
             for route in ("public", "private"):
                 policy = SubmissionPolicy(forward_private=True,
                                           rollback_private=route == "private")
@@ -192,7 +193,8 @@ def test_mev_searcher_sandwiches_public_rollback_not_private(store: Store,
                     engine = Engine(rig.registry, store, clock=SystemClock(),
                                     services=rig.services(), heartbeat=False)
                     result = engine.run(saga, data)
-                    assert result.status is SagaStatus.COMPENSATED, result.error
+                    assert result.status is SagaStatus.COMPENSATED, (
+                        result.rollback or {}).get("escalation_reason")
                     reverse = result.rollback["compensations"][0]["result"]  # type: ignore[index]
                     assert reverse["route"] == route
                     losses[route] = reverse["loss_bps"]

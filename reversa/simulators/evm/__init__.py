@@ -14,7 +14,7 @@
 from .anvil import ANVIL_INSTALL_HINT, AnvilNode, find_anvil
 from .compiler import CONTRACT_NAMES, ContractArtifact, compile_source, load_contract
 from .inprocess import BlockHook, InProcessChain
-from .mev import MevSearcher, Sandwich
+from .mev import GatedMiner, MevSearcher, Sandwich
 from .relay import AnvilInclusion, Inclusion, InProcessInclusion, PrivateRelay
 from .world import UNIT, DefiWorld, SetupChain, deploy_defi_world
 
@@ -33,6 +33,7 @@ __all__ = [
     "InProcessInclusion",
     "AnvilInclusion",
     "MevSearcher",
+    "GatedMiner",
     "Sandwich",
     "ContractArtifact",
     "CONTRACT_NAMES",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,7 @@ class MevSearcher:
         self.sandwiches: list[Sandwich] = []
         self.observed: list[str] = []
         self._seen: set[str] = set()
+        self._done: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._router = world.router
@@ -102,11 +104,22 @@ class MevSearcher:
                 for tx in by_nonce.values():
                     self._consider(tx)
 
+    def has_considered(self, tx_hashes: set[str]) -> bool:
+        """Whether every one of these pending transactions has been looked at (and
+        attacked, if worth it)."""
+        return tx_hashes <= self._done
+
     def _consider(self, tx: dict[str, Any]) -> None:
         tx_hash = str(tx.get("hash"))
         if tx_hash in self._seen:
             return
         self._seen.add(tx_hash)
+        try:
+            self._consider_new(tx, tx_hash)
+        finally:
+            self._done.add(tx_hash)
+
+    def _consider_new(self, tx: dict[str, Any], tx_hash: str) -> None:
         self.observed.append(tx_hash)
         data = bytes.fromhex(str(tx.get("input", "0x")).removeprefix("0x"))
         to = str(tx.get("to") or "")
@@ -179,3 +192,50 @@ class MevSearcher:
             else:
                 high = mid
         return low
+
+
+class GatedMiner:
+    """Mines a block every ``block_s``, but never before the searcher has seen the pool.
+
+    With plain interval mining, whether a searcher catches a transaction depends
+    on where it lands in the block period and on machine load: a wall-clock race.
+    On a real network a searcher has a whole slot to react; this miner gives it
+    that, deterministically, by waiting until every pending transaction has been
+    considered (and any sandwich submitted) before it mines.
+    """
+
+    def __init__(self, node: Any, searcher: MevSearcher, *, block_s: float = 1.0,
+                 max_wait_s: float = 10.0) -> None:
+        self.node = node
+        self.searcher = searcher
+        self.block_s = block_s
+        self.max_wait_s = max_wait_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> GatedMiner:
+        self.node.set_automine(False)
+        self._thread = threading.Thread(target=self._run, daemon=True, name="gated-miner")
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _pending_from_others(self) -> set[str]:
+        pending = self.node.rpc("txpool_content").get("pending", {})
+        return {str(tx.get("hash")) for sender, by_nonce in pending.items()
+                if sender.lower() != self.searcher.account.lower()
+                for tx in by_nonce.values()}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.block_s):
+            give_up = time.monotonic() + self.max_wait_s
+            with contextlib.suppress(Exception):  # a failed poll just mines
+                while (not self.searcher.has_considered(self._pending_from_others())
+                       and time.monotonic() < give_up and not self._stop.is_set()):
+                    time.sleep(0.005)
+            with contextlib.suppress(Exception):
+                self.node.mine(1)
