@@ -1,6 +1,6 @@
 """SIGKILL the agent at every intent/outcome boundary; another process finishes the saga.
 
-AG-166 tests 8.3 and 8.4. Each case runs the saga in a child process that kills itself
+AG-166 tests 8.3 and 8.4, on SQLite and on PostgreSQL. Each case runs the saga in a child process that kills itself
 (SIGKILL, no cleanup) right before or right after one commit, then recovers it here, in a
 different process, through a Worker. Effects are counted by idempotency key in a separate
 database standing in for the external services.
@@ -66,9 +66,8 @@ def _applied(effects: Path) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-def _run_case(tmp_path: Path, crash: str, policy: str, fail_last: bool) -> tuple[
+def _run_case(db: str, tmp_path: Path, crash: str, policy: str, fail_last: bool) -> tuple[
         SagaStatus | None, dict[str, list[tuple[str, str]]], Store]:
-    db = f"sqlite:///{tmp_path}/reversa.db"
     effects = tmp_path / "effects.db"
     code = _child(db, effects, crash, policy, fail_last)
     assert code == -signal.SIGKILL, f"child did not die at {crash} (exit {code})"
@@ -81,9 +80,9 @@ def _expected_keys(saga_id: str, step: str, kinds: list[str]) -> list[tuple[str,
     return sorted((k, f"rv:{saga_id}:{step}:{phase[k]}") for k in kinds)
 
 
-def test_crash_before_the_plan_commit_leaves_nothing(tmp_path: Path) -> None:
-    status, applied, store = _run_case(tmp_path, "before:step_started:s1", "compensate",
-                                       fail_last=False)
+def test_crash_before_the_plan_commit_leaves_nothing(db_url: str, tmp_path: Path) -> None:
+    status, applied, store = _run_case(db_url, tmp_path, "before:step_started:s1",
+                                       "compensate", fail_last=False)
     assert status is None
     assert store.list_sagas() == [] and all(v == [] for v in applied.values())
 
@@ -92,8 +91,8 @@ RECORDED = [c for c in FORWARD if c != "before:step_started:s1"]
 
 
 @pytest.mark.parametrize("crash", RECORDED)
-def test_forward_crash_is_compensated(tmp_path: Path, crash: str) -> None:
-    status, applied, store = _run_case(tmp_path, crash, "compensate", fail_last=False)
+def test_forward_crash_is_compensated(db_url: str, tmp_path: Path, crash: str) -> None:
+    status, applied, store = _run_case(db_url, tmp_path, crash, "compensate", fail_last=False)
     (row,) = store.list_sagas()
     if crash == "after:step_completed:s5":
         # The last outcome and "saga completed" share the final commit: it is done.
@@ -110,8 +109,8 @@ def test_forward_crash_is_compensated(tmp_path: Path, crash: str) -> None:
 
 
 @pytest.mark.parametrize("crash", RECORDED)
-def test_forward_crash_resumes_to_completion(tmp_path: Path, crash: str) -> None:
-    status, applied, store = _run_case(tmp_path, crash, "resume", fail_last=False)
+def test_forward_crash_resumes_to_completion(db_url: str, tmp_path: Path, crash: str) -> None:
+    status, applied, store = _run_case(db_url, tmp_path, crash, "resume", fail_last=False)
     assert status is SagaStatus.COMPLETED
     (row,) = store.list_sagas()
     for step in STEPS:
@@ -120,8 +119,9 @@ def test_forward_crash_resumes_to_completion(tmp_path: Path, crash: str) -> None
 
 
 @pytest.mark.parametrize("crash", COMPENSATION)
-def test_crash_during_compensation_is_finished_once(tmp_path: Path, crash: str) -> None:
-    status, applied, store = _run_case(tmp_path, crash, "compensate", fail_last=True)
+def test_crash_during_compensation_is_finished_once(db_url: str, tmp_path: Path,
+                                                    crash: str) -> None:
+    status, applied, store = _run_case(db_url, tmp_path, crash, "compensate", fail_last=True)
     assert status is SagaStatus.COMPENSATED
     (row,) = store.list_sagas()
     for step in STEPS[:-1]:

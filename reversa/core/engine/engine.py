@@ -22,6 +22,7 @@ from ..errors import (
     StoreAbort,
 )
 from ..live import LiveSaga, LiveStep
+from ..model import Saga
 from ..plan import Plan, validate
 from ..registry import Registry
 from ..states import TERMINAL_SAGA, SagaStatus, StepStatus
@@ -84,7 +85,7 @@ class Engine:
 
     # -- running ----------------------------------------------------------------------
     def run(
-        self, saga: Any, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
+        self, saga: Saga, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
     ) -> SagaResult:
         """Validate, record and execute ``saga``; roll it back if a step fails.
 
@@ -94,7 +95,7 @@ class Engine:
         return self._sync(self.run_async(saga, input, saga_id=saga_id))
 
     async def run_async(
-        self, saga: Any, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
+        self, saga: Saga, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
     ) -> SagaResult:
         """Async form of :meth:`run`."""
         plan = self._plan(saga)
@@ -119,7 +120,7 @@ class Engine:
             live.log("snapshot_taken", "pre_workflow", state=live.pre_state)
         return await self._drive(live, lambda: forward(self._rt, live))
 
-    def _plan(self, saga: Any) -> Plan:
+    def _plan(self, saga: Saga) -> Plan:
         # Agents run the same definition many times: validate (and hash) it once
         # per registry version instead of on every run.
         cached = self._plans.get(id(saga))
