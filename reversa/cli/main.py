@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -224,10 +225,7 @@ def audit_verify(
         fail(exc.message)
     if json_out:
         emit_json({"ok": report.ok, "sagas": report.sagas, "entries": report.entries,
-                   "problems": [p.__dict__ if hasattr(p, "__dict__") else
-                                {"saga_id": p.saga_id, "kind": p.kind, "seq": p.seq,
-                                 "entry_id": p.entry_id, "message": p.message}
-                                for p in report.problems]})
+                   "problems": [asdict(p) for p in report.problems]})
     elif report.ok:
         console.print(f"[green]audit log verified[/]: {report.entries} entries in "
                       f"{report.sagas} saga chain(s), {store.url}")
