@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,8 +31,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
-from ..audit import AuditReport, verify_chain
-from ..canonical import canonical_json, sha256_hex
+from ..audit import AuditProblem, AuditReport, verify_chain
+from ..canonical import sha256_hex
 from ..errors import ConfigError, LeaseLost, NotFound, StoreError
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
@@ -104,8 +105,6 @@ class Store:
 
     def migrate(self, target: int | None = None) -> tuple[int, int]:
         """Apply pending migrations; returns (version before, after)."""
-        import time
-
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # Serialise concurrent first starts of many workers on one database.
@@ -352,8 +351,6 @@ class Store:
             if saga_id is None:
                 orphans = conn.execute(select(t.audit.c.saga_id, func.min(t.audit.c.id))
                                        .group_by(t.audit.c.saga_id)).all()
-                from ..audit import AuditProblem
-
                 for sid, first_id in orphans:
                     if sid not in known:
                         problems.append(AuditProblem(
@@ -393,10 +390,6 @@ class Store:
             if now - row["updated_at"] >= threshold:
                 out.append(row)
         return out
-
-
-def _dump(value: Any) -> str | None:
-    return None if value is None else canonical_json(value)
 
 
 def _sqlite_engine(url: str, synchronous: str) -> Engine:
