@@ -258,6 +258,28 @@ def test_predicate_violation_escalates(store: Store, world: World, clock: FakeCl
     assert result.rollback is not None and result.rollback["predicate"]["ok"] is False
 
 
+def test_unrecordable_result_is_in_doubt_and_undone(
+    store: Store, world: World, clock: FakeClock
+) -> None:
+    reg = transfer_registry(world)
+
+    def opaque_convert(ctx: Any) -> object:
+        world.effect(ctx, "do:convert", {"b": 10})  # the effect happened...
+        return object()  # ...but its result cannot be stored as JSON
+
+    reg.add("action", "convert.opaque", opaque_convert)
+    saga = chain_saga()
+    steps = [s.model_copy(update={"action": "convert.opaque"}) if s.name == "convert" else s
+             for s in saga.steps]
+    engine = Engine(reg, store, clock=clock, heartbeat=False)
+    result = engine.run(saga.model_copy(update={"steps": tuple(steps)}))
+    engine.close()
+    assert result.status is SagaStatus.COMPENSATED
+    assert world.calls[f"rv:{result.saga_id}:convert:action"] == 1  # not retried blindly
+    assert world.balances == {"a": 100, "b": 0, "c": 0}  # and the effect was undone
+    assert "cannot be recorded" in (result.error or "")
+
+
 def test_independent_branches_compensate_concurrently(store: Store, clock: FakeClock) -> None:
     reg = Registry()
     running: set[str] = set()

@@ -20,6 +20,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 from tenacity.wait import wait_exponential
 
+from ..canonical import to_jsonable
 from ..clock import Clock
 from ..errors import (
     OutcomeUnknown,
@@ -29,7 +30,7 @@ from ..errors import (
 )
 from ..model import Retry
 
-__all__ = ["Failure", "classify", "invoke", "retrying", "with_retries"]
+__all__ = ["Failure", "classify", "invoke", "invoke_for_record", "retrying", "with_retries"]
 
 T = TypeVar("T")
 
@@ -92,6 +93,24 @@ async def invoke(
     if inspect.isawaitable(result):
         result = await (asyncio.wait_for(result, timeout) if timeout is not None else result)
     return result
+
+
+async def invoke_for_record(
+    fn: Callable[..., Any], ctx: Any, timeout: float | None, *, budget: float | None = None
+) -> Any:
+    """:func:`invoke`, then turn the result into the JSON the store records.
+
+    A result that cannot be recorded comes from a call whose effect has probably
+    happened: it is reported in doubt (not retried), so the rollback undoes it
+    with its idempotency key instead of losing track of it.
+    """
+    result = await invoke(fn, ctx, timeout, budget=budget)
+    try:
+        return to_jsonable(result)
+    except TypeError as exc:
+        raise OutcomeUnknown(
+            f"{getattr(fn, '__qualname__', fn)!s} ran but its result cannot be recorded: {exc}",
+            retryable=False, code="unrecordable_result") from exc
 
 
 @functools.lru_cache(maxsize=4096)

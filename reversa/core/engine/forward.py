@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..canonical import to_jsonable
 from ..live import LiveSaga
 from ..model import OnFailure, Step
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
-from .calls import Failure, classify, invoke, with_retries
+from .calls import Failure, classify, invoke_for_record, with_retries
 from .rollback import rollback
 from .runtime import Runtime
 
@@ -55,7 +54,7 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
         await rt.flush(live)  # the intent is durable before the side effect
         ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
         try:
-            return await invoke(fn, ctx, spec.timeout_s)
+            return await invoke_for_record(fn, ctx, spec.timeout_s)
         except Exception as exc:
             failure = classify(exc)
             st.error, st.outcome = failure.message, failure.code
@@ -76,7 +75,7 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
         live.log("step_failed", failure.code, step=spec.name, phase=Phase.ACTION.value,
                  attempt=st.attempts, error=failure.message, in_doubt=failure.in_doubt)
         return failure
-    st.result = to_jsonable(result)
+    st.result = result
     if spec.checkpoint:
         # The state a later rollback-to-checkpoint must reproduce.
         st.state = await rt.snapshot(live)

@@ -19,7 +19,7 @@ from ..live import LiveSaga
 from ..model import OnInfeasible, Reversibility
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
-from .calls import classify, invoke, with_retries
+from .calls import classify, invoke, invoke_for_record, with_retries
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .runtime import Runtime, as_checks
 
@@ -147,7 +147,7 @@ async def _undo(
         await _recheck(rt, spec.preconditions, ctx)
         timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
         try:
-            return await invoke(fn, ctx, timeout, budget=deadline - rt.clock.now())
+            return await invoke_for_record(fn, ctx, timeout, budget=deadline - rt.clock.now())
         except Exception as exc:
             failure = classify(exc)
             st.error, st.outcome = failure.message, failure.code
@@ -167,7 +167,7 @@ async def _undo(
         entry.update(outcome="failed", error=failure.message, attempts=st.comp_attempts)
         return _Undo(name, False, failure.message)
 
-    st.comp_result = to_jsonable(result)
+    st.comp_result = result
     st.move(StepStatus.COMPENSATED)
     st.comp_finished_at = rt.clock.now()
     st.outcome, st.error = "compensated", None
@@ -218,7 +218,7 @@ async def run_recovery(
         ctx = rt.step_ctx(live, spec, Phase.FORWARD_RECOVERY, st.comp_attempts, deadline)
         budget = None if deadline is None else deadline - rt.clock.now()
         try:
-            return await invoke(fn, ctx, spec.compensation_timeout_s, budget=budget)
+            return await invoke_for_record(fn, ctx, spec.compensation_timeout_s, budget=budget)
         except Exception as exc:
             failure = classify(exc)
             live.log("forward_recovery_attempt_failed", failure.code, step=name,
@@ -234,7 +234,7 @@ async def run_recovery(
         st.error, st.outcome = failure.message, failure.code
         return False, failure.message
 
-    st.comp_result = {"forward_recovery": to_jsonable(result)}
+    st.comp_result = {"forward_recovery": result}
     st.move(StepStatus.COMPENSATED)
     st.comp_finished_at = rt.clock.now()
     st.outcome, st.error = "forward_recovered", None
