@@ -182,12 +182,14 @@ def test_mev_searcher_sandwiches_public_rollback_not_private(store: Store,
         base = node.snapshot()
         losses: dict[str, int] = {}
         victims: dict[str, str] = {}
-        # A public mempool with a block time; blocks wait for the searcher to look.
-        with searcher, GatedMiner(node, searcher, block_s=1.0):
+        # A public mempool with a block time; a block is mined only once the
+        # searcher has looked at everything in it.
+        with searcher, GatedMiner(node, searcher, block_s=1.0) as miner:
             for route in ("public", "private"):
                 policy = SubmissionPolicy(forward_private=True,
                                           rollback_private=route == "private")
-                rig = anvil_rig(node, world, submission=policy, confirm_timeout_s=30)
+                rig = anvil_rig(node, world, submission=policy, confirm_timeout_s=30,
+                                on_poll=miner.tick)
                 try:
                     saga, data = rig.scenario_c(max_loss_bps=300)
                     engine = Engine(rig.registry, store, clock=SystemClock(),
@@ -204,8 +206,10 @@ def test_mev_searcher_sandwiches_public_rollback_not_private(store: Store,
                     rig.close()
         node.set_automine(True)
         node.revert(base)
+    assert miner.missed == 0
     sandwiched = {s.victim for s in searcher.sandwiches}
     assert victims["public"] in sandwiched
+    assert victims["private"] not in searcher.observed
     # Sent privately the reversal pays only fees and price impact (~60 bps here);
     # sent publicly the searcher takes it down to the slippage bound.
     assert losses["private"] < 100

@@ -93,6 +93,56 @@ def test_pending_transaction_is_cancelled_by_same_nonce_replacement(rig: EvmRig)
     assert settled.cancel is not None and settled.cancel["route"] == "private"
 
 
+class BlockAfterReceiptLookup:
+    """A web3 whose node mines the next block right after a receipt lookup, once.
+
+    On a live node blocks land between the separate questions a status check
+    asks; this puts one in the worst place, deterministically.
+    """
+
+    def __init__(self, chain: Any) -> None:
+        self._w3 = chain.w3
+        self._chain = chain
+        self.armed = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._w3, name)
+
+    @property
+    def eth(self) -> Any:
+        outer = self
+
+        class Eth:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(outer._w3.eth, name)
+
+            def get_transaction_receipt(self, tx_hash: Any) -> Any:
+                try:
+                    return outer._w3.eth.get_transaction_receipt(tx_hash)
+                finally:
+                    if outer.armed:
+                        outer.armed = False
+                        outer._chain.mine()
+
+        return Eth()
+
+
+def test_own_tx_mined_mid_evaluation_is_not_reported_replaced(rig: EvmRig) -> None:
+    rig.chain.pause()  # keep it pending until the block lands mid-evaluation
+    with pytest.raises(OutcomeUnknown):
+        send(rig, "k1")
+    record = rig.wallet.journal.get("k1")
+    assert record is not None and rig.wallet.status(record).state is TxState.PENDING
+    rig.chain.resume()
+    rig.wallet.network.w3 = BlockAfterReceiptLookup(rig.chain)
+    # Its own block used the nonce: that is mined, not "replaced by another transaction".
+    assert rig.wallet.status(record).state is TxState.MINED
+    rig.wallet.network.w3 = BlockAfterReceiptLookup(rig.chain)
+    sent = asyncio.run(rig.wallet.wait(record, FakeClock(), rollback=True))
+    assert sent.status.state is TxState.CONFIRMED and sent.record.hash == record.hash
+    assert rig.world.allowance("TKB", rig.agent, rig.world.address("router")) == 5
+
+
 def test_reorg_that_drops_a_mined_tx_returns_it_to_doubt_and_it_is_resent(rig: EvmRig) -> None:
     rig.wallet.network.confirmation = replace(rig.wallet.network.confirmation, blocks=3)
     dropped: list[list[str]] = []

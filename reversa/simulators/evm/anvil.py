@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,9 @@ class AnvilNode:
         url: ``http://127.0.0.1:<port>``.
         w3: A web3 client on it.
         accounts: anvil's unlocked, pre-funded dev accounts.
+        private_flow: Held while a privately included transaction passes
+            through anvil's pool on its way into a block (see
+            :meth:`public_pending`).
     """
 
     def __init__(
@@ -85,6 +89,7 @@ class AnvilNode:
         self.w3: Any = None
         self.accounts: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
+        self.private_flow = threading.Lock()
 
     def start(self) -> AnvilNode:
         """Launch anvil and wait until it answers JSON-RPC."""
@@ -140,6 +145,19 @@ class AnvilNode:
         if "error" in reply:
             raise RuntimeError(f"{method}: {reply['error']}")
         return reply.get("result")
+
+    def public_pending(self) -> dict[str, dict[str, Any]]:
+        """The pending pool as a mempool watcher sees it: ``{sender: {nonce: tx}}``.
+
+        anvil cannot mine a transaction without putting it in its pool first,
+        so private inclusion leaves one there for the length of two calls. A
+        searcher polling every few milliseconds catches it there often. The read
+        waits for :attr:`private_flow`, so, as on a real network where private
+        order flow is never gossiped, no watcher ever sees it.
+        """
+        with self.private_flow:
+            pending = self.rpc("txpool_content").get("pending", {})
+        return dict(pending)
 
     # -- mining -------------------------------------------------------------------
     def mine(self, blocks: int = 1) -> None:

@@ -7,7 +7,8 @@ output token first (higher tip, so it is ordered before the victim), and
 sells it back right after (lower tip, next nonce). The victim receives
 exactly its minimum; the difference is the searcher's profit. A transaction
 sent through the private relay never shows up in the pool, so there is
-nothing to sandwich.
+nothing to sandwich. :class:`GatedMiner` produces the blocks, each one only
+after the searcher has looked at everything it will include.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MevSearcher", "Sandwich"]
+__all__ = ["GatedMiner", "MevSearcher", "Sandwich"]
 
 FEE_BPS = 30
 
@@ -46,10 +47,10 @@ class MevSearcher:
     """Watches anvil's mempool from a thread and sandwiches swaps on ``world``'s router.
 
     Args:
-        node: The :class:`~reversa.simulators.evm.AnvilNode` (interval mining).
+        node: The :class:`~reversa.simulators.evm.AnvilNode`.
         world: The deployed :class:`~reversa.simulators.evm.DefiWorld`.
         account: An unlocked dev account with tokens and ether to attack with.
-        poll_s: Mempool polling period (wall-clock: the searcher races real blocks).
+        poll_s: Mempool polling period.
     """
 
     def __init__(self, node: Any, world: Any, account: str, *, poll_s: float = 0.01) -> None:
@@ -95,7 +96,7 @@ class MevSearcher:
     def _run(self) -> None:
         while not self._stop.wait(self.poll_s):
             try:
-                pending = self.node.rpc("txpool_content").get("pending", {})
+                pending = self.node.public_pending()
             except Exception:  # noqa: S112 - a missed poll is retried on the next tick
                 continue
             for sender, by_nonce in pending.items():
@@ -195,13 +196,24 @@ class MevSearcher:
 
 
 class GatedMiner:
-    """Mines a block every ``block_s``, but never before the searcher has seen the pool.
+    """A block producer that mines only once the searcher has seen every pending transaction.
 
-    With plain interval mining, whether a searcher catches a transaction depends
-    on where it lands in the block period and on machine load: a wall-clock race.
-    On a real network a searcher has a whole slot to react; this miner gives it
-    that, deterministically, by waiting until every pending transaction has been
-    considered (and any sandwich submitted) before it mines.
+    Pass :meth:`tick` as the trading wallet's ``EvmNetwork(on_poll=...)``: blocks are
+    then produced on the thread that sends the transactions, between its
+    sends, so none can reach the pool after the searcher's last look and
+    still make the block. A miner on its own thread (interval mining, or a
+    gated loop) leaves that gap open, and under CPU load it widens to most of
+    a block period: the victim's swap is mined before the searcher has seen
+    it. On a real network a searcher has the whole slot to react; this gives
+    it that, deterministically.
+
+    Args:
+        node: The :class:`~reversa.simulators.evm.AnvilNode` (automine is
+            turned off while the miner is entered).
+        searcher: The :class:`MevSearcher` to wait for.
+        block_s: Minimum time between blocks (the block time).
+        max_wait_s: Longest wait for the searcher before mining regardless
+            (it missed the slot).
     """
 
     def __init__(self, node: Any, searcher: MevSearcher, *, block_s: float = 1.0,
@@ -210,32 +222,34 @@ class GatedMiner:
         self.searcher = searcher
         self.block_s = block_s
         self.max_wait_s = max_wait_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self.missed = 0
+        self._last: float | None = None
+        self._mode: tuple[bool, Any] | None = None
 
     def __enter__(self) -> GatedMiner:
+        self._mode = self.node.mining_mode()
         self.node.set_automine(False)
-        self._thread = threading.Thread(target=self._run, daemon=True, name="gated-miner")
-        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if self._mode is not None:
+            self.node.restore_mining(self._mode)
+
+    def tick(self) -> None:
+        """Mine one block if a block time has passed, once the searcher has seen the pool."""
+        if self._last is not None and time.monotonic() - self._last < self.block_s:
+            return
+        give_up = time.monotonic() + self.max_wait_s
+        while not self.searcher.has_considered(self._pending_from_others()):
+            if time.monotonic() >= give_up:
+                self.missed += 1
+                break
+            time.sleep(0.005)  # the searcher's thread is working: give it the GIL
+        self.node.mine(1)
+        self._last = time.monotonic()
 
     def _pending_from_others(self) -> set[str]:
-        pending = self.node.rpc("txpool_content").get("pending", {})
+        pending = self.node.public_pending()
         return {str(tx.get("hash")) for sender, by_nonce in pending.items()
                 if sender.lower() != self.searcher.account.lower()
                 for tx in by_nonce.values()}
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.block_s):
-            give_up = time.monotonic() + self.max_wait_s
-            with contextlib.suppress(Exception):  # a failed poll just mines
-                while (not self.searcher.has_considered(self._pending_from_others())
-                       and time.monotonic() < give_up and not self._stop.is_set()):
-                    time.sleep(0.005)
-            with contextlib.suppress(Exception):
-                self.node.mine(1)

@@ -68,19 +68,19 @@ class AnvilInclusion:
     """Private inclusion on anvil: submit, then build a block at once.
 
     The relay acts as the block builder: it hands the transaction to anvil and
-    mines a block in the very next call, so the transaction spends no block
-    interval in the pool where searchers look (a few milliseconds between the
-    two calls, against a block time of seconds). A same-nonce replacement
-    displaces the pending original first, as a builder would prefer it.
+    mines a block in the very next call, holding the node's
+    :attr:`~reversa.simulators.evm.AnvilNode.private_flow` across both, so
+    public mempool readers (:meth:`~reversa.simulators.evm.AnvilNode.public_pending`)
+    never see it pending. A same-nonce replacement displaces the pending
+    original first, as a builder would prefer it.
     """
 
     def __init__(self, node: Any) -> None:
         self.node = node
-        self._lock = threading.Lock()
 
     def include(self, raw: bytes) -> str:
-        """Submit and mine one block."""
-        with self._lock:
+        """Submit and mine one block, unseen by mempool watchers."""
+        with self.node.private_flow:
             tx_hash = str(self.node.rpc("eth_sendRawTransaction", ["0x" + raw.hex()]))
             self.node.rpc("evm_mine")
         return tx_hash
