@@ -2,8 +2,8 @@
 
 AG-166 tests 8.3 and 8.4, on SQLite and on PostgreSQL. Each case runs the saga in a child
 process that kills itself (SIGKILL, no cleanup) right before or right after one commit, then
-recovers it here, in a different process, through a Worker. Effects are counted by idempotency key in a separate
-database standing in for the external services.
+recovers it here, in a different process, through a Worker. Effects are counted by
+idempotency key in a separate database standing in for the external services.
 """
 
 from __future__ import annotations
