@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..core.errors import ConfigError, ReversaError
 from ..core.registry import Registry
@@ -82,7 +83,7 @@ def emit_json(data: Any) -> None:
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error on stderr and exit."""
-    err_console.print(f"[bold red]error:[/] {message}")
+    err_console.print(f"[bold red]error:[/] {escape(message)}")
     raise typer.Exit(code)
 
 

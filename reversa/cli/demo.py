@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..core.engine.inspect import saga_view
@@ -65,8 +66,9 @@ def register(app: typer.Typer) -> None:
             for key, fn in sorted(found.items()):
                 table.add_row(key, (fn.__doc__ or "").strip().splitlines()[0])
             for extra, why in sorted(missing.items()):
-                table.add_row(f"({extra})", f"install with: pip install 'reversa[{extra}]' "
-                              f"({why})")
+                # escape(): "[payments]" is text here, not rich markup.
+                table.add_row(f"({extra})", escape(f"install with: pip install "
+                                                   f"'reversa[{extra}]' ({why})"))
             console.print(table)
             return
         if name not in found:
