@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from dataclasses import asdict
 from typing import Annotated
@@ -9,22 +11,30 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+try:  # typer >= 0.2x vendors its own click; older releases use click itself
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as _cx  # type: ignore[no-redef]
+
 from ..core.engine import Engine
 from ..core.engine.inspect import escalation_view, saga_view
 from ..core.errors import ReversaError
 from .common import (
     APP_HELP,
     DB_HELP,
+    ExitCode,
     console,
     emit_json,
+    exit_code_for,
     fail,
     load_registry,
+    one_line,
     open_store,
     parse_age,
     ts,
 )
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
+app = typer.Typer(no_args_is_help=True, add_completion=True,
                   help="Reversa: governed rollback for multi-step agent workflows.")
 sagas_app = typer.Typer(no_args_is_help=True, help="List and inspect sagas.")
 esc_app = typer.Typer(no_args_is_help=True, help="Human review of escalated sagas.")
@@ -32,6 +42,25 @@ audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident log.")
 app.add_typer(sagas_app, name="sagas")
 app.add_typer(esc_app, name="escalations")
 app.add_typer(audit_app, name="audit")
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        sys.stdout.write(f"reversa {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+    = False,
+) -> None:
+    """Reversa: governed rollback for multi-step agent workflows."""
+
 
 Db = Annotated[str | None, typer.Option("--db", help=DB_HELP)]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
@@ -257,6 +286,34 @@ def _register_extensions() -> None:
 _register_extensions()
 
 
-def main() -> None:
-    """Console-script entry point."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: every failure ends as ONE line on stderr.
+
+    Exit codes are those of :class:`~reversa.cli.common.ExitCode`; set
+    ``REVERSA_DEBUG=1`` to see the traceback of an internal error.
+    """
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="reversa", standalone_mode=False)
+    except _cx.UsageError as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "reversa"
+        _die(f"{exc.format_message().rstrip('.')}; see `{where} --help`", exc.exit_code)
+    except _cx.ClickException as exc:
+        _die(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        _die("interrupted", ExitCode.INTERRUPTED)
+    except ReversaError as exc:
+        _die(exc.message, exit_code_for(exc))
+    except KeyboardInterrupt:
+        _die("interrupted", ExitCode.INTERRUPTED)
+    except Exception as exc:
+        if os.environ.get("REVERSA_DEBUG"):
+            raise
+        _die(f"internal error: {type(exc).__name__}: {exc}; this is a bug in Reversa, rerun "
+             "with REVERSA_DEBUG=1 for the traceback and report it", ExitCode.INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _die(message: str, code: int) -> None:
+    sys.stderr.write(f"error: {one_line(message)}\n")
+    sys.exit(int(code))
