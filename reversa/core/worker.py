@@ -5,6 +5,19 @@ continues them from the durable record. Its watchdog also finds live sagas that
 made no progress within their workflow's threshold, takes them over (the new
 fencing token locks the stuck owner out) and compensates them; a rollback
 stalled past its window is escalated with a state snapshot instead.
+
+Every event is one record on the ``reversa.worker`` logger, with the event name
+and saga id as record attributes (``record.event``, ``record.saga``, and the
+event's own fields in ``record.fields``) so a formatter can render text or JSON:
+
+- ``claimed``: the worker took a saga over (``reason``: lease expired, or stalled);
+- ``finished``: the saga reached an end state (``status``);
+- ``escalated``: it was handed to a human (``escalation``);
+- ``handed_over``: the worker is stopping and gave the saga back mid-way;
+- ``lost``: another worker took the saga meanwhile;
+- ``skipped``: this worker cannot run it (a handler is missing, named once per
+  saga rather than on every poll) or hit an error this round (each distinct
+  error is logged once per saga; repeats go to DEBUG).
 """
 
 from __future__ import annotations
@@ -13,20 +26,35 @@ import logging
 import signal
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 from .clock import Clock
 from .engine import Engine
-from .errors import LeaseLost, ReversaError
+from .errors import LeaseLost, PlanError, ReversaError
 from .registry import Registry
-from .states import SagaStatus
+from .states import TERMINAL_SAGA, SagaStatus
 from .store import Store
 from .views import SagaResult
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "WorkerRound"]
 
 log = logging.getLogger("reversa.worker")
+
+
+@dataclass
+class WorkerRound:
+    """What one round of a worker did.
+
+    Attributes:
+        ended: Sagas this round brought to an end state or escalated.
+        unfinished: Sagas this round claimed and did not bring to an end,
+            with the reason (a missing handler, an error, a hand-over).
+    """
+
+    ended: list[SagaResult] = field(default_factory=list)
+    unfinished: dict[str, str] = field(default_factory=dict)
 
 
 class Worker:
@@ -65,29 +93,52 @@ class Worker:
         self.batch = batch
         self.stall_after_s = stall_after_s
         self._stop = threading.Event()
+        # Sagas whose plan this worker's registry cannot run. It will not be able
+        # to until it restarts with other handlers, so they are handed straight
+        # back (not reloaded, not logged again) and never fill a claim batch.
+        self._unrunnable: set[str] = set()
+        self._reported: dict[str, str] = {}  # saga id -> last problem logged
 
     # -- one round --------------------------------------------------------------------
     def run_once(self) -> list[SagaResult]:
         """Run the watchdog, then claim and finish orphaned sagas; return what ended."""
-        finished = self.watchdog()
+        return self.run_round().ended
+
+    def run_round(self) -> WorkerRound:
+        """One round, reporting also the sagas it claimed but could not finish."""
+        rnd = WorkerRound()
+        self._watchdog(rnd)
         now = self.engine.clock.now()
         claimed = self.store.claim(self.engine.owner, now, self.engine.lease_s,
-                                   limit=self.batch,
+                                   limit=self.batch + len(self._unrunnable),
                                    statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
+        taken = 0
         for saga_id, token in claimed:
-            if self._stop.is_set():
+            if saga_id in self._unrunnable:
+                self.store.release(saga_id, token)
+                rnd.unfinished[saga_id] = self._reported.get(
+                    saga_id, "this worker cannot run its plan")
+                continue
+            if self._stop.is_set() or taken >= self.batch:
                 self.store.release(saga_id, token)
                 continue
-            result = self._continue(saga_id, token, "owner lease expired")
-            if result is not None:
-                finished.append(result)
-        return finished
+            taken += 1
+            _event(logging.INFO, "claimed", saga_id, "owner lease expired",
+                   reason="lease_expired", token=token)
+            self._continue(rnd, saga_id, token, "owner lease expired")
+        return rnd
 
     def watchdog(self) -> list[SagaResult]:
         """Find stalled sagas and compensate or escalate them."""
-        out: list[SagaResult] = []
+        rnd = WorkerRound()
+        self._watchdog(rnd)
+        return rnd.ended
+
+    def _watchdog(self, rnd: WorkerRound) -> None:
         now = self.engine.clock.now()
         for row in self.store.stalled(now, self.stall_after_s):
+            if row["id"] in self._unrunnable:
+                continue  # taking it would fence its owner out for nothing
             claimed = self.store.claim(self.engine.owner, now, self.engine.lease_s,
                                        saga_id=row["id"], force=True)
             if not claimed:
@@ -96,37 +147,94 @@ class Worker:
             window_over = (row["status"] == SagaStatus.COMPENSATING.value
                            and row["rollback_started_at"] is not None
                            and now - row["rollback_started_at"] >= row["rollback_window_s"])
+            idle = now - row["updated_at"]
+            _event(logging.INFO, "claimed", saga_id,
+                   f"stalled: no progress for {idle:.1f}s (threshold {row['threshold_s']:g}s)",
+                   reason="stalled", token=token, idle_s=round(idle, 3))
             if window_over:
-                result = self._escalate(saga_id, token, row)
+                self._escalate(rnd, saga_id, token, row)
             else:
-                result = self._continue(
-                    saga_id, token,
-                    f"watchdog: no progress for {now - row['updated_at']:.1f}s "
+                self._continue(
+                    rnd, saga_id, token,
+                    f"watchdog: no progress for {idle:.1f}s "
                     f"(threshold {row['threshold_s']:g}s)", stalled=True)
-            if result is not None:
-                out.append(result)
-        return out
 
     def _continue(
-        self, saga_id: str, token: int, reason: str, *, stalled: bool = False
-    ) -> SagaResult | None:
+        self, rnd: WorkerRound, saga_id: str, token: int, reason: str, *, stalled: bool = False
+    ) -> None:
         try:
-            return self.engine.take_over(saga_id, token, reason=reason, stalled=stalled)
+            result = self.engine.take_over(saga_id, token, reason=reason, stalled=stalled)
         except LeaseLost:
-            return None  # another worker took it meanwhile: it is theirs now
+            # Another worker took it meanwhile: it is theirs now, nothing is wrong.
+            _event(logging.INFO, "lost", saga_id, "another worker took it over")
+            return
+        except PlanError as exc:
+            self._unrunnable.add(saga_id)
+            self._skipped(rnd, saga_id, exc, missing=True)
+            return
         except ReversaError as exc:
-            # A worker outlives one saga's trouble (a database hiccup, a plan this
-            # process cannot run): the saga stays recorded as it was, for a retry.
-            log.warning("saga %s not finished this round: %s", saga_id, exc.message)
-            return None
+            # A worker outlives one saga's trouble (a database hiccup): the saga
+            # stays recorded as it was, for the next round.
+            self._skipped(rnd, saga_id, exc, missing=False)
+            return
+        self._outcome(rnd, result)
 
-    def _escalate(self, saga_id: str, token: int, row: dict[str, Any]) -> SagaResult | None:
+    def _escalate(self, rnd: WorkerRound, saga_id: str, token: int, row: dict[str, Any]) -> None:
         reason = (f"rollback window of {row['rollback_window_s']:g}s elapsed while the "
                   "compensation stalled; a stale reversal is not attempted")
         try:
-            return self.engine.escalate_claimed(saga_id, token, reason=reason)
+            result = self.engine.escalate_claimed(saga_id, token, reason=reason)
         except LeaseLost:
+            _event(logging.INFO, "lost", saga_id, "another worker took it over")
+            return
+        except ReversaError as exc:
+            self._skipped(rnd, saga_id, exc, missing=isinstance(exc, PlanError))
+            return
+        self._outcome(rnd, result)
+
+    def _outcome(self, rnd: WorkerRound, result: SagaResult) -> None:
+        sid = result.saga_id
+        self._reported.pop(sid, None)
+        if result.status is SagaStatus.ESCALATED:
+            rnd.ended.append(result)
+            _event(logging.WARNING, "escalated", sid,
+                   f"handed to a human as escalation #{result.escalation_id}: "
+                   f"{result.error or 'see reversa escalations show'}",
+                   status=result.status.value, escalation=result.escalation_id)
+        elif result.status in TERMINAL_SAGA:
+            rnd.ended.append(result)
+            _event(logging.INFO, "finished", sid, f"ended {result.status.value}",
+                   status=result.status.value)
+        else:
+            rnd.unfinished[sid] = f"handed over while {result.status.value}"
+            _event(logging.INFO, "handed_over", sid,
+                   f"given back while {result.status.value}; this worker is stopping",
+                   status=result.status.value)
+
+    def _skipped(self, rnd: WorkerRound, saga_id: str, exc: ReversaError, *,
+                 missing: bool) -> None:
+        problem = exc.message
+        if missing:
+            app = self._app(saga_id)
+            fix = (f"restart the worker with --app {app}" if app else
+                   "restart the worker with --app naming the registry that defines them")
+            problem = f"this worker cannot run its plan: {problem}; {fix}"
+        rnd.unfinished[saga_id] = problem
+        repeated = self._reported.get(saga_id) == problem
+        self._reported[saga_id] = problem
+        fields: dict[str, Any] = {"reason": "missing_handler" if missing else "error"}
+        if missing:
+            fields["problems"] = list(exc.details.get("problems", [])) or [exc.message]
+        _event(logging.DEBUG if repeated else logging.WARNING, "skipped", saga_id,
+               problem, **fields)
+
+    def _app(self, saga_id: str) -> str | None:
+        try:
+            row, _ = self.store.load(saga_id)
+        except ReversaError:
             return None
+        app = row.get("app")
+        return str(app) if app else None
 
     # -- forever ----------------------------------------------------------------------
     def run_forever(self) -> None:
@@ -137,7 +245,7 @@ class Worker:
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
             while not self._stop.is_set():
-                self.run_once()
+                self.run_round()
                 self._stop.wait(self.poll_s)
         finally:
             self.engine.close()
@@ -151,3 +259,8 @@ class Worker:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop()
+
+
+def _event(level: int, event: str, saga_id: str, message: str, **fields: Any) -> None:
+    log.log(level, "saga %s %s: %s", saga_id, event.replace("_", " "), message,
+            extra={"event": event, "saga": saga_id, "fields": fields})

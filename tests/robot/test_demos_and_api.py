@@ -17,9 +17,10 @@ from reversa.adapters.robot.demos import DEMOS
 @pytest.mark.parametrize("name", sorted(DEMOS))
 def test_demo_runs_and_succeeds(name: str, tmp_path: Path) -> None:
     out = io.StringIO()
-    code = DEMOS[name](f"sqlite:///{tmp_path / 'demo.db'}", Console(file=out, width=160))
+    run = DEMOS[name](f"sqlite:///{tmp_path / 'demo.db'}", Console(file=out, width=160))
     text = out.getvalue()
-    assert code == 0, text
+    assert run.code == 0, text
+    assert len(run.saga_ids) == 1  # each robot story is one saga
     assert "audit chain: verified" in text
     assert (DEMOS[name].__doc__ or "").strip()  # `reversa demo --list` shows it
 

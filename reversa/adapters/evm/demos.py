@@ -7,7 +7,7 @@ the story from the durable record.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
 from typing import Any
 
 from rich.console import Console
@@ -17,10 +17,9 @@ from reversa.core.engine import Engine
 from reversa.core.states import SagaStatus
 from reversa.core.store import Store
 from reversa.demos.narrate import tell
+from reversa.demos.outcome import Demo, DemoRun
 
 __all__ = ["DEMOS"]
-
-Demo = Callable[[str, Console], int]
 
 
 def _engine(rig: Any, db_url: str) -> Engine:
@@ -47,7 +46,7 @@ def _build(**options: Any) -> Any:
     return inprocess_rig(**options)
 
 
-def scenario_c(db_url: str, console: Console) -> int:
+def scenario_c(db_url: str, console: Console) -> DemoRun:
     """AG-384 scenario C: pool 2 too thin; private reverse swap within bound, approval revoked."""
     rig = _build()
     try:
@@ -68,12 +67,12 @@ def scenario_c(db_url: str, console: Console) -> int:
         _holdings(console, rig, "after")
         ok = tell(engine, result, console)
         engine.close()
-        return 0 if ok and result.status is SagaStatus.COMPENSATED else 1
+        return DemoRun.of(ok and result.status is SagaStatus.COMPENSATED, result.saga_id)
     finally:
         rig.close()
 
 
-def market_moved(db_url: str, console: Console) -> int:
+def market_moved(db_url: str, console: Console) -> DemoRun:
     """Scenario C after a whale moved pool 1: escalates instead of trading at any price."""
     from reversa.simulators.evm import UNIT
 
@@ -97,12 +96,12 @@ def market_moved(db_url: str, console: Console) -> int:
         _holdings(console, rig, "after")
         ok = tell(engine, result, console)
         engine.close()
-        return 0 if ok and result.status is SagaStatus.ESCALATED else 1
+        return DemoRun.of(ok and result.status is SagaStatus.ESCALATED, result.saga_id)
     finally:
         rig.close()
 
 
-def pending_replacement(db_url: str, console: Console) -> int:
+def pending_replacement(db_url: str, console: Console) -> DemoRun:
     """A stuck pending approval is cancelled by a same-nonce replacement, not reversed."""
     rig = _build(confirm_timeout_s=0.3)
     try:
@@ -120,12 +119,12 @@ def pending_replacement(db_url: str, console: Console) -> int:
         _holdings(console, rig, "after")
         ok = tell(engine, result, console)
         engine.close()
-        return 0 if ok and result.status is SagaStatus.COMPENSATED else 1
+        return DemoRun.of(ok and result.status is SagaStatus.COMPENSATED, result.saga_id)
     finally:
         rig.close()
 
 
-def reorg(db_url: str, console: Console) -> int:
+def reorg(db_url: str, console: Console) -> DemoRun:
     """A reorg drops the swap's mined transaction: back in doubt, re-evaluated, resent."""
     from reversa.adapters.evm import TxState
     from reversa.simulators.evm import UNIT
@@ -133,7 +132,9 @@ def reorg(db_url: str, console: Console) -> int:
     rig = _build(pool2_liquidity=1_000_000 * UNIT, confirmations=3)
     try:
         dropped: list[str] = []
-        saga_id = "evm-reorg-demo-" + str(id(rig))
+        # Known before the run: the reorg hook looks the swap up by its journal key.
+        # Random, so runs sharing a database never collide.
+        saga_id = uuid.uuid4().hex
 
         def reorg_swap(chain: Any, number: int) -> None:
             record = rig.wallet.journal.get(f"rv:{saga_id}:swap_ab:action/swap")
@@ -158,7 +159,8 @@ def reorg(db_url: str, console: Console) -> int:
         _holdings(console, rig, "after")
         ok = tell(engine, result, console)
         engine.close()
-        return 0 if ok and result.status is SagaStatus.COMPLETED and dropped else 1
+        return DemoRun.of(ok and result.status is SagaStatus.COMPLETED and bool(dropped),
+                          result.saga_id)
     finally:
         rig.close()
 

@@ -8,7 +8,7 @@ verification and where the record lives.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from rich.console import Console
@@ -19,6 +19,7 @@ from reversa.core.states import SagaStatus
 from reversa.core.store import Store
 from reversa.core.views import SagaResult
 from reversa.demos.narrate import tell
+from reversa.demos.outcome import Demo, DemoRun
 from reversa.simulators.ledger import FaultKind
 
 from .money import format_money
@@ -84,7 +85,7 @@ def _engine(world: PaymentsWorld, db_url: str) -> tuple[Engine, Store]:
     return Engine(registry(), store, clock=world.clock, services=world.services()), store
 
 
-def demo_ag166a(db_url: str, console: Console) -> int:
+def demo_ag166a(db_url: str, console: Console) -> DemoRun:
     """AG-166 A: procurement, payment gateway times out twice; logistics webhook cancelled."""
     world = build_world()
     world.ledger.faults.inject("submit_payment", FaultKind.TIMEOUT, times=2, latency_s=30.0)
@@ -104,10 +105,10 @@ def demo_ag166a(db_url: str, console: Console) -> int:
     finally:
         engine.close()
         store.close()
-    return 0 if result.status is SagaStatus.COMPENSATED and verified else 1
+    return DemoRun.of(result.status is SagaStatus.COMPENSATED and verified, result.saga_id)
 
 
-def demo_ag166c(db_url: str, console: Console) -> int:
+def demo_ag166c(db_url: str, console: Console) -> DemoRun:
     """AG-166 C: sanctions rejection; the agent is SIGKILLed mid-compensation, a worker finishes."""
     console.print("[bold]Cross-border payment[/]: debit GBP 100,000 -> convert to EUR -> credit "
                   "the partner bank (TARGET2)")
@@ -134,10 +135,10 @@ def demo_ag166c(db_url: str, console: Console) -> int:
     finally:
         engine.close()
         store.close()
-    return 0 if view.status is SagaStatus.COMPENSATED and verified else 1
+    return DemoRun.of(view.status is SagaStatus.COMPENSATED and verified, outcome.saga_id)
 
 
-def demo_ag384a(db_url: str, console: Console) -> int:
+def demo_ag384a(db_url: str, console: Console) -> DemoRun:
     """AG-384 A: MT103 times out (but went through); cancel, correct, reverse FX at a known cost."""
     world = build_world(gbp_eur=mt103.GBP_EUR, drift_bps_per_hour=-15.0)
     world.ledger.faults.inject("submit_payment", FaultKind.TIMEOUT, applied=True, times=2,
@@ -158,10 +159,10 @@ def demo_ag384a(db_url: str, console: Console) -> int:
     finally:
         engine.close()
         store.close()
-    return 0 if result.status is SagaStatus.COMPENSATED and verified else 1
+    return DemoRun.of(result.status is SagaStatus.COMPENSATED and verified, result.saga_id)
 
 
-DEMOS: dict[str, Callable[[str, Console], int]] = {
+DEMOS: dict[str, Demo] = {
     "payments-ag166a": demo_ag166a,
     "payments-ag166c": demo_ag166c,
     "payments-ag384a": demo_ag384a,

@@ -21,6 +21,7 @@ from reversa.core.states import SagaStatus
 from reversa.core.store import Store
 from reversa.core.views import SagaResult
 from reversa.demos.narrate import tell
+from reversa.demos.outcome import Demo, DemoRun
 from reversa.safety import interpolate, motion_duration
 from reversa.simulators.robot import CellWorld, start_gripper, start_rosbridge
 
@@ -109,7 +110,7 @@ def _story(rig: _Rig, saga: Saga, console: Console) -> tuple[SagaResult, bool]:
     return result, verified
 
 
-def run_scenario_b(db_url: str, console: Console) -> int:
+def run_scenario_b(db_url: str, console: Console) -> DemoRun:
     """AG-384 scenario B: inspection fails after paste; dry-run refuses the mirror rollback."""
     console.print("[bold]PCB assembly[/] (AG-384 scenario B): pick U1 from tray A -> apply "
                   "solder paste to B1 -> place U1 -> move to inspection -> inspect")
@@ -123,7 +124,7 @@ def run_scenario_b(db_url: str, console: Console) -> int:
         _truth(rig.world, console)
         dropped = rig.world.snapshot()["parts"]["U1"]["location"] == "dropped"
     ok = result.status is SagaStatus.ESCALATED and verified and dropped
-    return 0 if ok else 1
+    return DemoRun.of(ok, result.saga_id)
 
 
 def _naive_mirror(rig: _Rig) -> None:
@@ -137,7 +138,7 @@ def _naive_mirror(rig: _Rig) -> None:
         link.execute(path[1:], motion_duration(path, 1.0)[1:], timeout=10, abort=lambda: False)
 
 
-def run_forward_recovery(db_url: str, console: Console) -> int:
+def run_forward_recovery(db_url: str, console: Console) -> DemoRun:
     """Scenario B with on_infeasible=forward_recovery: retreat, then send the board to rework."""
     console.print("[bold]PCB assembly[/] with a declared forward recovery: the pasted board "
                   "goes to the rework station")
@@ -146,10 +147,10 @@ def run_forward_recovery(db_url: str, console: Console) -> int:
         rig.world.inject(CAMERA_FAULT)
         saga = scenario_b_saga(on_infeasible=OnInfeasible.FORWARD_RECOVERY)
         result, verified = _story(rig, saga, console)
-    return 0 if result.status is SagaStatus.COMPENSATED and verified else 1
+    return DemoRun.of(result.status is SagaStatus.COMPENSATED and verified, result.saga_id)
 
 
-def run_estop(db_url: str, console: Console) -> int:
+def run_estop(db_url: str, console: Console) -> DemoRun:
     """An e-stop during the rollback's first motion: motion halts, saga escalates, lock-out."""
     console.print("[bold]Part transfer[/]: pick U1 -> carry to inspection -> inspect (fails); "
                   "the rollback carries U1 back")
@@ -170,10 +171,10 @@ def run_estop(db_url: str, console: Console) -> int:
         console.print(f"after operator-7 reset the stop at the machine: [bold]{final.status}[/]")
         _truth(rig.world, console)
     ok = result.status is SagaStatus.ESCALATED and final.status is SagaStatus.COMPENSATED
-    return 0 if ok and verified else 1
+    return DemoRun.of(ok and verified, result.saga_id)
 
 
-def run_person(db_url: str, console: Console) -> int:
+def run_person(db_url: str, console: Console) -> DemoRun:
     """A person walks into the reach zone during the rollback: protective stop, escalation."""
     console.print("[bold]Part transfer[/] rollback; a person enters the reach zone mid-motion "
                   "(no hardware interlock: the adapter cancels the goal itself)\n")
@@ -183,10 +184,10 @@ def run_person(db_url: str, console: Console) -> int:
         rig.world.inject({"kind": "person", "motion": 5, "fraction": 0.3,
                           "position": [0.6, 0.6], "id": "visitor"})
         result, verified = _story(rig, transfer_saga(), console)
-    return 0 if result.status is SagaStatus.ESCALATED and verified else 1
+    return DemoRun.of(result.status is SagaStatus.ESCALATED and verified, result.saga_id)
 
 
-def run_gripper_timeout(db_url: str, console: Console) -> int:
+def run_gripper_timeout(db_url: str, console: Console) -> DemoRun:
     """The serial gripper never answers the release during compensation: escalation."""
     console.print("[bold]Part transfer[/] rollback; the serial gripper controller stops "
                   "answering RELEASE (no reply, checksummed line protocol, 0.3 s timeout)\n")
@@ -195,7 +196,7 @@ def run_gripper_timeout(db_url: str, console: Console) -> int:
         rig.world.inject({"kind": "no_reply", "count": 99, "executes": False,
                           "commands": ["RELEASE"]})
         result, verified = _story(rig, transfer_saga(), console)
-    return 0 if result.status is SagaStatus.ESCALATED and verified else 1
+    return DemoRun.of(result.status is SagaStatus.ESCALATED and verified, result.saga_id)
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -204,7 +205,7 @@ def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
         time.sleep(0.01)
 
 
-DEMOS: dict[str, Callable[[str, Console], int]] = {
+DEMOS: dict[str, Demo] = {
     "robot-scenario-b": run_scenario_b,
     "robot-forward-recovery": run_forward_recovery,
     "robot-estop": run_estop,

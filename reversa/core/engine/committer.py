@@ -84,15 +84,24 @@ class GroupCommitter:
                 [(i.live, now, i.escalation, i.rollback) for i in batch],
                 single=len(batch) == 1)
         except (StoreError, LeaseLost) as exc:
-            for item in batch:
+            for item in _waiting(batch):
                 item.future.set_exception(StoreAbort(exc))
             return
         except BaseException as exc:  # a bug: fail every waiter loudly, never hang them
-            for item in batch:
+            for item in _waiting(batch):
                 item.future.set_exception(exc)
             raise
         for item, result in zip(batch, results, strict=True):
+            if item.future.done():
+                continue  # see _waiting
             if isinstance(result, LeaseLost):
                 item.future.set_exception(StoreAbort(result))
             else:
                 item.future.set_result(result.escalation_id)
+
+
+def _waiting(batch: list[_Item]) -> list[_Item]:
+    # A waiter cancelled meanwhile (Ctrl-C cancels every task while the loop
+    # shuts down) takes no result: setting one would raise InvalidStateError
+    # from a loop callback, printed as a traceback. What was written stands.
+    return [item for item in batch if not item.future.done()]
