@@ -19,10 +19,11 @@ from .common import DB_HELP, console, emit_json, fail
 
 Demo = Callable[[str, Console], int]
 
+# Keyed by the extra that installs what the demo runs on (its domain's simulators).
 ADAPTER_DEMOS = {
-    "payments": "reversa.adapters.payments.demos",
-    "evm": "reversa.adapters.evm.demos",
-    "robot": "reversa.adapters.robot.demos",
+    "payments-sim": "reversa.adapters.payments.demos",
+    "evm-sim": "reversa.adapters.evm.demos",
+    "robot-sim": "reversa.adapters.robot.demos",
 }
 DEFAULT = "onboarding"
 

@@ -10,9 +10,9 @@ import typer
 from .common import fail
 
 SIMULATORS = {
-    "ledger": ("reversa.simulators.ledger.http", "serve", "payments"),
-    "rosbridge": ("reversa.simulators.robot.rosbridge", "serve", "robot"),
-    "gripper": ("reversa.simulators.robot.serial_gripper", "serve", "robot"),
+    "ledger": ("reversa.simulators.ledger.http", "serve", "payments-sim"),
+    "rosbridge": ("reversa.simulators.robot.rosbridge", "serve", "robot-sim"),
+    "gripper": ("reversa.simulators.robot.serial_gripper", "serve", "robot-sim"),
 }
 
 
