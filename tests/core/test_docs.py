@@ -11,10 +11,9 @@ HTML comments on the lines right above a fence (invisible when rendered) qualify
 - ``<!-- fragment: why -->``: not a complete program (it wires in your own node, keys,
   ledger client...). A python fragment must still parse and its imports must resolve,
   so a renamed API is caught; a bash fragment must parse.
-- ``<!-- not-run: why -->``: complete, but run elsewhere; when the reason names
-  ``.ci/run``, every line of the block must appear in ``.ci/run``.
-- ``<!-- needs: postgres -->``: needs PostgreSQL server binaries (a failure under CI
-  when they are missing, a skip elsewhere, as for the rest of the suite).
+- ``<!-- not-run: why -->``: complete, but run elsewhere (when the reason names
+  ``.ci/run``, every line of the block must appear in ``.ci/run``) or too heavy for the
+  suite (the benchmark harnesses: minutes of load on two cores).
 
 A python block whose last line is ``print(...)  # text`` must print ``text`` last.
 """
@@ -32,15 +31,13 @@ from pathlib import Path
 import pytest
 
 from reversa.cli.common import ExitCode
-from tests.conftest import IN_CI
-from tests.support import pg
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 RUN = {"python", "bash"}
 SHOWN = {"text", "json", "toml", "yaml", "sql", "vyper"}
 FENCE = re.compile(r"^```(\S*)\s*$")
-MARKER = re.compile(r"^<!--\s*(fragment|not-run|needs):\s*(\S.*?)\s*-->\s*$")
+MARKER = re.compile(r"^<!--\s*(fragment|not-run):\s*(\S.*?)\s*-->\s*$")
 EXPECTED = re.compile(r"^print\(.*\)\s+#\s*(?P<out>\S.*)$")
 
 
@@ -101,18 +98,6 @@ def _env(tmp: Path) -> dict[str, str]:
     return env
 
 
-def _needs(block: Block) -> None:
-    need = block.mark("needs")
-    if need is None:
-        return
-    assert need == "postgres", f"{block.where}: unknown requirement {need!r}"
-    if pg.find_bin() is None:
-        message = f"{block.where} needs PostgreSQL server binaries (scripts/test.sh installs them)"
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-
-
 def test_every_block_says_what_it_is() -> None:
     problems = [problem for p in DOCS for problem in parse(p)[1]]
     problems += [f"{b.where}: fence without a language (use one of {sorted(RUN | SHOWN)})"
@@ -139,7 +124,6 @@ def test_block_runs_as_written(block: Block, tmp_path: Path) -> None:
             assert not missing, f"{block.where} says .ci/run runs it, but .ci/run lacks {missing}"
             return
         pytest.skip(f"{block.where}: {not_run}")
-    _needs(block)
     if block.lang == "python":
         _run_python(block, tmp_path)
     else:
