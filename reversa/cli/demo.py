@@ -17,10 +17,11 @@ from ..demos.outcome import Demo
 from .common import DB_HELP, console, emit_json, fail
 from .progress import interactive, phases
 
+# Keyed by the extra that installs what the demo runs on (its domain's simulators).
 ADAPTER_DEMOS = {
-    "payments": "reversa.adapters.payments.demos",
-    "evm": "reversa.adapters.evm.demos",
-    "robot": "reversa.adapters.robot.demos",
+    "payments-sim": "reversa.adapters.payments.demos",
+    "evm-sim": "reversa.adapters.evm.demos",
+    "robot-sim": "reversa.adapters.robot.demos",
 }
 DEFAULT = "onboarding"
 

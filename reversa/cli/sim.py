@@ -22,9 +22,9 @@ class Simulator(StrEnum):
 
 # name -> (module, serve function, extra that installs its libraries, listens on a port)
 SIMULATORS: dict[Simulator, tuple[str, str, str, bool]] = {
-    Simulator.LEDGER: ("reversa.simulators.ledger.http", "serve", "payments", True),
-    Simulator.ROSBRIDGE: ("reversa.simulators.robot.rosbridge", "serve", "robot", True),
-    Simulator.GRIPPER: ("reversa.simulators.robot.serial_gripper", "serve", "robot", False),
+    Simulator.LEDGER: ("reversa.simulators.ledger.http", "serve", "payments-sim", True),
+    Simulator.ROSBRIDGE: ("reversa.simulators.robot.rosbridge", "serve", "robot-sim", True),
+    Simulator.GRIPPER: ("reversa.simulators.robot.serial_gripper", "serve", "robot-sim", False),
 }
 
 

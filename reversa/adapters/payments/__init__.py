@@ -1,6 +1,7 @@
 """Payments adapter: settlement finality, holds and corrections, FX reversal cost.
 
-Install with ``pip install 'reversa[payments]'`` (ccxt, httpx).
+Install with ``pip install 'reversa[payments]'`` (ccxt); the mock ledger, FX venue
+and demos need ``'reversa[payments-sim]'`` (adds httpx).
 
 Operations (register them all with :func:`payments_registry`):
 
