@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -201,3 +204,12 @@ def test_sqlite_writes_take_the_lock_up_front_and_reads_do_not(tmp_path: Path) -
     assert begins == ["BEGIN IMMEDIATE", "BEGIN IMMEDIATE"]
     store.close()
 
+
+def test_the_concepts_example_runs_as_written(tmp_path: Path) -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "concepts.md").read_text()
+    section = doc.split("## 8. Inspecting sagas from Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    proc = subprocess.run([sys.executable, "-c", code.group(1)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
