@@ -128,6 +128,13 @@ class Store:
         """Apply pending migrations; returns (version before, after)."""
         if self.read_only:
             raise ConfigError(f"{self.url} was opened read-only; open it writable to migrate")
+        goal = len(t.MIGRATIONS) if target is None else target
+        with self._tx() as conn:
+            current = t.schema_version(conn)
+        if goal <= current <= len(t.MIGRATIONS):
+            # Up to date (every open but the first): no write lock, so opening a store
+            # never waits for a writer busy on the same SQLite file.
+            return current, current
         with self._tx(write=True) as conn:
             if self.dialect == "postgresql":
                 # Serialise concurrent first starts of many workers on one database.
