@@ -34,6 +34,7 @@ from .core.errors import (
     StoreError,
     TransientError,
 )
+from .core.inspector import Inspector
 from .core.model import (
     CompensationKind,
     Escalation,
@@ -55,6 +56,7 @@ from .core.views import (
     EscalationView,
     RollbackView,
     SagaResult,
+    SagaSummary,
     SagaView,
     StepView,
 )
@@ -71,8 +73,10 @@ __all__ = [
     "PredicateContext", "Check", "CostEstimate", "Probe",
     # running
     "Engine", "Store", "Worker", "Clock", "SystemClock", "FakeClock", "DryRunReport", "StepFinding",
+    # inspecting
+    "Inspector",
     # state and records
-    "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaView", "StepView",
+    "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaSummary", "SagaView", "StepView",
     "AttemptView", "AuditEntry", "RollbackView", "EscalationView", "AuditReport",
     "AuditProblem",
     # errors

@@ -80,6 +80,9 @@ class LiveSaga:
     events: list[AuditEvent] = field(default_factory=list)
     created: bool = False
     app: str | None = None
+    services: str | None = None
+    # An escalation resolution to record in the same commit as the saga's next write.
+    resolution: dict[str, Any] | None = None
     escalation_id: int | None = None
     last_rollback: dict[str, Any] | None = None
 

@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 _NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+_IMPORT_PATH = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
 class Reversibility(StrEnum):
@@ -170,7 +171,12 @@ class Saga(_Frozen):
         max_rollback_cost: Per unit (``"GBP"``, ``"gas"``) ceiling on the summed
             cost estimates; above it the rollback goes to a human.
         app: Import path (``"pkg.module:registry"``) of the registry holding the
-            handlers, so workers can load it.
+            handlers, so workers and reviewers can load it.
+        services: Import path (``"pkg.module:factory"``) of a zero-argument
+            function returning the services mapping the handlers expect, so a
+            reviewer's ``resolve --action retry`` or ``dry-run`` can rebuild it.
+            Recorded with the saga, as ``app`` is (see "Reviewing escalations"
+            in ``docs/concepts.md`` for which recorded paths are imported).
     """
 
     workflow: str = Field(pattern=_NAME_PATTERN)
@@ -186,6 +192,8 @@ class Saga(_Frozen):
     on_infeasible: OnInfeasible = OnInfeasible.ESCALATE
     max_rollback_cost: dict[str, float] = Field(default_factory=dict)
     app: str | None = None
+    # ``app`` is left unchecked: stored plans predate any check and must keep loading.
+    services: str | None = Field(default=None, pattern=_IMPORT_PATH, max_length=256)
 
     @field_validator("steps", mode="after")
     @classmethod

@@ -174,7 +174,12 @@ def _missing(registry: Registry, kind: HandlerKind, name: str, what: str) -> Ite
 
 def _build(saga: Saga) -> Plan:
     order, levels = _toposort(saga)
-    body: dict[str, Any] = {"format": PLAN_FORMAT, "saga": saga.model_dump(mode="json")}
+    dumped = saga.model_dump(mode="json")
+    if dumped.get("services") is None:
+        # Added after plans were first stored: leaving it out when unset keeps
+        # every earlier plan's canonical text, and so its hash, unchanged.
+        dumped.pop("services", None)
+    body: dict[str, Any] = {"format": PLAN_FORMAT, "saga": dumped}
     text = canonical_json(body)
     return Plan(saga=saga, order=order, levels=levels, canonical=text, hash=sha256_hex(text),
                 closure=_closure(saga), steps_by_name={s.name: s for s in saga.steps})

@@ -14,12 +14,34 @@ from rich.console import Console
 
 from reversa.core.clock import SystemClock
 from reversa.core.engine import Engine
+from reversa.core.model import Saga
 from reversa.core.states import SagaStatus
 from reversa.core.store import Store
 from reversa.demos.narrate import tell
 from reversa.demos.outcome import Demo, DemoRun
 
-__all__ = ["DEMOS"]
+from .scenarios import APP
+
+__all__ = ["DEMOS", "SERVICES", "services"]
+
+SERVICES = "reversa.adapters.evm.demos:services"
+"""Import path of :func:`services`, recorded with every demo saga next to its ``app``."""
+
+
+def services() -> dict[str, Any]:
+    """The wallet of a fresh in-process chain, for reviewing a demo's sagas later.
+
+    The demo's chain lived in its process; a reviewer's retry or dry-run from
+    the CLI (which imports this through the saga's recorded ``services``) runs
+    against a new chain with a newly funded agent.
+    """
+    rig: Any = _build()
+    return dict(rig.services())
+
+
+def _scenario(rig: Any) -> tuple[Saga, dict[str, Any]]:
+    saga, data = rig.scenario_c(app=APP, services=SERVICES)
+    return saga, data
 
 
 def _engine(rig: Any, db_url: str) -> Engine:
@@ -54,7 +76,7 @@ def scenario_c(db_url: str, console: Console) -> DemoRun:
                       "pool 1, swap B→C on pool 2 (thin), deposit C in the vault")
         _holdings(console, rig, "before")
         engine = _engine(rig, db_url)
-        saga, data = rig.scenario_c()
+        saga, data = _scenario(rig)
         result = engine.run(saga, data)
         comps = {c["step"]: c.get("result", {}) for c in (result.rollback or {}).get(
             "compensations", [])}
@@ -82,7 +104,7 @@ def market_moved(db_url: str, console: Console) -> DemoRun:
         console.print("[bold]Scenario C, market moved[/]: a whale dumps B into pool 1 right "
                       "after the agent's swap; reversing now would lose ~10%, the bound is 1%")
         engine = _engine(rig, db_url)
-        saga, data = rig.scenario_c()
+        saga, data = _scenario(rig)
         result = engine.run(saga, data)
         record = result.rollback or {}
         for finding in record.get("dry_run", {}).get("steps", []):
@@ -110,7 +132,7 @@ def pending_replacement(db_url: str, console: Console) -> DemoRun:
         console.print("[bold]Pending transaction[/]: the network stalls; the approval never "
                       "confirms, so its step is in doubt")
         engine = _engine(rig, db_url)
-        saga, data = rig.scenario_c()
+        saga, data = _scenario(rig)
         result = engine.run(saga, data)
         comp = (result.rollback or {}).get("compensations", [{}])[0].get("result", {})
         for cancel in comp.get("cancelled", []):
@@ -150,7 +172,7 @@ def reorg(db_url: str, console: Console) -> DemoRun:
         console.print("[bold]Reorg[/]: confirmation policy 3 blocks; the swap's block is "
                       "reorged away after 2")
         engine = _engine(rig, db_url)
-        saga, data = rig.scenario_c()
+        saga, data = _scenario(rig)
         result = engine.run(saga, data, saga_id=saga_id)
         swap = next(t for t in result.results.get("swap_ab", {}).get("txs", [])
                     if t["kind"] == "swap")

@@ -8,11 +8,30 @@ from typing import Any
 from reversa.core.model import CompensationKind, Reversibility, Saga
 from reversa.core.registry import HandlerKind, Registry
 
-from .registration import EvmHandlers
+from .registration import EvmHandlers, register_evm
 from .state import watch
 from .swap import SwapOp
 
-__all__ = ["scenario_c"]
+__all__ = ["APP", "evm_registry", "scenario_c"]
+
+APP = "reversa.adapters.evm.scenarios:evm_registry"
+"""Import path of :func:`evm_registry`, to record as a scenario saga's ``app``."""
+
+
+def evm_registry() -> Registry:
+    """A registry with every EVM handler (service ``"evm"``) and scenario C's second hop."""
+    registry = Registry()
+    _register_hop2(registry, register_evm(registry))
+    return registry
+
+
+def _register_hop2(registry: Registry, handlers: EvmHandlers) -> str:
+    # The second swap gets its own operation name, so each step's handlers can
+    # be told apart (fault injection and audit entries name handlers, not steps).
+    hop2 = f"{handlers.swap}.hop2"
+    if hop2 not in registry.names(HandlerKind.ACTION):
+        registry.register(SwapOp(handlers.service), hop2)
+    return hop2
 
 
 def scenario_c(
@@ -27,6 +46,8 @@ def scenario_c(
     gas_budget: int = 2_000_000,
     eth_tolerance_wei: int = 10**17,
     workflow: str = "defi-swap-c",
+    app: str | None = None,
+    services: str | None = None,
 ) -> tuple[Saga, dict[str, Any]]:
     """AG-384 scenario C: approve A on the router, swap A→B, swap B→C, deposit C.
 
@@ -50,17 +71,16 @@ def scenario_c(
         gas_budget: Ceiling on the summed gas of the compensations.
         eth_tolerance_wei: Ether the predicate tolerates being spent on gas.
         workflow: Workflow name.
+        app: Import path of the registry, recorded with the saga (:data:`APP`
+            when it is :func:`evm_registry`).
+        services: Import path of the services factory, recorded with the saga.
 
     Returns:
         The saga and its input.
     """
     a = addresses
     router = a["router"]
-    # The second swap gets its own operation name, so each step's handlers can
-    # be told apart (fault injection and audit entries name handlers, not steps).
-    hop2 = f"{handlers.swap}.hop2"
-    if hop2 not in registry.names(HandlerKind.ACTION):
-        registry.register(SwapOp(handlers.service), hop2)
+    hop2 = _register_hop2(registry, handlers)
     swap_common = {"router": router, "max_slippage_bps": max_slippage_bps,
                    "max_loss_bps": max_loss_bps}
     steps = [
@@ -84,7 +104,7 @@ def scenario_c(
         workflow, steps, snapshot=handlers.snapshot, predicate=handlers.predicate,
         safe_state=handlers.revoke_all,
         max_rollback_cost={"TKA": bound, "TKB": bound, "gas": float(gas_budget)},
-        rollback_window_s=900,
+        rollback_window_s=900, app=app, services=services,
     )
     # Both reversals may lose up to the bound; the A balance tolerates their sum.
     tolerance = {"TKA": 2 * amount_a * max_loss_bps // 10_000, "ETH": eth_tolerance_wei}

@@ -23,7 +23,7 @@ from reversa.demos.outcome import Demo, DemoRun
 from reversa.simulators.ledger import FaultKind
 
 from .money import format_money
-from .scenarios import APP, PaymentsWorld, build_world, mt103, procurement, registry
+from .scenarios import APP, SERVICES, PaymentsWorld, build_world, mt103, procurement, registry
 from .scenarios.crash import run_crash_story
 
 __all__ = ["DEMOS"]
@@ -95,7 +95,8 @@ def demo_ag166a(db_url: str, console: Console) -> DemoRun:
                   "pre-step webhook + pay GBP 47,500 (card gateway) -> confirm shipment")
     console.print("injected failure: the payment gateway times out after 30 s, twice\n")
     try:
-        result = engine.run(procurement.saga(engine.registry, app=APP), procurement.INPUT)
+        saga = procurement.saga(engine.registry, app=APP, services=SERVICES)
+        result = engine.run(saga, procurement.INPUT)
         verified = tell(engine, result, console)
         parties = world.counterparties
         console.print(f"stock now: {parties.stock}; POs: "
@@ -150,7 +151,7 @@ def demo_ag384a(db_url: str, console: Console) -> DemoRun:
     console.print("injected failure: the SWIFT gateway times out (30 s) on both attempts; the "
                   "first one did reach the correspondent\n")
     try:
-        result = engine.run(mt103.saga(engine.registry, app=APP), mt103.INPUT)
+        result = engine.run(mt103.saga(engine.registry, app=APP, services=SERVICES), mt103.INPUT)
         verified = tell(engine, result, console)
         _fx_story(console, result)
         _corrections(console, world, result.saga_id)

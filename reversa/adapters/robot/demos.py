@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from rich.console import Console
 
@@ -27,9 +28,12 @@ from reversa.simulators.robot import CellWorld, start_gripper, start_rosbridge
 
 from .cell import RobotCell
 from .connect import connect_cell
-from .workflows import robot_registry, scenario_b_saga, transfer_saga
+from .workflows import APP, robot_registry, scenario_b_saga, transfer_saga
 
-__all__ = ["DEMOS"]
+__all__ = ["DEMOS", "SERVICES", "services"]
+
+SERVICES = "reversa.adapters.robot.demos:services"
+"""Import path of :func:`services`, recorded with every demo saga next to its ``app``."""
 
 CAMERA_FAULT = {"kind": "camera_error", "message": "inspection camera returned error E42"}
 
@@ -59,6 +63,23 @@ def _rig(db_url: str) -> Iterator[_Rig]:
         device.stop()
         sim.stop()
         store.close()
+
+
+def services() -> dict[str, Any]:
+    """A fresh simulated cell, for reviewing a demo's sagas from the CLI later.
+
+    The demo's own simulators stopped with it, so a reviewer's retry or dry-run
+    (which imports this through the saga's recorded ``services``) runs against a
+    new cell: arm at home, parts on the tray. Its simulator threads end with
+    the process.
+    """
+    sim = start_rosbridge(time_scale=20.0)
+    device = start_gripper(sim.world)
+    return {"robot": connect_cell(sim.url, serial_port=device.path, serial_timeout=0.3)}
+
+
+def _transfer() -> Saga:
+    return transfer_saga(app=APP, services=SERVICES)
 
 
 def _dry_run(result: SagaResult, console: Console) -> None:
@@ -117,7 +138,7 @@ def run_scenario_b(db_url: str, console: Console) -> DemoRun:
     console.print("injected failure: the inspection camera returns an error\n")
     with _rig(db_url) as rig:
         rig.world.inject(CAMERA_FAULT)
-        result, verified = _story(rig, scenario_b_saga(), console)
+        result, verified = _story(rig, scenario_b_saga(app=APP, services=SERVICES), console)
         console.print("\n[bold]for comparison, the naive mirror rollback[/] sent straight to "
                       "the robot (reverse move, re-grip the pasted part, carry it back):")
         _naive_mirror(rig)
@@ -145,7 +166,8 @@ def run_forward_recovery(db_url: str, console: Console) -> DemoRun:
     console.print("injected failure: the inspection camera returns an error\n")
     with _rig(db_url) as rig:
         rig.world.inject(CAMERA_FAULT)
-        saga = scenario_b_saga(on_infeasible=OnInfeasible.FORWARD_RECOVERY)
+        saga = scenario_b_saga(on_infeasible=OnInfeasible.FORWARD_RECOVERY, app=APP,
+                               services=SERVICES)
         result, verified = _story(rig, saga, console)
     return DemoRun.of(result.status is SagaStatus.COMPENSATED and verified, result.saga_id)
 
@@ -159,7 +181,7 @@ def run_estop(db_url: str, console: Console) -> DemoRun:
     with _rig(db_url) as rig:
         rig.world.inject(CAMERA_FAULT)
         rig.world.inject({"kind": "estop", "motion": 5, "fraction": 0.4, "category": 0})
-        result, verified = _story(rig, transfer_saga(), console)
+        result, verified = _story(rig, _transfer(), console)
         retry = rig.engine.resolve(result.escalation_id or 0, action="retry", author="demo")
         console.print(f"a retry before the human reset: [bold]{retry.status}[/] "
                       "(nothing moved: the stop is latched)")
@@ -183,7 +205,7 @@ def run_person(db_url: str, console: Console) -> DemoRun:
         rig.world.inject({"kind": "zone_interlock", "on": False})
         rig.world.inject({"kind": "person", "motion": 5, "fraction": 0.3,
                           "position": [0.6, 0.6], "id": "visitor"})
-        result, verified = _story(rig, transfer_saga(), console)
+        result, verified = _story(rig, _transfer(), console)
     return DemoRun.of(result.status is SagaStatus.ESCALATED and verified, result.saga_id)
 
 
@@ -195,7 +217,7 @@ def run_gripper_timeout(db_url: str, console: Console) -> DemoRun:
         rig.world.inject(CAMERA_FAULT)
         rig.world.inject({"kind": "no_reply", "count": 99, "executes": False,
                           "commands": ["RELEASE"]})
-        result, verified = _story(rig, transfer_saga(), console)
+        result, verified = _story(rig, _transfer(), console)
     return DemoRun.of(result.status is SagaStatus.ESCALATED and verified, result.saga_id)
 
 

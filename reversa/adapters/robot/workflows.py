@@ -13,7 +13,10 @@ from reversa.core.registry import Registry
 from .operations import ApplyPaste, Inspect, MoveTo, Pick, Place
 from .recovery import cell_predicate, cell_snapshot, drive_to_safe_state, route_to_rework
 
-__all__ = ["robot_registry", "scenario_b_saga", "transfer_saga"]
+__all__ = ["APP", "robot_registry", "scenario_b_saga", "transfer_saga"]
+
+APP = "reversa.adapters.robot.workflows:robot_registry"
+"""Import path of :func:`robot_registry`, to record as a saga's ``app``."""
 
 SAFE_STATE = "robot.safe_state"
 REWORK = "robot.rework"
@@ -38,12 +41,15 @@ def scenario_b_saga(
     *,
     on_infeasible: OnInfeasible = OnInfeasible.ESCALATE,
     rollback_window_s: float = 120.0,
+    app: str | None = None,
+    services: str | None = None,
 ) -> Saga:
     """AG-384 scenario B: pick U1 from tray A, paste board B1, place, inspect.
 
     Applying paste is declared irreversible with the rework route as its
     forward recovery; ``on_infeasible`` chooses between escalating with a state
     report (after driving to the safe state) and running that recovery.
+    ``app`` and ``services`` are recorded with the saga (see ``Saga``).
     """
     r = registry or robot_registry()
     steps = [
@@ -59,16 +65,23 @@ def scenario_b_saga(
     ]
     return Saga.chain(
         "pcb-assembly", steps, snapshot=SNAPSHOT, predicate=PREDICATE, safe_state=SAFE_STATE,
-        on_infeasible=on_infeasible, rollback_window_s=rollback_window_s,
+        on_infeasible=on_infeasible, rollback_window_s=rollback_window_s, app=app,
+        services=services,
     )
 
 
-def transfer_saga(registry: Registry | None = None, *, rollback_window_s: float = 120.0) -> Saga:
+def transfer_saga(
+    registry: Registry | None = None,
+    *,
+    rollback_window_s: float = 120.0,
+    app: str | None = None,
+    services: str | None = None,
+) -> Saga:
     """Pick U1, carry it to the inspection pose, inspect: every step can be undone.
 
     The rollback really moves the arm back and returns the part to the tray,
     which is where e-stops, people entering the zone and serial timeouts during
-    compensation are exercised.
+    compensation are exercised. ``app`` and ``services`` are recorded with the saga.
     """
     r = registry or robot_registry()
     steps = [
@@ -79,5 +92,5 @@ def transfer_saga(registry: Registry | None = None, *, rollback_window_s: float 
     ]
     return Saga.chain(
         "pcb-transfer", steps, snapshot=SNAPSHOT, predicate=PREDICATE, safe_state=SAFE_STATE,
-        rollback_window_s=rollback_window_s,
+        rollback_window_s=rollback_window_s, app=app, services=services,
     )

@@ -24,10 +24,15 @@ from .runtime import Runtime
 __all__ = ["continue_saga", "load_live"]
 
 
-def load_live(rt: Runtime, saga_id: str, token: int) -> LiveSaga:
-    """Rebuild the in-memory image of a saga this process has just claimed."""
+def load_live(rt: Runtime, saga_id: str, token: int, *, handlers: bool = True) -> LiveSaga:
+    """Rebuild the in-memory image of a saga this process has just claimed.
+
+    ``handlers=False`` skips checking the plan's handlers against this
+    process' registry: for work that calls none (marking an escalation
+    resolved), so it never needs the workflow's code.
+    """
     row, step_rows = rt.store.load(saga_id)
-    plan = Plan.from_json(row["plan_json"], rt.registry)
+    plan = Plan.from_json(row["plan_json"], rt.registry if handlers else None)
     steps = {
         r["name"]: LiveStep(
             name=r["name"], position=r["position"], status=StepStatus(r["status"]),
@@ -48,6 +53,7 @@ def load_live(rt: Runtime, saga_id: str, token: int) -> LiveSaga:
         error=row["error"], rollback_started_at=row["rollback_started_at"],
         checkpoint=row["checkpoint"], resumes=row["resumes"], lease_owner=rt.owner,
         lease_expires_at=row["lease_expires_at"], created=True, app=row["app"],
+        services=row["services"],
     )
 
 

@@ -32,30 +32,38 @@ __all__ = ["MIGRATIONS", "metadata", "migrate", "schema_version"]
 
 metadata = MetaData()
 
-sagas = Table(
-    "reversa_sagas",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("workflow", String(128), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("plan_hash", String(64), nullable=False),
-    Column("plan_json", Text, nullable=False),
-    Column("input_json", Text, nullable=False),
-    Column("pre_state_json", Text),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("failed_step", String(128)),
-    Column("error", Text),
-    Column("rollback_started_at", Float),
-    Column("checkpoint", String(128)),
-    Column("resumes", Integer, nullable=False, default=0),
-    Column("lease_owner", String(256)),
-    Column("lease_token", Integer, nullable=False, default=0),
-    Column("lease_expires_at", Float),
-    Column("audit_seq", Integer, nullable=False, default=0),
-    Column("audit_head", String(64), nullable=False),
-    Column("app", String(256)),
-)
+def _sagas_table(meta: MetaData, *, version: int) -> Table:
+    columns: list[Column[Any]] = [
+        Column("id", String(64), primary_key=True),
+        Column("workflow", String(128), nullable=False),
+        Column("status", String(32), nullable=False),
+        Column("plan_hash", String(64), nullable=False),
+        Column("plan_json", Text, nullable=False),
+        Column("input_json", Text, nullable=False),
+        Column("pre_state_json", Text),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+        Column("failed_step", String(128)),
+        Column("error", Text),
+        Column("rollback_started_at", Float),
+        Column("checkpoint", String(128)),
+        Column("resumes", Integer, nullable=False, default=0),
+        Column("lease_owner", String(256)),
+        Column("lease_token", Integer, nullable=False, default=0),
+        Column("lease_expires_at", Float),
+        Column("audit_seq", Integer, nullable=False, default=0),
+        Column("audit_head", String(64), nullable=False),
+        # Import path of the registry the saga's handlers come from ("pkg.mod:attr").
+        Column("app", String(256)),
+    ]
+    if version >= 5:
+        # Import path of the factory of the services its handlers were given.
+        columns.append(Column("services", String(256)))
+    return Table("reversa_sagas", meta, *columns)
+
+
+sagas = _sagas_table(metadata, version=5)
+
 
 def _steps_table(meta: MetaData, *, version: int) -> Table:
     columns: list[Column[Any]] = [
@@ -141,8 +149,9 @@ schema_table = Table(
 def _v1(conn: Connection) -> None:
     # The tables exactly as version 1 shipped them; later columns come from
     # their own migrations so that old databases and new ones converge.
-    v1_steps = _steps_table(MetaData(), version=1)
-    for table in (sagas, v1_steps, audit, escalations, rollbacks):
+    v1 = MetaData()
+    v1_sagas, v1_steps = _sagas_table(v1, version=1), _steps_table(v1, version=1)
+    for table in (v1_sagas, v1_steps, audit, escalations, rollbacks):
         table.create(conn, checkfirst=True)
 
 
@@ -173,7 +182,15 @@ def _v4(conn: Connection) -> None:
                       "ON reversa_sagas (status)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(conn: Connection) -> None:
+    # Where a saga's services come from, next to its registry (``app``), so a
+    # reviewer's retry or dry-run can rebuild both without flags.
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_sagas")}
+    if "services" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN services VARCHAR(256)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

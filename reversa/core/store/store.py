@@ -21,27 +21,28 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    create_engine,
-    event,
     func,
     select,
     text,
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError
 
 from ..audit import AuditProblem, AuditReport, verify_chain
 from ..canonical import sha256_hex
-from ..errors import ConfigError, LeaseLost, NotFound, StoreError
+from ..errors import ConfigError, LeaseLost, NotFound, SchemaError, StoreError
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
 from . import schema as t
+from .engines import WRITE, postgres_engine, sqlite_engine
 from .writer import Writer, Written
 
 __all__ = ["Store", "resolve_url"]
 
 DEFAULT_DB = "./reversa.db"
+_RESOLVE = ("UPDATE reversa_escalations SET status = 'resolved', resolution = ?, "
+            "resolved_by = ?, resolved_at = ?, note = ? WHERE id = ? AND status = 'open'")
 
 
 def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
@@ -64,8 +65,9 @@ class Store:
     share between threads.
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
         self.engine = engine
+        self.read_only = read_only
         self.url = engine.url.render_as_string(hide_password=True)
         self.dialect = engine.dialect.name
         self._writer = Writer(engine)
@@ -78,6 +80,7 @@ class Store:
         *,
         migrate: bool = True,
         synchronous: str = "FULL",
+        read_only: bool = False,
     ) -> Store:
         """Open (and by default create or upgrade) the store at ``db``.
 
@@ -87,43 +90,102 @@ class Store:
             migrate: Apply pending schema migrations.
             synchronous: SQLite ``synchronous`` pragma; ``FULL`` fsyncs every
                 commit (the default: a crash never loses a recorded outcome).
+            read_only: Open for inspection only: nothing is ever created,
+                migrated or written. An SQLite file is opened read-only (a
+                missing one is an error, never created); a PostgreSQL session is
+                read-only; the schema must already be at this Reversa's version.
+
+        Raises:
+            NotFound: ``read_only`` and there is no database file, or no
+                Reversa schema in the database.
+            SchemaError: The schema is newer than this Reversa, or (``read_only``)
+                older: ``reversa db-upgrade`` upgrades it.
+            StoreError: The database cannot be reached or read.
+            ConfigError: Unsupported URL or pragma value.
         """
         url = make_url(resolve_url(db))
         if url.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(url.render_as_string(hide_password=False), synchronous)
+            engine = sqlite_engine(url, synchronous, read_only=read_only)
         elif url.get_backend_name() == "postgresql":
-            engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+            engine = postgres_engine(url, read_only=read_only)
         else:
             raise ConfigError(
                 f"unsupported database {url.get_backend_name()!r}; use an SQLite path or a "
                 "postgresql:// URL"
             )
-        store = cls(engine)
-        if migrate:
-            store.migrate()
+        store = cls(engine, read_only=read_only)
+        try:
+            if read_only:
+                store.check_schema()
+            elif migrate:
+                store.migrate()
+        except BaseException:
+            engine.dispose()
+            raise
         return store
 
     def migrate(self, target: int | None = None) -> tuple[int, int]:
         """Apply pending migrations; returns (version before, after)."""
-        with self.engine.begin() as conn:
+        if self.read_only:
+            raise ConfigError(f"{self.url} was opened read-only; open it writable to migrate")
+        goal = len(t.MIGRATIONS) if target is None else target
+        with self._tx() as conn:
+            current = t.schema_version(conn)
+        if goal <= current <= len(t.MIGRATIONS):
+            # Up to date (every open but the first): no write lock, so opening a store
+            # never waits for a writer busy on the same SQLite file.
+            return current, current
+        with self._tx(write=True) as conn:
             if self.dialect == "postgresql":
                 # Serialise concurrent first starts of many workers on one database.
                 conn.execute(text("SELECT pg_advisory_xact_lock(7263540001)"))
             return t.migrate(conn, time.time(), target)
+
+    def check_schema(self) -> int:
+        """Check, without changing anything, that the schema is this Reversa's; return it.
+
+        Raises:
+            NotFound: No Reversa schema (an empty or unrelated database).
+            SchemaError: Older or newer than this Reversa.
+        """
+        head = len(t.MIGRATIONS)
+        with self._tx() as conn:
+            version = t.schema_version(conn)
+        if version == 0:
+            raise NotFound(
+                f"no Reversa records in {self.url} (the database has no Reversa schema); check "
+                "--db / REVERSA_DB, or create the schema with `reversa db-upgrade`")
+        if version < head:
+            raise SchemaError(
+                f"database schema at {self.url} is version {version} but this Reversa reads "
+                f"version {head}; run `reversa db-upgrade` (records are kept) and retry")
+        if version > head:
+            raise SchemaError(
+                f"database schema at {self.url} is version {version} but this Reversa knows up "
+                f"to {head}; upgrade Reversa before pointing it at this database")
+        return version
 
     def close(self) -> None:
         """Release pooled connections."""
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, *, write: bool = False) -> Iterator[Connection]:
+        """One transaction: ``write`` ones take SQLite's write lock up front.
+
+        Reads run in a deferred transaction, a consistent snapshot that (in WAL
+        mode) neither waits for nor blocks a writer.
+        """
         try:
-            with self.engine.begin() as conn:
-                yield conn
-        except OperationalError as exc:
+            with self.engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{WRITE: True})
+                with conn.begin():
+                    yield conn
+        except DBAPIError as exc:
             raise StoreError(
                 f"database error on {self.url}: {exc.orig}; check that the database is "
-                "reachable and writable",
+                f"reachable{'' if self.read_only else ' and writable'}",
                 retryable=True,
             ) from exc
 
@@ -169,6 +231,7 @@ class Store:
             if isinstance(written, Written):
                 self._writer.committed(live, written)
                 live.created = True
+                live.resolution = None
         return out
 
     def _write_one(
@@ -181,7 +244,24 @@ class Store:
     ) -> Written:
         if not live.created:
             self._writer.create(cur, live, live.app)
-        return self._writer.write(cur, live, now, escalation, rollback)
+        written = self._writer.write(cur, live, now, escalation, rollback)
+        if live.resolution is not None:
+            self._resolve(cur, live.resolution, now)
+        return written
+
+    def _resolve(self, cur: Any, resolution: dict[str, Any], now: float) -> None:
+        # Inside the saga's fenced write, so the escalation row, the audit entry
+        # and the saga's new state commit together.
+        cur.execute(
+            _RESOLVE if self.dialect == "sqlite" else _RESOLVE.replace("?", "%s"),
+            (resolution["resolution"], resolution["author"], now, resolution["note"],
+             resolution["escalation"]))
+        if cur.rowcount != 1:
+            # A lost race, like a lost lease: this saga's part of the batch rolls back.
+            raise LeaseLost(
+                f"escalation #{resolution['escalation']} is no longer open (another reviewer "
+                "resolved it); nothing of this resolution was recorded",
+                details={"escalation": resolution["escalation"]})
 
     def flush(
         self,
@@ -239,7 +319,7 @@ class Store:
         if self.dialect == "postgresql":
             query = query.with_for_update(skip_locked=True)
         claimed: list[tuple[str, int]] = []
-        with self._tx() as conn:
+        with self._tx(write=True) as conn:
             for sid, token in conn.execute(query).all():
                 done = conn.execute(
                     update(t.sagas)
@@ -254,7 +334,7 @@ class Store:
     def heartbeat(self, leases: Sequence[tuple[str, int]], expires_at: float) -> list[str]:
         """Extend leases still held; returns the ids whose lease was lost."""
         lost: list[str] = []
-        with self._tx() as conn:
+        with self._tx(write=True) as conn:
             for sid, token in leases:
                 n = conn.execute(
                     update(t.sagas).where(t.sagas.c.id == sid, t.sagas.c.lease_token == token)
@@ -265,7 +345,7 @@ class Store:
 
     def release(self, saga_id: str, token: int) -> bool:
         """Give a lease up now (graceful shutdown) so another worker may continue."""
-        with self._tx() as conn:
+        with self._tx(write=True) as conn:
             return bool(conn.execute(
                 update(t.sagas).where(t.sagas.c.id == saga_id, t.sagas.c.lease_token == token)
                 .values(lease_owner=None, lease_expires_at=None)).rowcount)
@@ -273,7 +353,7 @@ class Store:
     # -- reads ------------------------------------------------------------------------
     def load(self, saga_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Raw saga row and step rows (ordered by position)."""
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             row = conn.execute(select(t.sagas).where(t.sagas.c.id == saga_id)).mappings().first()
             if row is None:
                 raise NotFound(f"no saga {saga_id!r} in {self.url}; list them with "
@@ -289,7 +369,7 @@ class Store:
         for col, value in where.items():
             query = query.where(tbl.c[col] == value)
         query = query.order_by(*tbl.primary_key.columns)
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             return [dict(r) for r in conn.execute(query).mappings().all()]
 
     def list_sagas(
@@ -314,7 +394,7 @@ class Store:
         if created_before is not None:
             query = query.where(s.created_at <= created_before)
         query = query.order_by(s.created_at.desc(), s.id).limit(limit)
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             return [dict(r) for r in conn.execute(query).mappings().all()]
 
     def count(self, status: str | None = None) -> int:
@@ -322,7 +402,7 @@ class Store:
         query = select(func.count()).select_from(t.sagas)
         if status:
             query = query.where(t.sagas.c.status == status)
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             return int(conn.execute(query).scalar() or 0)
 
     def verify_audit(self, saga_id: str | None = None) -> AuditReport:
@@ -334,7 +414,7 @@ class Store:
             query = query.where(s.id == saga_id)
         problems = []
         entries = 0
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             sagas = conn.execute(query).mappings().all()
             if saga_id is not None and not sagas:
                 raise NotFound(f"no saga {saga_id!r} in {self.url}")
@@ -359,27 +439,13 @@ class Store:
         return AuditReport(ok=not problems, sagas=len(sagas), entries=entries,
                            problems=problems)
 
-    def resolve_escalation(
-        self, escalation_id: int, *, resolution: str, author: str, note: str, now: float
-    ) -> None:
-        """Mark an escalation resolved, recording who did what and why."""
-        with self._tx() as conn:
-            n = conn.execute(
-                update(t.escalations)
-                .where(t.escalations.c.id == escalation_id, t.escalations.c.status == "open")
-                .values(status="resolved", resolution=resolution, resolved_by=author,
-                        resolved_at=now, note=note)).rowcount
-            if n != 1:
-                raise NotFound(f"no open escalation #{escalation_id}; list them with "
-                               "`reversa escalations list`")
-
     def stalled(self, now: float, default_after_s: float) -> list[dict[str, Any]]:
         """Live sagas whose lease expired and that made no progress for a while."""
         live = [s.value for s in SagaStatus if s not in TERMINAL_SAGA and s != SagaStatus.ESCALATED]
         s = t.sagas.c
         query = select(s.id, s.workflow, s.status, s.updated_at, s.plan_json,
                        s.rollback_started_at, s.lease_expires_at).where(s.status.in_(live))
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             rows = [dict(r) for r in conn.execute(query).mappings().all()]
         out = []
         for row in rows:
@@ -390,27 +456,3 @@ class Store:
             if now - row["updated_at"] >= threshold:
                 out.append(row)
         return out
-
-
-def _sqlite_engine(url: str, synchronous: str) -> Engine:
-    if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ConfigError(f"synchronous={synchronous!r}; use OFF, NORMAL, FULL or EXTRA")
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control from pysqlite so BEGIN IMMEDIATE below is ours:
-        # writers then queue on the lock instead of deadlocking on upgrade.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-

@@ -33,7 +33,7 @@ _AUDIT_COLS = ("saga_id", "seq", "ts", "step", "phase", "attempt", "event", "out
                "detail_json", "prev_hash", "hash")
 _SAGA_COLS = ("id", "workflow", "status", "plan_hash", "plan_json", "input_json",
               "pre_state_json", "created_at", "updated_at", "resumes", "lease_owner",
-              "lease_token", "lease_expires_at", "audit_seq", "audit_head", "app")
+              "lease_token", "lease_expires_at", "audit_seq", "audit_head", "app", "services")
 _ROLLBACK_COLS = ("saga_id", "failed_step", "scope", "outcome", "detected_at", "finished_at",
                   "duration_s", "record_json", "predicate_ok")
 _ESCALATION_COLS = ("saga_id", "created_at", "reason", "report_json", "status")
@@ -90,7 +90,7 @@ class Writer:
             live.id, live.plan.saga.workflow, live.status.value, live.plan.hash,
             live.plan.canonical, canonical_json(live.input), _dump(live.pre_state),
             live.created_at, live.updated_at, 0, live.lease_owner, live.token,
-            live.lease_expires_at, 0, live.plan.hash, app))
+            live.lease_expires_at, 0, live.plan.hash, app, live.services))
         cur.executemany(self.step_insert, [
             (live.id, s.name, s.position, "pending", 0, 0) for s in live.steps.values()])
         for step in live.steps.values():

@@ -10,6 +10,8 @@ predicates; workers load it with ``--app reversa.adapters.payments.scenarios:reg
 
 from __future__ import annotations
 
+from typing import Any
+
 from reversa.core.registry import Registry
 
 from ..registry import payments_registry
@@ -19,16 +21,31 @@ from .world import ACCOUNTS, PaymentsWorld, build_world
 __all__ = [
     "ACCOUNTS",
     "APP",
+    "SERVICES",
     "PaymentsWorld",
     "build_world",
     "cross_border",
     "mt103",
     "procurement",
     "registry",
+    "services",
 ]
 
 APP = "reversa.adapters.payments.scenarios:registry"
 """Import path of :func:`registry`, recorded in the stories' plans."""
+
+SERVICES = "reversa.adapters.payments.scenarios:services"
+"""Import path of :func:`services`, recorded next to :data:`APP`."""
+
+
+def services() -> dict[str, Any]:
+    """The services of a fresh simulated bank, for reviewing the stories' sagas later.
+
+    The bank a story ran against lived in its process; a reviewer's retry or
+    dry-run from the CLI (which imports this through :data:`SERVICES`) runs
+    against this new one, with its opening balances.
+    """
+    return build_world().services()
 
 
 def registry() -> Registry:

@@ -31,7 +31,7 @@ from reversa.core.engine import Engine
 from reversa.core.errors import LeaseLost
 from reversa.core.store import Store
 
-from . import APP, cross_border, registry
+from . import APP, SERVICES, cross_border, registry
 from .world import PaymentsWorld, build_world
 
 __all__ = ["CrashOutcome", "main", "run_crash_story"]
@@ -52,7 +52,8 @@ def _agent(db: str, sim: str, saga_id: str) -> int:
     # A short lease, so the recovering process may take over soon after the kill.
     engine = Engine(reg, store, clock=SystemClock(), services=_services(sim), lease_s=1.0,
                     owner=f"agent:{os.getpid()}")
-    result = engine.run(cross_border.saga(reg, app=APP), cross_border.INPUT, saga_id=saga_id)
+    saga = cross_border.saga(reg, app=APP, services=SERVICES)
+    result = engine.run(saga, cross_border.INPUT, saga_id=saga_id)
     print(json.dumps({"status": result.status.value}), flush=True)
     return 0
 

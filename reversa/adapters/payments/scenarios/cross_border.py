@@ -46,7 +46,11 @@ def register(registry: Registry) -> None:
 
 
 def saga(
-    registry: Registry, *, max_reversal_cost_bps: float | None = None, app: str | None = None
+    registry: Registry,
+    *,
+    max_reversal_cost_bps: float | None = None,
+    app: str | None = None,
+    services: str | None = None,
 ) -> Saga:
     """The saga definition (``registry`` must hold the payments operations)."""
     policy = {} if max_reversal_cost_bps is None else {
@@ -70,5 +74,6 @@ def saga(
     ]
     return Saga(
         workflow=WORKFLOW, steps=tuple(steps), snapshot=f"{WORKFLOW}.snapshot",
-        predicate=f"{WORKFLOW}.predicate", app=app, max_rollback_cost={"GBP": 2_000.0},
+        predicate=f"{WORKFLOW}.predicate", app=app, services=services,
+        max_rollback_cost={"GBP": 2_000.0},
     )

@@ -59,6 +59,7 @@ def saga(
     max_reversal_cost_bps: float | None = None,
     mt103_attempts: int = 2,
     app: str | None = None,
+    services: str | None = None,
 ) -> Saga:
     """The saga definition (``registry`` must hold the payments operations)."""
     policy = {} if max_reversal_cost_bps is None else {
@@ -90,5 +91,6 @@ def saga(
     return Saga(
         workflow=WORKFLOW, steps=tuple(steps), snapshot=f"{WORKFLOW}.snapshot",
         predicate=f"{WORKFLOW}.predicate", safe_state=CancelInFlightPayments.name, app=app,
+        services=services,
         max_rollback_cost={"GBP": 5_000.0},
     )

@@ -76,7 +76,7 @@ def register(registry: Registry) -> None:
 
 
 def saga(registry: Registry, *, rail: Rail = Rail.CARD, pay_attempts: int = 2,
-         app: str | None = None) -> Saga:
+         app: str | None = None, services: str | None = None) -> Saga:
     """The saga definition (``registry`` must hold the payments operations)."""
     steps = [
         registry.step("reserve", ReserveStock.name,
@@ -102,4 +102,4 @@ def saga(registry: Registry, *, rail: Rail = Rail.CARD, pay_attempts: int = 2,
                       params={"po": "$results.create_po.po"}),
     ]
     return Saga(workflow=WORKFLOW, steps=tuple(steps), snapshot=f"{WORKFLOW}.snapshot",
-                predicate=f"{WORKFLOW}.predicate", app=app)
+                predicate=f"{WORKFLOW}.predicate", app=app, services=services)
