@@ -116,7 +116,7 @@ def test_the_hook_hides_what_an_extra_lacks() -> None:
 
 @pytest.mark.parametrize(("module", "extra"), sorted(
     [(module, extra) for extra, module in ADAPTER_DEMOS.items()]
-    + [(module, extra) for module, _, extra in SIMULATORS.values()]))
+    + [(module, extra) for module, _, extra, _ in SIMULATORS.values()]))
 def test_cli_install_hints_name_an_extra_that_suffices(module: str, extra: str) -> None:
     assert extra in _declared_extras(), f"the CLI suggests reversa[{extra}], which does not exist"
     proc = _import_with_only(module, extra)
