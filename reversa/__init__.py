@@ -9,22 +9,28 @@ from .core.clock import Clock, FakeClock, SystemClock
 from .core.context import (
     Check,
     CostEstimate,
+    EffectJournal,
+    Fence,
+    JournalRecord,
     PredicateContext,
     Probe,
     SnapshotContext,
     StepContext,
 )
 from .core.engine import DryRunReport, Engine, StepFinding
+from .core.fencing import FenceGate
 from .core.errors import (
     AuditError,
     ConfigError,
     EmergencyStop,
+    Fenced,
     IllegalTransition,
     LeaseLost,
     NotFound,
     OutcomeUnknown,
     PermanentError,
     PlanError,
+    PlanTampered,
     PreconditionFailed,
     ReversaError,
     ReversaSignal,
@@ -69,6 +75,8 @@ __all__ = [
     # handlers
     "Registry", "Operation", "HandlerKind", "StepContext", "SnapshotContext",
     "PredicateContext", "Check", "CostEstimate", "Probe",
+    # the effect boundary
+    "Fence", "FenceGate", "EffectJournal", "JournalRecord",
     # running
     "Engine", "Store", "Worker", "Clock", "SystemClock", "FakeClock", "DryRunReport", "StepFinding",
     # state and records
@@ -79,6 +87,7 @@ __all__ = [
     "ReversaError", "PlanError", "ConfigError", "StoreError", "IllegalTransition",
     "LeaseLost", "NotFound", "SchemaError", "StepError", "TransientError", "PermanentError",
     "OutcomeUnknown", "PreconditionFailed", "AuditError", "ReversaSignal", "EmergencyStop",
+    "Fenced", "PlanTampered",
     "ShutdownRequested",
     "__version__",
 ]

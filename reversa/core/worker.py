@@ -70,9 +70,7 @@ class Worker:
     def run_once(self) -> list[SagaResult]:
         """Run the watchdog, then claim and finish orphaned sagas; return what ended."""
         finished = self.watchdog()
-        now = self.engine.clock.now()
-        claimed = self.store.claim(self.engine.owner, now, self.engine.lease_s,
-                                   limit=self.batch,
+        claimed = self.store.claim(self.engine.owner, self.engine.lease_s, limit=self.batch,
                                    statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
         for saga_id, token in claimed:
             if self._stop.is_set():
@@ -86,9 +84,9 @@ class Worker:
     def watchdog(self) -> list[SagaResult]:
         """Find stalled sagas and compensate or escalate them."""
         out: list[SagaResult] = []
-        now = self.engine.clock.now()
-        for row in self.store.stalled(now, self.stall_after_s):
-            claimed = self.store.claim(self.engine.owner, now, self.engine.lease_s,
+        for row in self.store.stalled(self.stall_after_s):
+            now = row["now"]
+            claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
                                        saga_id=row["id"], force=True)
             if not claimed:
                 continue
@@ -101,7 +99,7 @@ class Worker:
             else:
                 result = self._continue(
                     saga_id, token,
-                    f"watchdog: no progress for {now - row['updated_at']:.1f}s "
+                    f"watchdog: no progress for {row['idle_s']:.1f}s "
                     f"(threshold {row['threshold_s']:g}s)", stalled=True)
             if result is not None:
                 out.append(result)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from ..errors import SchemaError
 
-__all__ = ["MIGRATIONS", "metadata", "migrate", "schema_version"]
+__all__ = ["MIGRATIONS", "journal", "metadata", "migrate", "schema_version"]
 
 metadata = MetaData()
 
@@ -55,7 +55,15 @@ sagas = Table(
     Column("audit_seq", Integer, nullable=False, default=0),
     Column("audit_head", String(64), nullable=False),
     Column("app", String(256)),
+    Column("heartbeat_at", Float),
 )
+
+def _v1_sagas() -> Table:
+    # reversa_sagas as version 1 created it: later columns come from migrations.
+    later = {"heartbeat_at"}
+    return Table("reversa_sagas", MetaData(),
+                 *(c._copy() for c in sagas.columns if c.name not in later))
+
 
 def _steps_table(meta: MetaData, *, version: int) -> Table:
     columns: list[Column[Any]] = [
@@ -130,6 +138,21 @@ rollbacks = Table(
     Column("predicate_ok", Boolean),
 )
 
+journal = Table(
+    "reversa_journal",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("kind", String(64), nullable=False),
+    Column("ref", String(256), nullable=False),
+    Column("seq", Integer),
+    Column("active", Boolean, nullable=False),
+    Column("data_json", Text, nullable=False),
+    Column("token", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 schema_table = Table(
     "reversa_schema",
     metadata,
@@ -142,7 +165,8 @@ def _v1(conn: Connection) -> None:
     # The tables exactly as version 1 shipped them; later columns come from
     # their own migrations so that old databases and new ones converge.
     v1_steps = _steps_table(MetaData(), version=1)
-    for table in (sagas, v1_steps, audit, escalations, rollbacks):
+    v1_sagas = _v1_sagas()
+    for table in (v1_sagas, v1_steps, audit, escalations, rollbacks):
         table.create(conn, checkfirst=True)
 
 
@@ -173,7 +197,20 @@ def _v4(conn: Connection) -> None:
                       "ON reversa_sagas (status)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4]
+def _v5(conn: Connection) -> None:
+    # Heartbeats count as progress for the watchdog (a long step of a live owner is
+    # not stalled), and the effect journal moves into the saga store: one durable
+    # store, one transaction discipline (the EVM write-ahead journal lived in a
+    # separate SQLite file before).
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_sagas")}
+    if "heartbeat_at" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN heartbeat_at FLOAT"))
+    journal.create(conn, checkfirst=True)
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reversa_journal_kind_ref "
+                      "ON reversa_journal (kind, ref, seq)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 
