@@ -18,7 +18,6 @@ from .core.context import (
     StepContext,
 )
 from .core.engine import DryRunReport, Engine, StepFinding
-from .core.fencing import FenceGate
 from .core.errors import (
     AuditError,
     ConfigError,
@@ -40,6 +39,7 @@ from .core.errors import (
     StoreError,
     TransientError,
 )
+from .core.fencing import FenceGate
 from .core.model import (
     CompensationKind,
     Escalation,

@@ -9,7 +9,6 @@ from typing import Any
 
 from reversa import (
     Check,
-    Fenced,
     PermanentError,
     Probe,
     Registry,
