@@ -367,11 +367,17 @@ class EffectJournal(Protocol):
 
         Raises:
             LeaseLost: This process no longer holds the saga's lease.
+            Fenced: The key was blocked (tombstoned) by a rollback.
         """
         ...
 
     def max_seq(self, kind: str, ref: str) -> int | None:
         """Highest ``seq`` among active records of ``kind`` for ``ref`` (e.g. a nonce)."""
+        ...
+
+    def block(self, key: str) -> JournalRecord | None:
+        """Atomically return the record under ``key``, or tombstone the key so that a
+        later :meth:`put` under it fails (raises ``Fenced``)."""
         ...
 
 

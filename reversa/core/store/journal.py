@@ -18,13 +18,16 @@ from sqlalchemy import func, select
 
 from ..canonical import canonical_json
 from ..context import JournalRecord
-from ..errors import LeaseLost
+from ..errors import Fenced, LeaseLost
 from . import schema as t
 
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["StoreJournal"]
+__all__ = ["TOMBSTONE", "StoreJournal"]
+
+TOMBSTONE = "tombstone"
+"""``kind`` of a record that blocks its key: nothing may be journaled under it."""
 
 
 class StoreJournal:
@@ -36,10 +39,10 @@ class StoreJournal:
         self.token = token
 
     def get(self, key: str) -> JournalRecord | None:
-        """The record stored under ``key`` (by any saga), if any."""
+        """The record stored under ``key`` (by any saga), if any; None for a tombstone."""
         with self.store.engine.connect() as conn:
             row = conn.execute(select(t.journal).where(t.journal.c.key == key)).mappings().first()
-        return None if row is None else _record(row)
+        return None if row is None or row["kind"] == TOMBSTONE else _record(row)
 
     def put(self, record: JournalRecord) -> None:
         """Insert or replace ``record``; committed before returning.
@@ -47,27 +50,62 @@ class StoreJournal:
         Raises:
             LeaseLost: The saga's lease token moved on: this process lost it.
         """
+        with self.store._tx() as conn:
+            self._fence(conn, record.key)
+            existing = conn.execute(select(t.journal.c.kind).where(
+                t.journal.c.key == record.key)).scalar()
+            if existing == TOMBSTONE:
+                raise Fenced(
+                    f"journal key {record.key} was blocked by a rollback that recorded its effect "
+                    "as never happened; the effect must not be sent now", code="key_blocked",
+                    details={"key": record.key})
+            self._upsert(conn, record, exists=existing is not None)
+
+    def block(self, key: str) -> JournalRecord | None:
+        """Atomically: return the record under ``key``, or tombstone the key.
+
+        After a tombstone, :meth:`put` under that key fails, so an operation that
+        journals before it sends (as it must) can no longer send that effect,
+        whichever process or thread tries. This is the journal's half of an
+        operation's ``block`` hook.
+
+        Raises:
+            LeaseLost: This process no longer holds the saga's lease.
+        """
+        with self.store._tx() as conn:
+            self._fence(conn, key)
+            row = conn.execute(select(t.journal).where(t.journal.c.key == key)).mappings().first()
+            if row is not None and row["kind"] != TOMBSTONE:
+                return _record(row)
+            if row is None:
+                self._upsert(conn, JournalRecord(key, TOMBSTONE, "", None, False, {}),
+                             exists=False)
+        return None
+
+    def _fence(self, conn: Any, key: str) -> None:
+        # The fence and the write share one transaction: lock the saga row.
         sagas = t.sagas.c
+        fence = select(sagas.lease_token).where(sagas.id == self.saga_id)
+        if self.store.dialect == "postgresql":
+            fence = fence.with_for_update()
+        current = conn.execute(fence).scalar()
+        if current != self.token:
+            raise LeaseLost(
+                f"saga {self.saga_id}: lease token {self.token} is no longer current "
+                f"(now {current}); journal write of {key!r} refused, so the effect it records "
+                "must not be sent", details={"saga": self.saga_id})
+
+    def _upsert(self, conn: Any, record: JournalRecord, *, exists: bool) -> None:
         now = time.time()
         values: dict[str, Any] = {
             "saga_id": self.saga_id, "kind": record.kind, "ref": record.ref, "seq": record.seq,
             "active": record.active, "data_json": canonical_json(dict(record.data)),
             "token": self.token, "updated_at": now}
-        with self.store._tx() as conn:
-            # The fence and the write share one transaction: lock the saga row.
-            fence = select(sagas.lease_token).where(sagas.id == self.saga_id)
-            if self.store.dialect == "postgresql":
-                fence = fence.with_for_update()
-            current = conn.execute(fence).scalar()
-            if current != self.token:
-                raise LeaseLost(
-                    f"saga {self.saga_id}: lease token {self.token} is no longer current "
-                    f"(now {current}); journal write of {record.key!r} refused, so the effect "
-                    "it records must not be sent", details={"saga": self.saga_id})
-            updated = conn.execute(t.journal.update().where(t.journal.c.key == record.key)
-                                   .values(**values)).rowcount
-            if not updated:
-                conn.execute(t.journal.insert().values(key=record.key, created_at=now, **values))
+        if exists:
+            conn.execute(t.journal.update().where(t.journal.c.key == record.key)
+                         .values(**values))
+        else:
+            conn.execute(t.journal.insert().values(key=record.key, created_at=now, **values))
 
     def max_seq(self, kind: str, ref: str) -> int | None:
         """Highest ``seq`` of active records of ``kind`` for ``ref``, across all sagas."""
