@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+import functools
+import re
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -244,6 +246,7 @@ class PredicateContext:
     checkpoint_state: Mapping[str, Any] | None = None
 
 
+@functools.lru_cache(maxsize=8192)
 def idempotency_key(saga_id: str, step: str, phase: str, generation: int = 0) -> str:
     """The one key format: ``rv:<saga>:<step>:<phase>[#<generation>]``.
 
@@ -259,7 +262,13 @@ def idempotency_key(saga_id: str, step: str, phase: str, generation: int = 0) ->
 
 
 def _escape(component: str) -> str:
+    # Per-step hot path: most ids and names need no escaping at all.
+    if _PLAIN.fullmatch(component):
+        return component
     return quote(component, safe="._-")
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9._\-]*")
 
 
 def lookup_service(services: Mapping[str, Any], name: str, kind: type[T] | None,
