@@ -8,11 +8,11 @@ through ``ctx.services``, handed to the engine once.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-import functools
-import re
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 

@@ -217,8 +217,10 @@ def test_no_block_no_probe_escalates(store: Store, clock: FakeClock) -> None:
     result = engine.run(saga)
     engine.close()
     assert result.status is SagaStatus.ESCALATED
-    assert "neither block nor probe" in (engine.inspect(result.saga_id).step("convert").error
-                                         or "")
+    # The dry-run already sees that nothing can settle it: the rollback touches nothing.
+    (esc,) = engine.inspect(result.saga_id).escalations
+    assert "neither block nor probe" in esc.reason
+    assert world.landed == ["do:debit"]
 
 
 def test_block_that_finds_the_effect_compensates_it(store: Store, clock: FakeClock) -> None:
