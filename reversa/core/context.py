@@ -27,6 +27,7 @@ __all__ = [
     "Check",
     "CostEstimate",
     "EffectJournal",
+    "FENCE_HEADER",
     "Fence",
     "JournalRecord",
     "PredicateContext",
@@ -76,6 +77,10 @@ class CostEstimate:
     detail: Mapping[str, Any] = field(default_factory=dict)
     acceptable: bool = True
     reason: str = ""
+
+
+FENCE_HEADER = "Reversa-Fence"
+"""HTTP header carrying :meth:`Fence.header` on every call to a fenced service."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +225,10 @@ class SnapshotContext:
     services: Mapping[str, Any]
     clock: Clock
 
+    def service(self, name: str, kind: type[T] | None = None) -> T:
+        """The service registered as ``name`` (see :meth:`StepContext.service`)."""
+        return lookup_service(self.services, name, kind, where=f"snapshot of {self.workflow!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class PredicateContext:
@@ -244,6 +253,10 @@ class PredicateContext:
     services: Mapping[str, Any]
     clock: Clock
     checkpoint_state: Mapping[str, Any] | None = None
+
+    def service(self, name: str, kind: type[T] | None = None) -> T:
+        """The service registered as ``name`` (see :meth:`StepContext.service`)."""
+        return lookup_service(self.services, name, kind, where=f"predicate of {self.workflow!r}")
 
 
 @functools.lru_cache(maxsize=8192)
