@@ -9,6 +9,9 @@ from .core.clock import Clock, FakeClock, SystemClock
 from .core.context import (
     Check,
     CostEstimate,
+    EffectJournal,
+    Fence,
+    JournalRecord,
     PredicateContext,
     Probe,
     SnapshotContext,
@@ -19,12 +22,14 @@ from .core.errors import (
     AuditError,
     ConfigError,
     EmergencyStop,
+    Fenced,
     IllegalTransition,
     LeaseLost,
     NotFound,
     OutcomeUnknown,
     PermanentError,
     PlanError,
+    PlanTampered,
     PreconditionFailed,
     ReversaError,
     ReversaSignal,
@@ -34,6 +39,7 @@ from .core.errors import (
     StoreError,
     TransientError,
 )
+from .core.fencing import FenceGate
 from .core.inspector import Inspector
 from .core.model import (
     CompensationKind,
@@ -71,6 +77,8 @@ __all__ = [
     # handlers
     "Registry", "Operation", "HandlerKind", "StepContext", "SnapshotContext",
     "PredicateContext", "Check", "CostEstimate", "Probe",
+    # the effect boundary
+    "Fence", "FenceGate", "EffectJournal", "JournalRecord",
     # running
     "Engine", "Store", "Worker", "Clock", "SystemClock", "FakeClock", "DryRunReport", "StepFinding",
     # inspecting
@@ -83,6 +91,7 @@ __all__ = [
     "ReversaError", "PlanError", "ConfigError", "StoreError", "IllegalTransition",
     "LeaseLost", "NotFound", "SchemaError", "StepError", "TransientError", "PermanentError",
     "OutcomeUnknown", "PreconditionFailed", "AuditError", "ReversaSignal", "EmergencyStop",
+    "Fenced", "PlanTampered",
     "ShutdownRequested",
     "__version__",
 ]

@@ -38,12 +38,13 @@ def db_url(request: pytest.FixtureRequest, tmp_path: os.PathLike[str]) -> str:
 
 
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store.open(db_url)
-    yield s
-    s.close()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def store(db_url: str, clock: FakeClock) -> Iterator[Store]:
+    """A store whose leases run on the test's fake clock (production: database time)."""
+    s = Store.open(db_url, clock=clock)
+    yield s
+    s.close()

@@ -5,6 +5,7 @@ One root, with retryability carried on the error itself (as Temporal's
 
     ReversaError                      every error Reversa raises or understands
     ├── PlanError                     a saga definition is invalid (raised before step 1)
+    │   └── PlanTampered              a stored plan no longer matches its recorded hashes
     ├── StoreError                    the durable store refused or failed
     │   ├── IllegalTransition         a state-machine move that is not allowed
     │   ├── LeaseLost                 a fenced write from a worker that lost its lease
@@ -13,6 +14,7 @@ One root, with retryability carried on the error itself (as Temporal's
     ├── StepError                     raised by actions and compensations
     │   ├── TransientError            retryable; the effect did NOT happen
     │   ├── PermanentError            not retryable; the effect did NOT happen
+    │   │   └── Fenced                a service refused a stale epoch or a blocked key
     │   ├── OutcomeUnknown            the effect may or may not have happened (timeouts)
     │   └── PreconditionFailed        a compensation's precondition does not hold
     ├── AuditError                    the tamper-evident log does not verify
@@ -36,12 +38,14 @@ __all__ = [
     "AuditError",
     "ConfigError",
     "EmergencyStop",
+    "Fenced",
     "IllegalTransition",
     "LeaseLost",
     "NotFound",
     "OutcomeUnknown",
     "PermanentError",
     "PlanError",
+    "PlanTampered",
     "PreconditionFailed",
     "ReversaError",
     "ReversaSignal",
@@ -86,6 +90,13 @@ class PlanError(ReversaError):
     """A saga definition failed validation; nothing was executed or recorded."""
 
     default_code = "plan_invalid"
+
+
+class PlanTampered(PlanError):
+    """A stored plan does not match its recorded hash or the hash its audit chain
+    starts from: it was edited in the database. Nothing may run from it."""
+
+    default_code = "plan_tampered"
 
 
 class ConfigError(ReversaError):
@@ -144,6 +155,18 @@ class PermanentError(StepError):
     """A definite failure: retrying will not help and the effect did not happen."""
 
     default_code = "rejected"
+
+
+class Fenced(PermanentError):
+    """A service refused the call: its fencing token or idempotency key is stale.
+
+    Either a newer owner of the saga has already called the service (the
+    caller's lease epoch is old), or a rollback blocked the call's key after
+    judging that it never happened. The effect did not happen; the caller no
+    longer owns the saga and must stop.
+    """
+
+    default_code = "fenced"
 
 
 class OutcomeUnknown(StepError):

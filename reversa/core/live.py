@@ -7,6 +7,7 @@ it trusts while it holds the saga's lease.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,9 @@ from .plan import Plan
 from .states import SagaStatus, StepStatus, check_saga_transition, check_step_transition
 
 __all__ = ["AuditEvent", "LiveSaga", "LiveStep"]
+
+_IN_EFFECT = frozenset({StepStatus.COMPLETED, StepStatus.COMPENSATING,
+                        StepStatus.COMPENSATION_FAILED, StepStatus.ESCALATED})
 
 
 @dataclass(slots=True)
@@ -104,8 +108,7 @@ class LiveSaga:
         """Queue an audit entry for the next flush."""
         self.events.append(AuditEvent(step, phase, attempt, event, outcome, detail))
 
-    def results(self) -> dict[str, Any]:
-        """Results of steps whose effects currently stand."""
-        keep = {StepStatus.COMPLETED, StepStatus.COMPENSATING, StepStatus.COMPENSATION_FAILED,
-                StepStatus.ESCALATED}
-        return {n: s.result for n, s in self.steps.items() if s.status in keep}
+    def results(self, among: Iterable[str] | None = None) -> dict[str, Any]:
+        """Results of steps whose effects currently stand (of ``among`` only, if given)."""
+        names = self.steps if among is None else among
+        return {n: s.result for n in names if (s := self.steps[n]).status in _IN_EFFECT}

@@ -116,6 +116,10 @@ class Step(_Frozen):
         reversibility: Reversible, partially reversible or irreversible.
         preconditions: Registered checks the compensation needs to hold.
         probe: Registered probe answering "did the effect with this key happen?".
+        block: Registered block: makes the effect with the action's key unable to
+            happen later (tombstone at the service) unless it already happened.
+            Needed to record an in-doubt step as "never happened"; without it
+            such a step escalates.
         cost: Registered estimator of the compensation's cost.
         forward_recovery: Registered action completing the workflow another way
             when this (irreversible) step cannot be undone.
@@ -136,6 +140,7 @@ class Step(_Frozen):
     reversibility: Reversibility = Reversibility.REVERSIBLE
     preconditions: tuple[str, ...] = ()
     probe: str | None = None
+    block: str | None = None
     cost: str | None = None
     forward_recovery: str | None = None
     escalation: Escalation | None = None

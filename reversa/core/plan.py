@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .canonical import canonical_json, sha256_hex
-from .errors import PlanError
+from .context import iter_refs, parse_ref
+from .errors import PlanError, PlanTampered, StepError
 from .model import Reversibility, Saga, Step
 from .registry import HandlerKind, Registry
 
-__all__ = ["Plan", "validate"]
+__all__ = ["Plan", "validate", "verify_stored"]
 
 PLAN_FORMAT = 1
 
@@ -43,6 +44,7 @@ class Plan:
     hash: str
     closure: dict[str, frozenset[str]]
     steps_by_name: dict[str, Step]
+    ancestors: dict[str, frozenset[str]]
 
     def step(self, name: str) -> Step:
         """The step called ``name``."""
@@ -56,12 +58,17 @@ class Plan:
         """All steps that transitively depend on ``name``."""
         return self.closure[name]
 
+    def upstream(self, name: str) -> frozenset[str]:
+        """All steps ``name`` depends on, directly or not (whose results it may read)."""
+        return self.ancestors[name]
+
     @classmethod
     def from_json(cls, text: str, registry: Registry | None = None) -> Plan:
         """Rebuild a plan from its stored canonical JSON.
 
-        The hash is recomputed from the text; a registry, when given, is
-        checked so a worker learns at once that it cannot run this plan.
+        A registry, when given, is checked so a worker learns at once that it
+        cannot run this plan. The plan's ``hash`` is that of ``text`` itself; use
+        :func:`verify_stored` before executing a plan read from a database.
         """
         import json
 
@@ -72,7 +79,37 @@ class Plan:
                 f"{PLAN_FORMAT}. Upgrade Reversa on this worker."
             )
         saga = Saga.model_validate(data["saga"])
-        return validate(saga, registry) if registry is not None else _build(saga)
+        plan = validate(saga, registry) if registry is not None else _build(saga)
+        if plan.canonical != text:
+            # Keep what was stored and hashed: the text is the record.
+            from dataclasses import replace
+
+            plan = replace(plan, canonical=text, hash=sha256_hex(text))
+        return plan
+
+
+def verify_stored(saga_id: str, text: str, stored_hash: str, chain_anchor: str | None) -> None:
+    """Check a stored plan before anything executes it.
+
+    The stored canonical JSON is re-hashed and compared with the hash stored
+    beside it and with the hash the saga's audit chain starts from (entry 1
+    chains to the plan hash recorded before step 1). Editing the plan, with or
+    without recomputing ``plan_hash``, breaks one of the two.
+
+    Raises:
+        PlanTampered: Either comparison fails; nothing may run from this plan.
+    """
+    actual = sha256_hex(text)
+    if actual != stored_hash:
+        raise PlanTampered(
+            f"saga {saga_id}: plan tampered: the stored plan hashes to {actual[:16]}… but its "
+            f"recorded hash is {stored_hash[:16]}…; no handler runs from it",
+            details={"saga": saga_id, "actual": actual, "stored": stored_hash})
+    if chain_anchor is not None and chain_anchor != stored_hash:
+        raise PlanTampered(
+            f"saga {saga_id}: plan tampered: the audit chain starts from plan hash "
+            f"{chain_anchor[:16]}… but the stored plan hashes to {actual[:16]}…; no handler "
+            "runs from it", details={"saga": saga_id, "actual": actual, "anchor": chain_anchor})
 
 
 def validate(saga: Saga, registry: Registry) -> Plan:
@@ -91,6 +128,8 @@ def validate(saga: Saga, registry: Registry) -> Plan:
         seen.add(name)
     for step in saga.steps:
         problems.extend(_check_step(step, seen, registry))
+    if not problems:
+        problems.extend(_check_refs(saga))
     problems.extend(_check_saga(saga, registry))
     if not problems:
         try:
@@ -120,6 +159,8 @@ def _check_step(step: Step, known: set[str], registry: Registry) -> Iterable[str
         yield from _missing(registry, HandlerKind.PRECONDITION, pre, f"{where} precondition")
     if step.probe is not None:
         yield from _missing(registry, HandlerKind.PROBE, step.probe, f"{where} probe")
+    if step.block is not None:
+        yield from _missing(registry, HandlerKind.BLOCK, step.block, f"{where} block")
     if step.cost is not None:
         yield from _missing(registry, HandlerKind.COST, step.cost, f"{where} cost estimator")
     if step.forward_recovery is not None:
@@ -164,6 +205,48 @@ def _check_saga(saga: Saga, registry: Registry) -> Iterable[str]:
             yield f"{where} max_rollback_cost[{unit!r}] is negative; use a limit >= 0"
 
 
+def _check_refs(saga: Saga) -> Iterable[str]:
+    """A step may read only the results of steps it depends on (directly or not)."""
+    try:
+        ancestors = _ancestors(saga)
+    except PlanError:
+        return  # the cycle is reported by _build
+    for step in saga.steps:
+        for ref in iter_refs(step.params):
+            try:
+                root, path = parse_ref(ref)
+            except StepError as exc:
+                yield f"step {step.name!r}: {exc.message}"
+                continue
+            if root == "results" and path[0] not in ancestors[step.name]:
+                yield (f"step {step.name!r} reads {ref!r} but does not depend on step "
+                       f"{path[0]!r}; add it to depends_on (a step consumes only what it "
+                       "depends on, so rollback order and recovery stay correct)")
+
+
+def _ancestors(saga: Saga) -> dict[str, frozenset[str]]:
+    """Transitive dependencies of every step."""
+    deps = {s.name: set(s.depends_on) for s in saga.steps}
+    out: dict[str, frozenset[str]] = {}
+
+    def visit(name: str, trail: tuple[str, ...]) -> frozenset[str]:
+        if name in out:
+            return out[name]
+        if name in trail:
+            raise PlanError(f"steps {list(trail)} form a dependency cycle")
+        found: set[str] = set()
+        for dep in deps.get(name, ()):
+            if dep in deps:
+                found.add(dep)
+                found |= visit(dep, (*trail, name))
+        out[name] = frozenset(found)
+        return out[name]
+
+    for name in deps:
+        visit(name, ())
+    return out
+
+
 def _missing(registry: Registry, kind: HandlerKind, name: str, what: str) -> Iterable[str]:
     if not registry.has(kind, name):
         yield (
@@ -182,7 +265,8 @@ def _build(saga: Saga) -> Plan:
     body: dict[str, Any] = {"format": PLAN_FORMAT, "saga": dumped}
     text = canonical_json(body)
     return Plan(saga=saga, order=order, levels=levels, canonical=text, hash=sha256_hex(text),
-                closure=_closure(saga), steps_by_name={s.name: s for s in saga.steps})
+                closure=_closure(saga), steps_by_name={s.name: s for s in saga.steps},
+                ancestors=_ancestors(saga))
 
 
 def _closure(saga: Saga) -> dict[str, frozenset[str]]:

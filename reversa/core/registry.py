@@ -1,17 +1,20 @@
 """Handlers registered by name, so any process can execute a stored plan.
 
-A registry maps names to callables of seven kinds. A domain operation that knows
-its action, compensation, probe, preconditions and cost (the narrow protocol
-:class:`Operation`) registers all of them at once with :meth:`Registry.register`.
+A registry maps names to callables of eight kinds. A domain operation that knows
+its action, compensation, probe, block, preconditions and cost (the narrow
+protocol :class:`Operation`) registers all of them at once with
+:meth:`Registry.register`.
 """
 
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 
+from .context import StepContext
 from .errors import PlanError
 from .model import Step
 
@@ -26,6 +29,7 @@ class HandlerKind(StrEnum):
     ACTION = "action"
     COMPENSATION = "compensation"
     PROBE = "probe"
+    BLOCK = "block"
     PRECONDITION = "precondition"
     COST = "cost"
     PREDICATE = "predicate"
@@ -34,23 +38,48 @@ class HandlerKind(StrEnum):
 
 @runtime_checkable
 class Operation(Protocol):
-    """One side effect and everything needed to govern it.
+    """One side effect and everything needed to govern it: the effect boundary.
 
-    ``execute`` is required, and ``compensate`` for anything reversible.
-    ``probe``, ``preconditions`` and ``estimate_cost`` are optional: define them
-    on the class when the domain can answer them. Methods may be plain or
-    ``async``.
+    Required: ``name`` and ``execute``. Optional hooks, defined on the class when
+    the domain can answer them (plain or ``async``, each taking the
+    :class:`~reversa.core.context.StepContext`):
+
+    - ``compensate(ctx)``: undo or neutralise the effect named by
+      ``ctx.action_key``; "nothing to undo" is success. Absent: irreversible.
+    - ``probe(ctx)``: did the effect with ``ctx.action_key`` happen? Returns a
+      :class:`~reversa.core.context.Probe`, or ``(Probe.HAPPENED, result)``.
+    - ``block(ctx)``: make the effect with ``ctx.action_key`` unable to happen
+      from now on (tombstone the key at the service), atomically with checking
+      whether it already happened; returns ``Probe.NOT_HAPPENED`` when it is now
+      blocked, or ``Probe.HAPPENED`` (optionally with the result) when it had
+      happened. Without it, the engine cannot record an in-doubt step as
+      "never happened": it escalates instead. Set ``cannot_block = "<why>"`` to
+      say so explicitly (the reason goes into the escalation).
+    - ``preconditions(ctx)``: checks the compensation needs (``Check`` or list).
+    - ``estimate_cost(ctx)``: ``CostEstimate`` (or a list) of the compensation.
+
+    Every call an operation makes to a service carries ``ctx.fence`` (the saga's
+    lease epoch) and its idempotency key, so the service can refuse stale and
+    blocked calls (see :mod:`reversa.core.fencing`).
     """
 
     name: str
 
-    def execute(self, ctx: Any) -> Any:
-        """Do the effect; return JSON-serialisable data."""
+    def execute(self, ctx: StepContext) -> Any:
+        """Do the effect under ``ctx.idempotency_key``; return JSON-serialisable data."""
         ...
 
-    def compensate(self, ctx: Any) -> Any:
-        """Undo or neutralise the effect; 'nothing to undo' is success."""
-        ...
+
+OPTIONAL_HOOKS: dict[str, tuple[HandlerKind, str]] = {
+    "compensate": (HandlerKind.COMPENSATION, "compensate"),
+    "probe": (HandlerKind.PROBE, "probe"),
+    "block": (HandlerKind.BLOCK, "block"),
+    "preconditions": (HandlerKind.PRECONDITION, "preconditions"),
+    "estimate_cost": (HandlerKind.COST, "cost"),
+}
+"""Hook attribute -> (handler kind, registered-name suffix) of an Operation."""
+
+_KNOWN_ATTRS = frozenset({"name", "execute", "cannot_block", *OPTIONAL_HOOKS})
 
 
 class Registry:
@@ -119,6 +148,15 @@ class Registry:
         return self._decorator(HandlerKind.PROBE, name_or_fn)
 
     @overload
+    def block(self, name_or_fn: F) -> F: ...
+    @overload
+    def block(self, name_or_fn: str | None = None) -> Callable[[F], F]: ...
+    def block(self, name_or_fn: Any = None) -> Any:
+        """Register a block (``fn(ctx) -> Probe``): tombstone ``ctx.action_key`` at the
+        service unless it already happened (see :class:`Operation`)."""
+        return self._decorator(HandlerKind.BLOCK, name_or_fn)
+
+    @overload
     def precondition(self, name_or_fn: F) -> F: ...
     @overload
     def precondition(self, name_or_fn: str | None = None) -> Callable[[F], F]: ...
@@ -154,8 +192,13 @@ class Registry:
         """Register an :class:`Operation` under ``name`` (default ``operation.name``).
 
         Registers the action as ``name``, the compensation as
-        ``name:compensate`` and, when defined, ``name:probe``,
+        ``name:compensate`` and, when defined, ``name:probe``, ``name:block``,
         ``name:preconditions`` and ``name:cost``.
+
+        Raises:
+            PlanError: No ``execute``, or a public method whose name is close to a
+                hook's but not it (``probes``, ``compensation``...): a misspelt
+                hook would silently never run.
         """
         key: Any = name or getattr(operation, "name", None)
         if not isinstance(key, str) or not key:
@@ -168,20 +211,14 @@ class Registry:
                 f"operation {key!r} has no execute() method; an Operation needs execute(ctx) "
                 "and, unless it is irreversible, compensate(ctx)"
             )
+        _reject_misspelt_hooks(key, operation)
         self.add(HandlerKind.ACTION, key, operation.execute)
         # An irreversible operation (solder paste, a final payment) has nothing to
         # compensate: its steps declare forward recovery or escalation instead.
-        if callable(getattr(operation, "compensate", None)):
-            self.add(HandlerKind.COMPENSATION, f"{key}:compensate", operation.compensate)
-        optional = {
-            "probe": (HandlerKind.PROBE, f"{key}:probe"),
-            "preconditions": (HandlerKind.PRECONDITION, f"{key}:preconditions"),
-            "estimate_cost": (HandlerKind.COST, f"{key}:cost"),
-        }
-        for attr, (kind, handler_name) in optional.items():
+        for attr, (kind, suffix) in OPTIONAL_HOOKS.items():
             hook = getattr(operation, attr, None)
             if callable(hook):
-                self.add(kind, handler_name, hook)
+                self.add(kind, f"{key}:{suffix}", hook)
         self._operations[key] = operation
         return operation
 
@@ -205,6 +242,8 @@ class Registry:
             wired["compensation"] = f"{operation}:compensate"
         if self.has(HandlerKind.PROBE, f"{operation}:probe"):
             wired["probe"] = f"{operation}:probe"
+        if self.has(HandlerKind.BLOCK, f"{operation}:block"):
+            wired["block"] = f"{operation}:block"
         if self.has(HandlerKind.PRECONDITION, f"{operation}:preconditions"):
             wired["preconditions"] = (f"{operation}:preconditions",)
         if self.has(HandlerKind.COST, f"{operation}:cost"):
@@ -228,6 +267,10 @@ class Registry:
                 f"@registry.{kind}({name!r}) in the module this process imports",
                 code="unregistered",
             ) from None
+
+    def operation(self, name: str) -> Operation | None:
+        """The operation registered under ``name`` with :meth:`register`, if any."""
+        return self._operations.get(name)
 
     def names(self, kind: HandlerKind | str) -> list[str]:
         """Registered names of one kind, sorted."""
@@ -259,6 +302,20 @@ class Registry:
             return fn
 
         return wrap
+
+
+def _reject_misspelt_hooks(key: str, operation: Any) -> None:
+    for attr in dir(operation):
+        if attr.startswith("_") or attr in _KNOWN_ATTRS:
+            continue
+        if not callable(getattr(operation, attr, None)):
+            continue
+        close = difflib.get_close_matches(attr, list(OPTIONAL_HOOKS), n=1, cutoff=0.75)
+        if close:
+            raise PlanError(
+                f"operation {key!r} defines {attr}() which is not a hook; did you mean "
+                f"{close[0]}()? (hooks: {', '.join(OPTIONAL_HOOKS)}; rename helpers with a "
+                "leading underscore)")
 
 
 def _default_name(fn: Callable[..., Any]) -> str:

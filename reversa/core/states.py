@@ -73,7 +73,9 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
     ),
     _S.COMPENSATED: frozenset({_S.PENDING}),
     _S.COMPENSATION_FAILED: frozenset({_S.COMPENSATING, _S.ESCALATED, _S.COMPENSATED}),
-    _S.ESCALATED: frozenset({_S.COMPENSATING, _S.COMPENSATED, _S.COMPLETED, _S.ESCALATED}),
+    # escalated -> skipped: an in-doubt step a human retry blocked after all.
+    _S.ESCALATED: frozenset({_S.COMPENSATING, _S.COMPENSATED, _S.COMPLETED, _S.ESCALATED,
+                             _S.SKIPPED}),
 }
 
 _G = SagaStatus

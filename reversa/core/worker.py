@@ -108,8 +108,7 @@ class Worker:
         """One round, reporting also the sagas it claimed but could not finish."""
         rnd = WorkerRound()
         self._watchdog(rnd)
-        now = self.engine.clock.now()
-        claimed = self.store.claim(self.engine.owner, now, self.engine.lease_s,
+        claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
                                    limit=self.batch + len(self._unrunnable),
                                    statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
         taken = 0
@@ -135,11 +134,11 @@ class Worker:
         return rnd.ended
 
     def _watchdog(self, rnd: WorkerRound) -> None:
-        now = self.engine.clock.now()
-        for row in self.store.stalled(now, self.stall_after_s):
+        for row in self.store.stalled(self.stall_after_s):
             if row["id"] in self._unrunnable:
                 continue  # taking it would fence its owner out for nothing
-            claimed = self.store.claim(self.engine.owner, now, self.engine.lease_s,
+            now = row["now"]  # the store's clock, as leases are
+            claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
                                        saga_id=row["id"], force=True)
             if not claimed:
                 continue
@@ -147,7 +146,7 @@ class Worker:
             window_over = (row["status"] == SagaStatus.COMPENSATING.value
                            and row["rollback_started_at"] is not None
                            and now - row["rollback_started_at"] >= row["rollback_window_s"])
-            idle = now - row["updated_at"]
+            idle = row["idle_s"]
             _event(logging.INFO, "claimed", saga_id,
                    f"stalled: no progress for {idle:.1f}s (threshold {row['threshold_s']:g}s)",
                    reason="stalled", token=token, idle_s=round(idle, 3))

@@ -18,11 +18,17 @@ from reversa import (
     Step,
     StepContext,
 )
+from reversa.core.fencing import FenceGate
 
 
 @dataclass
 class World:
-    """Balances changed by steps; every call and every applied effect is counted."""
+    """Balances changed by steps; every call and every applied effect is counted.
+
+    Like a real service it keeps the effect boundary: it refuses a call whose
+    fencing token is older than one it has seen for the saga, and a call whose
+    key a rollback blocked.
+    """
 
     balances: dict[str, int] = field(default_factory=lambda: {"a": 100, "b": 0, "c": 0})
     applied: dict[str, Any] = field(default_factory=dict)  # key -> first result
@@ -30,6 +36,8 @@ class World:
     order: list[str] = field(default_factory=list)  # "do:x" / "undo:x" in call order
     fail: dict[str, Any] = field(default_factory=dict)  # handler -> exception or list
     keys: dict[str, list[str]] = field(default_factory=dict)  # step/phase -> keys seen
+    gate: FenceGate = field(default_factory=FenceGate)
+    landed: list[str] = field(default_factory=list)  # labels of effects that changed balances
 
     def effect(self, ctx: StepContext, label: str, delta: dict[str, int]) -> dict[str, Any]:
         self.calls[ctx.idempotency_key] += 1
@@ -39,9 +47,25 @@ class World:
             raise planned.pop(0)
         if isinstance(planned, BaseException):
             raise planned
+        with self.gate.lock:
+            self.gate.admit(ctx.fence)
+            self.gate.check_key(ctx.idempotency_key)
+            return self._apply(ctx, label, delta)
+
+    def block(self, ctx: StepContext) -> Probe:
+        """Tombstone the action's key unless it already took effect (atomically)."""
+        with self.gate.lock:
+            self.gate.admit(ctx.fence)
+            if ctx.action_key in self.applied:
+                return Probe.HAPPENED
+            self.gate.tombstone(ctx.action_key, ctx.fence)
+            return Probe.NOT_HAPPENED
+
+    def _apply(self, ctx: StepContext, label: str, delta: dict[str, int]) -> dict[str, Any]:
         if ctx.idempotency_key in self.applied:  # a replay: dedupe, like a real service
             return dict(self.applied[ctx.idempotency_key])
         self.order.append(label)
+        self.landed.append(label)
         for account, amount in delta.items():
             self.balances[account] += amount
         result = {"label": label, "delta": delta}
@@ -68,7 +92,9 @@ def transfer_registry(world: World) -> Registry:
 
     @reg.probe("world.probe")
     def probe(ctx: StepContext) -> Probe:
-        return Probe.HAPPENED if ctx.idempotency_key in world.applied else Probe.NOT_HAPPENED
+        return Probe.HAPPENED if ctx.action_key in world.applied else Probe.NOT_HAPPENED
+
+    reg.add("block", "world.block", world.block)
 
     return reg
 
@@ -97,7 +123,8 @@ FAST = Retry(max_attempts=3, initial_s=0.01, max_s=0.05)
 def chain_saga(names: list[str] | None = None, **policy: Any) -> Saga:
     names = names or ["debit", "convert", "credit"]
     steps = [Step(name=n, action=n, compensation=f"{n}.undo", retry=FAST,
-                  compensation_retry=FAST, probe="world.probe") for n in names]
+                  compensation_retry=FAST, probe="world.probe", block="world.block")
+             for n in names]
     policy.setdefault("snapshot", "world.snapshot")
     return Saga.chain("transfer", steps, **policy)
 

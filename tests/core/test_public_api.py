@@ -17,6 +17,7 @@ EXPECTED = {
     "TransientError", "PermanentError", "OutcomeUnknown", "PreconditionFailed", "AuditError",
     "ReversaSignal", "EmergencyStop", "ShutdownRequested", "__version__",
     "Inspector", "SagaSummary",
+    "Fence", "FenceGate", "EffectJournal", "JournalRecord", "Fenced", "PlanTampered",
 }
 
 

@@ -64,8 +64,8 @@ def test_newer_schema_is_refused(store: Store) -> None:
         store.migrate()
 
 
-def test_stale_writer_is_fenced_out(store: Store) -> None:
-    clock = FakeClock()
+def test_stale_writer_is_fenced_out(store: Store, clock: FakeClock) -> None:
+
     world = World()
     world.fail["do:credit"] = reject()
     reg = transfer_registry(world)
@@ -78,7 +78,8 @@ def test_stale_writer_is_fenced_out(store: Store) -> None:
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE reversa_sagas SET status='running' WHERE id=:s"),
                      {"s": result.saga_id})
-    claimed = store.claim("w2", clock.now() + 100, 10, saga_id=result.saga_id)
+    clock.advance(100)
+    claimed = store.claim("w2", 10, saga_id=result.saga_id)
     assert claimed and claimed[0][1] == row["lease_token"] + 1
     stale.log("late_write", "stale")
     with pytest.raises(LeaseLost, match="no longer current"):
@@ -88,8 +89,8 @@ def test_stale_writer_is_fenced_out(store: Store) -> None:
     first.close()
 
 
-def test_claim_hands_a_saga_to_one_worker_only(store: Store) -> None:
-    clock = FakeClock()
+def test_claim_hands_a_saga_to_one_worker_only(store: Store, clock: FakeClock) -> None:
+
     world = World()
 
     class Crash(BaseException):
@@ -102,7 +103,7 @@ def test_claim_hands_a_saga_to_one_worker_only(store: Store) -> None:
     engine = Engine(reg, store, clock=clock, lease_s=5, heartbeat=False)
     with pytest.raises(Crash):
         engine.run(saga.model_copy(update={"steps": tuple(steps)}))
-    assert store.claim("w1", clock.now(), 5) == []  # lease still live
-    later = clock.now() + 6
-    got = store.claim("w1", later, 5) + store.claim("w2", later, 5)
+    assert store.claim("w1", 5) == []  # lease still live
+    clock.advance(6)
+    got = store.claim("w1", 5) + store.claim("w2", 5)
     assert len(got) == 1

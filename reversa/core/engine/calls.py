@@ -10,6 +10,7 @@ effect may have happened.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
@@ -30,7 +31,40 @@ from ..errors import (
 )
 from ..model import Retry
 
-__all__ = ["Failure", "classify", "invoke", "invoke_for_record", "retrying", "with_retries"]
+__all__ = [
+    "AttemptTimedOut",
+    "Failure",
+    "classify",
+    "invoke",
+    "invoke_for_record",
+    "recordable",
+    "retrying",
+    "settle_timed_out",
+    "with_retries",
+]
+
+
+class AttemptTimedOut(OutcomeUnknown):
+    """A plain (blocking) call outlived its timeout and is still running in its thread.
+
+    Its effect may still happen. ``running`` is the future of that thread: the
+    engine waits for it (or blocks the call's key at the service) before it
+    retries or probes, so no retry ever overlaps it and no probe answers "not
+    happened" while it can still land.
+    """
+
+    default_code = "timeout"
+
+    def __init__(self, message: str, running: asyncio.Future[Any]) -> None:
+        super().__init__(message)
+        self.running = running
+
+
+class StillRunning(OutcomeUnknown):
+    """A timed-out attempt did not end within its grace period: no retry may start."""
+
+    default_code = "timeout_still_running"
+    default_retryable = False
 
 T = TypeVar("T")
 
@@ -87,9 +121,18 @@ async def invoke(
     if timeout is None:
         result = fn(ctx)
     else:
-        # Blocking code can only be timed out from outside its thread. The thread
-        # may still finish later; the idempotency key makes that harmless.
-        result = await asyncio.wait_for(asyncio.to_thread(fn, ctx), timeout)
+        # Blocking code can only be timed out from outside its thread, and the
+        # thread cannot be stopped: hand its future to the caller, which must not
+        # retry or probe while it may still land (see settle_timed_out).
+        loop = asyncio.get_running_loop()
+        call = functools.partial(contextvars.copy_context().run, fn, ctx)
+        running = loop.run_in_executor(None, call)
+        done, _ = await asyncio.wait({running}, timeout=timeout)
+        if not done:
+            raise AttemptTimedOut(
+                f"{getattr(fn, '__qualname__', fn)!s} timed out after {timeout:g}s and is still "
+                "running; its effect may happen", running)
+        result = running.result()
     if inspect.isawaitable(result):
         result = await (asyncio.wait_for(result, timeout) if timeout is not None else result)
     return result
@@ -104,13 +147,33 @@ async def invoke_for_record(
     happened: it is reported in doubt (not retried), so the rollback undoes it
     with its idempotency key instead of losing track of it.
     """
-    result = await invoke(fn, ctx, timeout, budget=budget)
+    return recordable(fn, await invoke(fn, ctx, timeout, budget=budget))
+
+
+def recordable(fn: Callable[..., Any], result: Any) -> Any:
+    """``result`` as the JSON the store records, or OutcomeUnknown (not retried)."""
     try:
         return to_jsonable(result)
     except TypeError as exc:
         raise OutcomeUnknown(
             f"{getattr(fn, '__qualname__', fn)!s} ran but its result cannot be recorded: {exc}",
             retryable=False, code="unrecordable_result") from exc
+
+
+async def settle_timed_out(exc: AttemptTimedOut, grace: float | None) -> Any:
+    """Wait up to ``grace`` seconds for a timed-out attempt to end; its outcome is the attempt's.
+
+    Returns its result if it succeeded meanwhile, raises its error if it failed,
+    and raises :class:`StillRunning` (in doubt, not retryable) if it is still
+    running: the caller must then block its key, or escalate, instead of
+    retrying or probing.
+    """
+    if grace is not None and grace > 0:
+        await asyncio.wait({exc.running}, timeout=grace)
+    if exc.running.done():
+        return exc.running.result()
+    raise StillRunning(f"{exc.message}; it was still running {grace or 0:g}s later, so no "
+                       "retry or probe may start while it can still land") from exc
 
 
 @functools.lru_cache(maxsize=4096)

@@ -78,11 +78,10 @@ class GroupCommitter:
         now = self.clock.now()
         for item in batch:
             item.live.updated_at = now
-            item.live.lease_expires_at = now + self.lease_s
         try:
             results = self.store.write_batch(
                 [(i.live, now, i.escalation, i.rollback) for i in batch],
-                single=len(batch) == 1)
+                single=len(batch) == 1, lease_s=self.lease_s)
         except (StoreError, LeaseLost) as exc:
             for item in _waiting(batch):
                 item.future.set_exception(StoreAbort(exc))

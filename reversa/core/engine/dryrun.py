@@ -34,8 +34,10 @@ class StepFinding:
 
     Attributes:
         step: Step name.
-        action: ``compensate``, ``forward_recovery``, ``escalate`` or
-            ``probe_then_compensate`` (an in-doubt step).
+        action: ``compensate``, ``forward_recovery``, ``escalate``, or for an
+            in-doubt step ``block_then_compensate``, ``probe_then_compensate`` (a
+            "not happened" answer escalates: only a block can settle it) or
+            ``escalate_in_doubt``.
         feasible: Whether this part of the rollback can run.
         problems: Why not, each naming the fix.
         preconditions: Evaluated preconditions.
@@ -103,8 +105,14 @@ async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunRepo
             finding = _irreversible(rt, spec.name, spec.forward_recovery, spec.escalation)
             findings.append(finding)
             continue
-        in_doubt = st.status in (StepStatus.RUNNING, StepStatus.FAILED)
-        finding = StepFinding(name, "probe_then_compensate" if in_doubt else "compensate")
+        in_doubt = st.status in (StepStatus.RUNNING, StepStatus.FAILED) or (
+            st.status is StepStatus.ESCALATED and (st.outcome or "").startswith("in_doubt"))
+        finding = StepFinding(name, _settle_action(spec) if in_doubt else "compensate")
+        if finding.action == "escalate_in_doubt":
+            finding.feasible = False
+            finding.problems.append(
+                f"step {name!r} is in doubt and declares neither block nor probe: whether its "
+                "effect happened, or may still happen, cannot be known; a human must decide")
         assert spec.compensation is not None  # plan validation guarantees it
         if not rt.registry.has(HandlerKind.COMPENSATION, spec.compensation):
             finding.feasible = False
@@ -142,6 +150,14 @@ async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunRepo
     for finding in findings:
         problems.extend(finding.problems)
     return DryRunReport(live.id, not problems, findings, costs, problems)
+
+
+def _settle_action(spec: Any) -> str:
+    if spec.block is not None:
+        return "block_then_compensate"
+    if spec.probe is not None:
+        return "probe_then_compensate"
+    return "escalate_in_doubt"
 
 
 def _irreversible(rt: Runtime, name: str, recovery: str | None, escalation: Any) -> StepFinding:

@@ -17,6 +17,7 @@ from ..errors import (
     EmergencyStop,
     LeaseLost,
     NotFound,
+    PlanTampered,
     ReversaError,
     ShutdownRequested,
     StoreAbort,
@@ -31,7 +32,7 @@ from ..store import Store
 from ..views import AuditEntry, SagaResult, SagaView
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .forward import forward
-from .recovery import continue_saga, load_live
+from .recovery import continue_saga, load_live, tampered_reason
 from .rollback import rollback, run_recovery
 from .runtime import Runtime
 
@@ -82,6 +83,10 @@ class Engine:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._plans: dict[int, tuple[Any, int, Plan]] = {}
+        # Which task drives which saga, so a heartbeat that finds a lease lost can
+        # stop that saga here at once.
+        self._tasks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
+        self._tampered: dict[str, PlanTampered] = {}
 
     # -- running ----------------------------------------------------------------------
     def run(
@@ -144,7 +149,8 @@ class Engine:
     async def recover_async(self, saga_id: str, *, reason: str = "recovery") -> SagaResult:
         """Async form of :meth:`recover`."""
         live = self._claim(saga_id)
-        return await self._drive(live, lambda: continue_saga(self._rt, live, reason=reason))
+        return await self._drive(live, self._guard(
+            live, lambda: continue_saga(self._rt, live, reason=reason)))
 
     def take_over(
         self, saga_id: str, token: int, *, reason: str, stalled: bool = False
@@ -155,8 +161,8 @@ class Engine:
         stored plan and finished per its policy (see ``continue_saga``).
         """
         live = self._load_claimed(saga_id, token)
-        return self._sync(self._drive(
-            live, lambda: continue_saga(self._rt, live, reason=reason, stalled=stalled)))
+        return self._sync(self._drive(live, self._guard(
+            live, lambda: continue_saga(self._rt, live, reason=reason, stalled=stalled))))
 
     def escalate_claimed(self, saga_id: str, token: int, *, reason: str) -> SagaResult:
         """Hand a claimed saga to a human now, with a state snapshot (stale rollbacks)."""
@@ -166,7 +172,21 @@ class Engine:
             live.log("watchdog_window_elapsed", "escalating", reason=reason)
             await self._rt.escalate(live, reason)
 
-        return self._sync(self._drive(live, body))
+        return self._sync(self._drive(live, self._guard(live, body)))
+
+    def _guard(self, live: LiveSaga, body: Any) -> Any:
+        """``body``, unless the saga's stored plan was tampered with: then escalate it."""
+        tampered = self._tampered.pop(live.id, None)
+        if tampered is None:
+            return body
+
+        async def escalate() -> None:
+            live.log("plan_tampered", "refused", error=tampered.message, **tampered.details)
+            # No handler of this plan runs, not even its snapshot.
+            await self._rt.escalate(live, tampered_reason(tampered), snapshot=False,
+                                    extra={"plan_tampered": tampered.details})
+
+        return escalate
 
     @property
     def lease_s(self) -> float:
@@ -179,20 +199,24 @@ class Engine:
         return self._rt.services
 
     def _claim(self, saga_id: str, *, handlers: bool = True) -> LiveSaga:
-        claimed = self.store.claim(self.owner, self.clock.now(), self._rt.lease_s,
-                                   saga_id=saga_id)
+        claimed = self.store.claim(self.owner, self._rt.lease_s, saga_id=saga_id)
         if not claimed:
             row, _ = self.store.load(saga_id)
             if SagaStatus(row["status"]) in TERMINAL_SAGA:
                 raise LeaseLost(f"saga {saga_id} is already {row['status']}; nothing to do")
+            left = (row["lease_expires_at"] or 0.0) - self.store.now()
             raise LeaseLost(
-                f"saga {saga_id} is leased by {row['lease_owner']} until "
-                f"{row['lease_expires_at']:.3f}; wait for the lease to expire or stop that worker")
+                f"saga {saga_id} is leased by {row['lease_owner']} for another {left:.1f}s; "
+                "wait for the lease to expire or stop that worker")
         return self._load_claimed(saga_id, claimed[0][1], handlers=handlers)
 
     def _load_claimed(self, saga_id: str, token: int, *, handlers: bool = True) -> LiveSaga:
         try:
             return load_live(self._rt, saga_id, token, handlers=handlers)
+        except PlanTampered as exc:
+            # Keep the saga (and the lease) to escalate it without running anything.
+            self._tampered[saga_id] = exc
+            return load_live(self._rt, saga_id, token, quarantine=True)
         except BaseException:
             # This process cannot run the plan: hand the saga straight back.
             self.store.release(saga_id, token)
@@ -200,8 +224,22 @@ class Engine:
 
     async def _drive(self, live: LiveSaga, body: Any) -> SagaResult:
         self._hold(live)
+        task = asyncio.current_task()
+        if task is not None:
+            with self._lock:
+                self._tasks[live.id] = (asyncio.get_running_loop(), task)
         try:
             await body()
+        except asyncio.CancelledError:
+            if live.id not in self._rt.lost:
+                raise
+            # Our heartbeat found the lease taken: this process stops the saga now.
+            if task is not None:
+                task.uncancel()
+            raise LeaseLost(
+                f"saga {live.id}: lease token {live.token} was taken over by another worker "
+                "while a step ran; this process stopped the saga",
+                details={"saga": live.id, "token": live.token}) from None
         except EmergencyStop as stop:
             await self._emergency(live, stop)
         except ShutdownRequested:
@@ -218,7 +256,14 @@ class Engine:
                 self._rt.held.pop(live.id, None)
             raise abort.error from None
         finally:
-            if live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED:
+            with self._lock:
+                self._tasks.pop(live.id, None)
+                lost = live.id in self._rt.lost
+                self._rt.lost.discard(live.id)
+            if lost:
+                with self._lock:
+                    self._rt.held.pop(live.id, None)
+            elif live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED:
                 self._release(live)
         return _result(live)
 
@@ -248,6 +293,7 @@ class Engine:
     async def dry_run_async(self, saga_id: str) -> DryRunReport:
         """Async form of :meth:`dry_run`."""
         row, _ = self.store.load(saga_id)
+        # A tampered plan raises PlanTampered here: a dry-run runs no handler from it.
         live = load_live(self._rt, saga_id, int(row["lease_token"]))
         return await dry_run(self._rt, live, rollback_targets(live))
 
@@ -282,6 +328,10 @@ class Engine:
         if live.status is not SagaStatus.ESCALATED:
             self._release(live)
             raise ConfigError(f"saga {live.id} is {live.status}, not escalated")
+        tampered = self._tampered.pop(live.id, None)
+        if tampered is not None and action != "mark_resolved":
+            self.store.release(live.id, live.token)
+            raise tampered
         # The escalation row, its audit entry and the saga's next state share one
         # commit: a crash leaves either all of them or none.
         live.resolution = {"escalation": escalation_id, "resolution": action,
@@ -350,11 +400,24 @@ class Engine:
         while not self._stop.wait(interval):
             with self._lock:
                 leases = list(self._rt.held.items())
-            if leases:
-                try:
-                    self.store.heartbeat(leases, self.clock.now() + self._rt.lease_s)
-                except ReversaError:
-                    continue  # the next beat retries; a lapse only risks a takeover
+            if not leases:
+                continue
+            try:
+                lost = self.store.heartbeat(leases, self._rt.lease_s)
+            except ReversaError:
+                continue  # the next beat retries; a lapse only risks a takeover
+            for saga_id in lost:
+                self._lose(saga_id)
+
+    def _lose(self, saga_id: str) -> None:
+        """Another worker owns ``saga_id`` now: stop driving it in this process at once."""
+        with self._lock:
+            self._rt.lost.add(saga_id)
+            self._rt.held.pop(saga_id, None)
+            running = self._tasks.get(saga_id)
+        if running is not None:
+            loop, task = running
+            loop.call_soon_threadsafe(task.cancel)
 
     def held(self) -> dict[str, int]:
         """Sagas this engine currently holds, with their fencing tokens."""

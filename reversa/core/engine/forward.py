@@ -13,7 +13,15 @@ from ..live import LiveSaga
 from ..model import OnFailure, Step
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
-from .calls import Failure, classify, invoke_for_record, with_retries
+from .calls import (
+    AttemptTimedOut,
+    Failure,
+    classify,
+    invoke_for_record,
+    recordable,
+    settle_timed_out,
+    with_retries,
+)
 from .rollback import rollback
 from .runtime import Runtime
 
@@ -54,7 +62,15 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
         await rt.flush(live)  # the intent is durable before the side effect
         ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
         try:
-            return await invoke_for_record(fn, ctx, spec.timeout_s)
+            try:
+                return await invoke_for_record(fn, ctx, spec.timeout_s)
+            except AttemptTimedOut as timed_out:
+                # The thread cannot be stopped: wait for it (one more timeout) rather
+                # than overlap it with a retry; its late outcome is this attempt's.
+                live.log("step_attempt_timed_out", "waiting", step=spec.name,
+                         phase=Phase.ACTION.value, attempt=st.attempts,
+                         grace_s=spec.timeout_s)
+                return recordable(fn, await settle_timed_out(timed_out, spec.timeout_s))
         except Exception as exc:
             failure = classify(exc)
             st.error, st.outcome = failure.message, failure.code

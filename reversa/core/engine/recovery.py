@@ -11,9 +11,10 @@ import json
 from typing import Any
 
 from ..context import Probe
+from ..errors import PlanError, PlanTampered
 from ..live import LiveSaga, LiveStep
-from ..model import OnCrash
-from ..plan import Plan
+from ..model import OnCrash, Saga, Step
+from ..plan import Plan, verify_stored
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
 from .calls import classify, invoke
@@ -21,18 +22,31 @@ from .forward import forward
 from .rollback import rollback
 from .runtime import Runtime
 
-__all__ = ["continue_saga", "load_live"]
+__all__ = ["continue_saga", "load_live", "tampered_reason"]
 
 
-def load_live(rt: Runtime, saga_id: str, token: int, *, handlers: bool = True) -> LiveSaga:
+def load_live(
+    rt: Runtime, saga_id: str, token: int, *, handlers: bool = True, quarantine: bool = False
+) -> LiveSaga:
     """Rebuild the in-memory image of a saga this process has just claimed.
 
+    The stored plan is verified first (:func:`~reversa.core.plan.verify_stored`).
     ``handlers=False`` skips checking the plan's handlers against this
     process' registry: for work that calls none (marking an escalation
-    resolved), so it never needs the workflow's code.
+    resolved), so it never needs the workflow's code. With ``quarantine`` the
+    plan is loaded unverified and without resolving any handler, only to report
+    and escalate a saga whose plan was tampered with.
+
+    Raises:
+        PlanTampered: The stored plan does not match its recorded hashes.
     """
     row, step_rows = rt.store.load(saga_id)
-    plan = Plan.from_json(row["plan_json"], rt.registry if handlers else None)
+    if quarantine:
+        plan = _quarantined_plan(row, step_rows)
+    else:
+        verify_stored(saga_id, row["plan_json"], row["plan_hash"],
+                      rt.store.chain_anchor(saga_id))
+        plan = Plan.from_json(row["plan_json"], rt.registry if handlers else None)
     steps = {
         r["name"]: LiveStep(
             name=r["name"], position=r["position"], status=StepStatus(r["status"]),
@@ -118,6 +132,29 @@ async def _resolve_for_resume(rt: Runtime, live: LiveSaga, name: str) -> None:
                     else "unknown; re-running with the same idempotency key")
     live.log("in_doubt_resolved", verdict.value, step=name, phase=Phase.ACTION.value,
              attempt=st.attempts, decision=decision)
+
+
+def _quarantined_plan(row: dict[str, Any], step_rows: list[dict[str, Any]]) -> Plan:
+    # Enough of the plan to report on: its steps as stored, no handler resolved.
+    try:
+        return Plan.from_json(row["plan_json"])
+    except (PlanError, ValueError, KeyError, TypeError):
+        names = [r["name"] for r in step_rows]
+        saga = Saga.chain(row["workflow"], [Step(name=n, action="unreadable", compensation="-")
+                                            for n in names], predicate="-")
+        return Plan.from_json(_plan_text(saga))
+
+
+def _plan_text(saga: Saga) -> str:
+    from ..canonical import canonical_json
+    from ..plan import PLAN_FORMAT
+
+    return canonical_json({"format": PLAN_FORMAT, "saga": saga.model_dump(mode="json")})
+
+
+def tampered_reason(exc: PlanTampered) -> str:
+    """The escalation reason for a saga whose stored plan was edited."""
+    return f"{exc.message}; a human must compare the plan with the audit record"
 
 
 def _load(text: Any) -> Any:

@@ -5,6 +5,9 @@ consistency predicate holds, or the saga is escalated with a full report.
 Bounded (4.6): nothing is attempted after the rollback window closes.
 Idempotent (4.4): finished compensations are skipped on a re-run and the one
 in doubt is re-sent with the same key.
+Fenced at the effect boundary: an in-doubt step is recorded "never happened"
+only after its operation *blocked* its key at the service, so a late or stale
+request carrying it can no longer land; without a block the step escalates.
 """
 
 from __future__ import annotations
@@ -19,20 +22,43 @@ from ..live import LiveSaga
 from ..model import OnInfeasible, Reversibility
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
-from .calls import classify, invoke, invoke_for_record, with_retries
+from .calls import (
+    AttemptTimedOut,
+    classify,
+    invoke,
+    invoke_for_record,
+    recordable,
+    settle_timed_out,
+    with_retries,
+)
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .runtime import Runtime, as_checks
 
 __all__ = ["rollback"]
 
 
+UNSETTLED = "in_doubt:unsettled"
+"""Outcome code of an in-doubt step that neither block nor probe could settle."""
+
+
+def _unsettled(st: Any) -> bool:
+    return st.status is StepStatus.ESCALATED and st.outcome == UNSETTLED
+
+
 class _Undo:
-    """Outcome of undoing one step."""
+    """Outcome of undoing one step.
 
-    __slots__ = ("error", "escalate", "ok", "step")
+    ``hold_upstream``: the step is in doubt and could not be settled, so the
+    steps whose effects it consumed must stay in effect too (undoing a debit
+    while the credit it funded may still land would create money).
+    """
 
-    def __init__(self, step: str, ok: bool, error: str | None = None, escalate: bool = False):
+    __slots__ = ("error", "escalate", "hold_upstream", "ok", "step")
+
+    def __init__(self, step: str, ok: bool, error: str | None = None, escalate: bool = False,
+                 hold_upstream: bool = False):
         self.step, self.ok, self.error, self.escalate = step, ok, error, escalate
+        self.hold_upstream = hold_upstream
 
 
 async def rollback(
@@ -82,12 +108,22 @@ async def _undo_all(
     """Undo ``targets`` leaves-first; steps with no pending dependents run together."""
     remaining = list(targets)
     escalations: list[str] = []
+    held: set[str] = set()
     while remaining:
         if rt.clock.now() >= deadline:
             return (f"rollback window of {live.plan.saga.rollback_window_s:g}s elapsed with "
                     f"{len(remaining)} step(s) not compensated: {remaining}")
         pending = set(remaining)
         ready = [n for n in reversed(remaining) if not (live.plan.descendants(n) & pending)]
+        for name in [n for n in ready if n in held]:
+            ready.remove(name)
+            remaining.remove(name)
+            escalations.append(f"step {name!r}: left in effect, a step that consumed it is in "
+                               "doubt")
+            record["compensations"].append({"step": name, "outcome": "held",
+                                            "reason": "a dependent step is in doubt"})
+        if not ready:
+            continue
         outcomes = await asyncio.gather(
             *(_undo(rt, live, n, deadline, record) for n in ready), return_exceptions=True)
         failures = []
@@ -96,6 +132,8 @@ async def _undo_all(
                 raise outcome
             if isinstance(outcome, BaseException):
                 raise outcome
+            if outcome.hold_upstream:
+                held |= live.plan.upstream(name)
             if outcome.escalate:
                 escalations.append(f"step {name!r}: {outcome.error}")
             elif not outcome.ok:
@@ -108,7 +146,7 @@ async def _undo_all(
             return (f"compensation failed ({'; '.join(failures)}); not compensated: "
                     f"{not_done}")
     if escalations:
-        return "irreversible step(s) need a human: " + "; ".join(escalations)
+        return "step(s) need a human: " + "; ".join(escalations)
     return True
 
 
@@ -119,11 +157,17 @@ async def _undo(
     st = live.steps[name]
     entry: dict[str, Any] = {"step": name}
     record["compensations"].append(entry)
-    if st.status in (StepStatus.RUNNING, StepStatus.FAILED):
-        # Ask first, for every kind of step: an irreversible payment that timed out
-        # and never happened needs neither a human nor a recovery.
-        verdict = await _resolve_in_doubt(rt, live, name)
+    if st.status in (StepStatus.RUNNING, StepStatus.FAILED) or _unsettled(st):
+        # Settle first, for every kind of step: an irreversible payment that timed
+        # out and never happened needs neither a human nor a recovery.
+        verdict, unsettled = await _settle_in_doubt(rt, live, name)
         entry["in_doubt"] = verdict
+        if unsettled is not None:
+            if st.status is not StepStatus.ESCALATED:
+                st.move(StepStatus.ESCALATED)
+            st.error, st.outcome = unsettled, UNSETTLED
+            entry.update(outcome="escalated", reason=unsettled)
+            return _Undo(name, False, unsettled, escalate=True, hold_upstream=True)
         if verdict == Probe.NOT_HAPPENED.value:
             entry["outcome"] = "nothing_to_undo"
             return _Undo(name, True)
@@ -147,7 +191,14 @@ async def _undo(
         await _recheck(rt, spec.preconditions, ctx)
         timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
         try:
-            return await invoke_for_record(fn, ctx, timeout, budget=deadline - rt.clock.now())
+            try:
+                return await invoke_for_record(fn, ctx, timeout,
+                                               budget=deadline - rt.clock.now())
+            except AttemptTimedOut as timed_out:
+                # Never retried while it may still be running; the window bounds the wait.
+                late = await settle_timed_out(timed_out, min(
+                    spec.compensation_timeout_s or 0.0, deadline - rt.clock.now()))
+                return recordable(fn, late)
         except Exception as exc:
             failure = classify(exc)
             st.error, st.outcome = failure.message, failure.code
@@ -243,38 +294,65 @@ async def run_recovery(
     return True, None
 
 
-async def _resolve_in_doubt(rt: Runtime, live: LiveSaga, name: str) -> str:
-    """Ask the probe whether an in-doubt action happened (AG-166 scenario C)."""
+async def _settle_in_doubt(rt: Runtime, live: LiveSaga, name: str) -> tuple[str, str | None]:
+    """Decide whether an in-doubt action happened, so that the answer stays true.
+
+    "Did not happen" is only recorded when the operation's ``block`` hook has
+    made the effect unable to happen later (its key tombstoned at the service,
+    atomically with the check). A probe alone can confirm that it happened, but
+    its "not happened" may be overtaken by a late request from a paused owner or
+    a timed-out thread: then, and when nothing can tell, the step escalates.
+
+    Returns:
+        (verdict, reason it could not be settled or None).
+    """
     spec = live.plan.step(name)
     st = live.steps[name]
-    verdict = Probe.UNKNOWN
-    result: Any = None
-    if spec.probe is not None:
-        ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
+    ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
+    verdict, result, how = Probe.UNKNOWN, None, "none"
+    for kind, handler in ((HandlerKind.BLOCK, spec.block), (HandlerKind.PROBE, spec.probe)):
+        if handler is None or verdict is not Probe.UNKNOWN:
+            continue
         try:
-            answer = await invoke(rt.registry.get(HandlerKind.PROBE, spec.probe), ctx, None)
+            answer = await invoke(rt.registry.get(kind, handler), ctx, None)
+            verdict, result = answer if isinstance(answer, tuple) else (answer, None)
+            verdict, how = Probe(verdict), kind.value
         except Exception as exc:
-            live.log("probe_failed", classify(exc).code, step=name, error=classify(exc).message)
-        else:
-            verdict, result = (answer if isinstance(answer, tuple) else (answer, None))
-            verdict = Probe(verdict)
-    if verdict is Probe.NOT_HAPPENED:
-        st.move(StepStatus.SKIPPED)
-        decision = "recorded as never happened"
-    elif verdict is Probe.HAPPENED:
-        if st.status is StepStatus.RUNNING:
+            failure = classify(exc)
+            live.log(f"{kind.value}_failed", failure.code, step=name, error=failure.message)
+            verdict = Probe.UNKNOWN
+    unsettled: str | None = None
+    if verdict is Probe.HAPPENED:
+        if st.status in (StepStatus.RUNNING, StepStatus.ESCALATED):
             st.move(StepStatus.COMPLETED)
-            if result is not None:
-
-                st.result = to_jsonable(result)
-        decision = "recorded as happened; compensating"
+        if result is not None:
+            st.result = to_jsonable(result)
+        decision = f"happened ({how}); compensating"
+    elif verdict is Probe.NOT_HAPPENED and how == "block":
+        st.move(StepStatus.SKIPPED)
+        decision = "blocked at the service: it never happened and now cannot"
     else:
-        decision = ("no probe; compensating with the same idempotency key" if spec.probe is None
-                    else "probe could not tell; compensating with the same idempotency key")
+        reason = _why_unsettled(rt, spec, verdict, how)
+        unsettled = f"in doubt: {reason}"
+        decision = "escalating: " + reason
     st.dirty = True
     live.log("in_doubt_resolved", verdict.value, step=name, phase=Phase.ACTION.value,
-             attempt=st.attempts, decision=decision, key=rt.key(live, name, Phase.ACTION))
-    return verdict.value
+             attempt=st.attempts, decision=decision, settled_by=how, key=ctx.action_key)
+    return verdict.value, unsettled
+
+
+def _why_unsettled(rt: Runtime, spec: Any, verdict: Probe, how: str) -> str:
+    op = rt.registry.operation(spec.action)
+    cannot = getattr(op, "cannot_block", None) if op is not None else None
+    no_block = (f"its operation cannot block a late request ({cannot})" if cannot else
+                "its operation declares no block hook, so a late request cannot be refused")
+    if verdict is Probe.NOT_HAPPENED:
+        return f"the probe says it did not happen, but {no_block}"
+    if how == "none" and spec.probe is None and spec.block is None:
+        return "it declares neither block nor probe: whether its effect happened, or may " \
+               "still happen, cannot be known"
+    return f"neither block nor probe could tell whether it happened ({no_block})" \
+        if spec.block is None else "the block could not settle it and no probe could tell"
 
 
 async def _recheck(rt: Runtime, names: tuple[str, ...], ctx: Any) -> None:
@@ -286,9 +364,11 @@ async def _recheck(rt: Runtime, names: tuple[str, ...], ctx: Any) -> None:
                 raise PreconditionFailed(f"precondition {pre!r} no longer holds: {check.reason}")
 
 
-def _timeout(step_timeout: float | None, deadline: float, now: float) -> float | None:
-    # A declared per-call timeout never outlives the rollback window.
-    return None if step_timeout is None else min(step_timeout, deadline - now)
+def _timeout(step_timeout: float | None, deadline: float, now: float) -> float:
+    # Every compensation is cut off at the rollback window, declared timeout or
+    # not (a plain function then runs in a thread: blocking code cannot be
+    # interrupted from its own thread).
+    return deadline - now if step_timeout is None else min(step_timeout, deadline - now)
 
 
 async def _infeasible(

@@ -33,6 +33,7 @@ class Runtime:
     owner: str
     lease_s: float
     held: dict[str, int] = field(default_factory=dict)
+    lost: set[str] = field(default_factory=set)
     committer: GroupCommitter | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -74,12 +75,18 @@ class Runtime:
     ) -> StepContext:
         """Build the context handed to one call."""
         step = live.steps[spec.name]
+        action_key = self.key(live, spec.name, Phase.ACTION)
         return StepContext(
             saga_id=live.id, workflow=live.plan.saga.workflow, step=spec.name, phase=phase,
-            attempt=attempt, idempotency_key=self.key(live, spec.name, phase),
-            input=live.input, params=spec.params, results=live.results(),
+            attempt=attempt,
+            idempotency_key=action_key if phase is Phase.ACTION else self.key(
+                live, spec.name, phase),
+            input=live.input, params=spec.params,
+            results=live.results(live.plan.upstream(spec.name)),
             result=step.result, pre_state=live.pre_state, deadline=deadline,
             clock=self.clock, services=self.services, generation=live.resumes,
+            action_key=action_key, fencing_token=live.token,
+            journal=self.store.journal(live.id, live.token),
         )
 
     # -- snapshots and predicates -----------------------------------------------------
@@ -135,8 +142,13 @@ class Runtime:
         *,
         extra: dict[str, Any] | None = None,
         rollback: dict[str, Any] | None = None,
+        snapshot: bool = True,
     ) -> int | None:
-        """Hand the saga to a human with a full state report (AG-166 4.6)."""
+        """Hand the saga to a human with a full state report (AG-166 4.6).
+
+        ``snapshot=False`` runs no handler at all (a tampered plan must not
+        choose what code runs, not even its snapshot function).
+        """
         report = {
             "reason": reason,
             "saga": {"id": live.id, "workflow": live.plan.saga.workflow,
@@ -144,7 +156,8 @@ class Runtime:
                      "error": live.error, "plan_hash": live.plan.hash},
             "steps": state_report(live),
             "pre_state": live.pre_state,
-            "current_state": await self.safe_snapshot(live),
+            "current_state": (await self.safe_snapshot(live) if snapshot else
+                              {"snapshot_skipped": "no handler runs from this plan"}),
             **(extra or {}),
         }
         for step in live.steps.values():

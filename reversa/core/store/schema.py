@@ -28,7 +28,7 @@ from sqlalchemy import (
 
 from ..errors import SchemaError
 
-__all__ = ["MIGRATIONS", "metadata", "migrate", "schema_version"]
+__all__ = ["MIGRATIONS", "journal", "metadata", "migrate", "schema_version"]
 
 metadata = MetaData()
 
@@ -59,10 +59,13 @@ def _sagas_table(meta: MetaData, *, version: int) -> Table:
     if version >= 5:
         # Import path of the factory of the services its handlers were given.
         columns.append(Column("services", String(256)))
+    if version >= 6:
+        # The last heartbeat: progress for the watchdog, on the store's clock.
+        columns.append(Column("heartbeat_at", Float))
     return Table("reversa_sagas", meta, *columns)
 
 
-sagas = _sagas_table(metadata, version=5)
+sagas = _sagas_table(metadata, version=6)
 
 
 def _steps_table(meta: MetaData, *, version: int) -> Table:
@@ -138,6 +141,21 @@ rollbacks = Table(
     Column("predicate_ok", Boolean),
 )
 
+journal = Table(
+    "reversa_journal",
+    metadata,
+    Column("key", String(512), primary_key=True),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("kind", String(64), nullable=False),
+    Column("ref", String(256), nullable=False),
+    Column("seq", Integer),
+    Column("active", Boolean, nullable=False),
+    Column("data_json", Text, nullable=False),
+    Column("token", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 schema_table = Table(
     "reversa_schema",
     metadata,
@@ -190,7 +208,20 @@ def _v5(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN services VARCHAR(256)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: Connection) -> None:
+    # Heartbeats count as progress for the watchdog (a long step of a live owner is
+    # not stalled), and the effect journal moves into the saga store: one durable
+    # store, one transaction discipline (the EVM write-ahead journal lived in a
+    # separate SQLite file before).
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_sagas")}
+    if "heartbeat_at" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN heartbeat_at FLOAT"))
+    journal.create(conn, checkfirst=True)
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reversa_journal_kind_ref "
+                      "ON reversa_journal (kind, ref, seq)"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

@@ -31,6 +31,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ..audit import AuditProblem, AuditReport, verify_chain
 from ..canonical import sha256_hex
+from ..clock import Clock
 from ..errors import ConfigError, LeaseLost, NotFound, SchemaError, StoreError
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
@@ -65,12 +66,31 @@ class Store:
     share between threads.
     """
 
-    def __init__(self, engine: Engine, *, read_only: bool = False) -> None:
+    def __init__(
+        self, engine: Engine, *, read_only: bool = False, clock: Clock | None = None
+    ) -> None:
         self.engine = engine
         self.read_only = read_only
         self.url = engine.url.render_as_string(hide_password=True)
         self.dialect = engine.dialect.name
-        self._writer = Writer(engine)
+        self.clock = clock
+        """Injected time source for leases (tests); None means database time."""
+        self._now_sql = None if clock is not None else _NOW_SQL[self.dialect]
+        self._writer = Writer(engine, self._now_sql)
+        from .journal import StoreJournal
+
+        self._journal_type = StoreJournal
+
+    def now(self) -> float:
+        """The store's clock: database time (or the injected clock), in epoch seconds.
+
+        Leases are judged on this clock only, so a worker whose own clock runs
+        ahead cannot take a lease that its owner still holds.
+        """
+        if self.clock is not None:
+            return self.clock.now()
+        with self.engine.connect() as conn:
+            return float(conn.execute(text(f"SELECT {self._now_sql}")).scalar_one())
 
     # -- lifecycle --------------------------------------------------------------------
     @classmethod
@@ -81,6 +101,7 @@ class Store:
         migrate: bool = True,
         synchronous: str = "FULL",
         read_only: bool = False,
+        clock: Clock | None = None,
     ) -> Store:
         """Open (and by default create or upgrade) the store at ``db``.
 
@@ -94,6 +115,9 @@ class Store:
                 migrated or written. An SQLite file is opened read-only (a
                 missing one is an error, never created); a PostgreSQL session is
                 read-only; the schema must already be at this Reversa's version.
+            clock: Time source for leases. Leave None in production: leases are
+                then judged on database time, one clock for every worker. Tests
+                inject a ``FakeClock`` (the same one their engines use).
 
         Raises:
             NotFound: ``read_only`` and there is no database file, or no
@@ -113,7 +137,7 @@ class Store:
                 f"unsupported database {url.get_backend_name()!r}; use an SQLite path or a "
                 "postgresql:// URL"
             )
-        store = cls(engine, read_only=read_only)
+        store = cls(engine, read_only=read_only, clock=clock)
         try:
             if read_only:
                 store.check_schema()
@@ -200,6 +224,7 @@ class Store:
         items: Sequence[tuple[LiveSaga, float, dict[str, Any] | None, dict[str, Any] | None]],
         *,
         single: bool = False,
+        lease_s: float = 30.0,
     ) -> list[Written | LeaseLost]:
         """Write several sagas' pending state in ONE commit (group commit).
 
@@ -213,14 +238,15 @@ class Store:
             LeaseLost: With ``single``, when the one saga's lease was lost.
         """
         out: list[Written | LeaseLost] = []
+        lease = lease_s if self.clock is None else self.clock.now() + lease_s
         with self._writer.transaction(self.url) as cur:
             for index, (live, now, escalation, rollback) in enumerate(items):
                 if single:
-                    out.append(self._write_one(cur, live, now, escalation, rollback))
+                    out.append(self._write_one(cur, live, now, escalation, rollback, lease))
                     continue
                 cur.execute(f"SAVEPOINT rv{index}")
                 try:
-                    out.append(self._write_one(cur, live, now, escalation, rollback))
+                    out.append(self._write_one(cur, live, now, escalation, rollback, lease))
                 except LeaseLost as lost:
                     cur.execute(f"ROLLBACK TO SAVEPOINT rv{index}")
                     out.append(lost)
@@ -241,10 +267,11 @@ class Store:
         now: float,
         escalation: dict[str, Any] | None,
         rollback: dict[str, Any] | None,
+        lease: float,
     ) -> Written:
         if not live.created:
             self._writer.create(cur, live, live.app)
-        written = self._writer.write(cur, live, now, escalation, rollback)
+        written = self._writer.write(cur, live, now, escalation, rollback, lease)
         if live.resolution is not None:
             self._resolve(cur, live.resolution, now)
         return written
@@ -287,7 +314,6 @@ class Store:
     def claim(
         self,
         owner: str,
-        now: float,
         lease_s: float,
         *,
         saga_id: str | None = None,
@@ -297,9 +323,10 @@ class Store:
     ) -> list[tuple[str, int]]:
         """Take over sagas that are live and whose lease expired (or a given one).
 
+        Expiry is judged on the store's clock (:meth:`now`), never the caller's.
         Uses ``FOR UPDATE SKIP LOCKED`` on PostgreSQL and ``BEGIN IMMEDIATE`` on
         SQLite, so no saga is ever handed to two workers; each claim bumps the
-        fencing token.
+        fencing token (the lease epoch every later call carries).
 
         ``force`` takes a saga even from a live owner (the watchdog's remedy for a
         stalled one): the bumped token fences the old owner's writes out.
@@ -308,37 +335,43 @@ class Store:
             (saga id, new fencing token) pairs.
         """
         wanted = statuses or [s for s in SagaStatus if s not in TERMINAL_SAGA]
-        query = select(t.sagas.c.id, t.sagas.c.lease_token).where(
-            t.sagas.c.status.in_([s.value for s in wanted]))
-        if not force:
-            query = query.where(
-                (t.sagas.c.lease_expires_at.is_(None)) | (t.sagas.c.lease_expires_at < now))
-        if saga_id is not None:
-            query = query.where(t.sagas.c.id == saga_id)
-        query = query.order_by(t.sagas.c.updated_at).limit(limit)
-        if self.dialect == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        claimed: list[tuple[str, int]] = []
         with self._tx(write=True) as conn:
+            now = self._tx_now(conn)
+            query = select(t.sagas.c.id, t.sagas.c.lease_token).where(
+                t.sagas.c.status.in_([s.value for s in wanted]))
+            if not force:
+                query = query.where(
+                    (t.sagas.c.lease_expires_at.is_(None)) | (t.sagas.c.lease_expires_at < now))
+            if saga_id is not None:
+                query = query.where(t.sagas.c.id == saga_id)
+            query = query.order_by(t.sagas.c.updated_at).limit(limit)
+            if self.dialect == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            claimed: list[tuple[str, int]] = []
             for sid, token in conn.execute(query).all():
                 done = conn.execute(
                     update(t.sagas)
                     .where(t.sagas.c.id == sid, t.sagas.c.lease_token == token)
                     .values(lease_owner=owner, lease_token=token + 1,
-                            lease_expires_at=now + lease_s)
+                            lease_expires_at=now + lease_s, heartbeat_at=now)
                 ).rowcount
                 if done == 1:
                     claimed.append((sid, token + 1))
         return claimed
 
-    def heartbeat(self, leases: Sequence[tuple[str, int]], expires_at: float) -> list[str]:
-        """Extend leases still held; returns the ids whose lease was lost."""
+    def heartbeat(self, leases: Sequence[tuple[str, int]], lease_s: float) -> list[str]:
+        """Extend leases still held by ``lease_s`` of store time; return the ids lost.
+
+        A heartbeat is progress: the watchdog does not take over a saga whose
+        owner keeps beating, however long one step runs.
+        """
         lost: list[str] = []
         with self._tx(write=True) as conn:
+            now = self._tx_now(conn)
             for sid, token in leases:
                 n = conn.execute(
                     update(t.sagas).where(t.sagas.c.id == sid, t.sagas.c.lease_token == token)
-                    .values(lease_expires_at=expires_at)).rowcount
+                    .values(lease_expires_at=now + lease_s, heartbeat_at=now)).rowcount
                 if n != 1:
                     lost.append(sid)
         return lost
@@ -349,6 +382,22 @@ class Store:
             return bool(conn.execute(
                 update(t.sagas).where(t.sagas.c.id == saga_id, t.sagas.c.lease_token == token)
                 .values(lease_owner=None, lease_expires_at=None)).rowcount)
+
+    def journal(self, saga_id: str, token: int) -> Any:
+        """The effect journal of one saga, fenced by its lease ``token``."""
+        return self._journal_type(self, saga_id, token)
+
+    def chain_anchor(self, saga_id: str) -> str | None:
+        """The plan hash the saga's audit chain starts from (entry 1's previous hash)."""
+        with self.engine.connect() as conn:
+            value = conn.execute(select(t.audit.c.prev_hash).where(
+                t.audit.c.saga_id == saga_id, t.audit.c.seq == 1)).scalar()
+        return None if value is None else str(value)
+
+    def _tx_now(self, conn: Connection) -> float:
+        if self.clock is not None:
+            return self.clock.now()
+        return float(conn.execute(text(f"SELECT {self._now_sql}")).scalar_one())
 
     # -- reads ------------------------------------------------------------------------
     def load(self, saga_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -439,13 +488,17 @@ class Store:
         return AuditReport(ok=not problems, sagas=len(sagas), entries=entries,
                            problems=problems)
 
-    def stalled(self, now: float, default_after_s: float) -> list[dict[str, Any]]:
-        """Live sagas whose lease expired and that made no progress for a while."""
+    def stalled(self, default_after_s: float) -> list[dict[str, Any]]:
+        """Live sagas that made no progress (no commit, no heartbeat) for a while.
+
+        Judged on the store's clock. Each row carries ``now`` (that clock's time).
+        """
         live = [s.value for s in SagaStatus if s not in TERMINAL_SAGA and s != SagaStatus.ESCALATED]
         s = t.sagas.c
-        query = select(s.id, s.workflow, s.status, s.updated_at, s.plan_json,
+        query = select(s.id, s.workflow, s.status, s.updated_at, s.heartbeat_at, s.plan_json,
                        s.rollback_started_at, s.lease_expires_at).where(s.status.in_(live))
         with self._tx() as conn:
+            now = self._tx_now(conn)
             rows = [dict(r) for r in conn.execute(query).mappings().all()]
         out = []
         for row in rows:
@@ -453,6 +506,16 @@ class Store:
             threshold = plan.get("stall_after_s") or default_after_s
             row["threshold_s"] = threshold
             row["rollback_window_s"] = plan.get("rollback_window_s")
-            if now - row["updated_at"] >= threshold:
+            row["now"] = now
+            progress = max(row["updated_at"], row.pop("heartbeat_at") or 0.0)
+            row["idle_s"] = now - progress
+            if row["idle_s"] >= threshold:
                 out.append(row)
         return out
+
+
+_NOW_SQL = {
+    # julianday('now') carries milliseconds; 2440587.5 is the Julian day of the epoch.
+    "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
+    "postgresql": "CAST(extract(epoch from clock_timestamp()) AS double precision)",
+}

@@ -25,7 +25,7 @@ __all__ = ["Writer"]
 
 _SAGA_SET = ("status", "updated_at", "failed_step", "error", "rollback_started_at",
              "checkpoint", "resumes", "audit_seq", "audit_head", "pre_state_json",
-             "lease_owner", "lease_expires_at")
+             "lease_owner")
 _STEP_SET = ("status", "attempts", "comp_attempts", "result_json", "comp_result_json",
              "state_json", "error", "outcome", "started_at", "finished_at", "comp_started_at",
              "comp_finished_at")
@@ -42,13 +42,18 @@ _ESCALATION_COLS = ("saga_id", "created_at", "reason", "report_json", "status")
 class Writer:
     """Fenced, single-commit writes of a saga's state, audit entries and records."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, now_sql: str | None) -> None:
         self.engine = engine
         self.sqlite = engine.dialect.name == "sqlite"
         p = "?" if self.sqlite else "%s"
         self._dbapi_error: type[BaseException] = engine.dialect.loaded_dbapi.Error
+        # Leases are judged on the store's clock (database time), so the expiry a
+        # commit extends to is computed by the database too, never by the caller.
+        lease = f"{now_sql} + {p}" if now_sql is not None else p
+        self.db_time = now_sql is not None
         self.saga_update = (
-            f"UPDATE reversa_sagas SET {', '.join(f'{c} = {p}' for c in _SAGA_SET)} "
+            f"UPDATE reversa_sagas SET {', '.join(f'{c} = {p}' for c in _SAGA_SET)}, "
+            f"lease_expires_at = {lease} "
             f"WHERE id = {p} AND lease_token = {p} AND audit_seq = {p}")
         self.step_update = (
             f"UPDATE reversa_steps SET {', '.join(f'{c} = {p}' for c in _STEP_SET)} "
@@ -103,8 +108,12 @@ class Writer:
         now: float,
         escalation: dict[str, Any] | None,
         rollback: dict[str, Any] | None,
+        lease: float | None,
     ) -> Written:
         """Append queued audit entries and write dirty state, fenced by lease and sequence.
+
+        ``lease`` is the lease length (database time) or the absolute expiry
+        (injected store clock); None releases the lease.
 
         Raises:
             LeaseLost: The lease token (or audit sequence) moved on: another
@@ -127,7 +136,7 @@ class Writer:
             live.status.value, now, live.failed_step, live.error, live.rollback_started_at,
             live.checkpoint, live.resumes, seq, head, _dump(live.pre_state),
             # The end state and the lease release share one commit.
-            None if at_rest else live.lease_owner, None if at_rest else live.lease_expires_at,
+            None if at_rest else live.lease_owner, None if at_rest else lease,
             live.id, live.token, old_seq))
         if cur.rowcount != 1:
             raise LeaseLost(
