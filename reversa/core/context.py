@@ -218,6 +218,10 @@ class SnapshotContext:
     services: Mapping[str, Any]
     clock: Clock
 
+    def service(self, name: str, kind: type[T] | None = None) -> T:
+        """The service registered as ``name`` (see :meth:`StepContext.service`)."""
+        return lookup_service(self.services, name, kind, where=f"snapshot of {self.workflow!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class PredicateContext:
@@ -242,6 +246,10 @@ class PredicateContext:
     services: Mapping[str, Any]
     clock: Clock
     checkpoint_state: Mapping[str, Any] | None = None
+
+    def service(self, name: str, kind: type[T] | None = None) -> T:
+        """The service registered as ``name`` (see :meth:`StepContext.service`)."""
+        return lookup_service(self.services, name, kind, where=f"predicate of {self.workflow!r}")
 
 
 def idempotency_key(saga_id: str, step: str, phase: str, generation: int = 0) -> str:
