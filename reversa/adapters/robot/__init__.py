@@ -8,6 +8,10 @@ to any e-stop or protective stop at once. When the full rollback is infeasible
 the arm is driven to the nearest reachable declared safe state and the saga is
 escalated with a state report, or the declared forward recovery runs.
 
+Every command to the cell carries a :class:`Stamp` (the call's idempotency key
+and the saga's fencing token); the controllers refuse stale epochs and blocked
+keys, and each operation's ``block`` tombstones its forward key at them.
+
 Transports: rosbridge v2 via roslibpy (:class:`RosLink`) and a serial
 gripper/tool controller via pyserial (:class:`SerialTooling`). See docs/robot.md.
 """
@@ -21,10 +25,12 @@ from .layout import CellLayout, Station, pcb_cell
 from .operations import ApplyPaste, Inspect, MoveTo, Pick, Place
 from .ports import (
     ArmPort,
+    BlockOutcome,
     CameraPort,
     ConveyorPort,
     MotionOutcome,
     SafetySensors,
+    Stamp,
     ToolingPort,
     ZoneStatus,
 )
@@ -56,6 +62,8 @@ __all__ = [
     "ConveyorPort",
     "MotionOutcome",
     "ZoneStatus",
+    "Stamp",
+    "BlockOutcome",
     "RosLink",
     "RosNames",
     "RosTooling",

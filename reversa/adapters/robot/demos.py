@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+from reversa.core.context import Fence
 from reversa.core.engine import Engine
 from reversa.core.model import OnInfeasible, Saga
 from reversa.core.states import SagaStatus
@@ -26,6 +27,7 @@ from reversa.simulators.robot import CellWorld, start_gripper, start_rosbridge
 
 from .cell import RobotCell
 from .connect import connect_cell
+from .ports import Stamp
 from .workflows import robot_registry, scenario_b_saga, transfer_saga
 
 __all__ = ["DEMOS"]
@@ -127,14 +129,17 @@ def run_scenario_b(db_url: str, console: Console) -> int:
 
 
 def _naive_mirror(rig: _Rig) -> None:
-    world, link = rig.world, rig.cell.arm
+    # A job of its own (its own saga id and epoch), so the controller admits it.
+    world, link, stamp = rig.world, rig.cell.arm, Stamp("naive-mirror", Fence("naive-mirror", 1))
     for goal in ("board_above", "board"):
         path = interpolate(tuple(world.q), world.layout.pose(goal), 0.02)
-        link.execute(path[1:], motion_duration(path, 1.0)[1:], timeout=10, abort=lambda: False)
-    rig.cell.tooling.grip("naive-mirror-regrip")
+        link.execute(path[1:], motion_duration(path, 1.0)[1:], stamp=stamp, timeout=10,
+                     abort=lambda: False)
+    rig.cell.tooling.grip(stamp)
     for goal in ("board_above", "tray_above"):
         path = interpolate(tuple(world.q), world.layout.pose(goal), 0.02)
-        link.execute(path[1:], motion_duration(path, 1.0)[1:], timeout=10, abort=lambda: False)
+        link.execute(path[1:], motion_duration(path, 1.0)[1:], stamp=stamp, timeout=10,
+                     abort=lambda: False)
 
 
 def run_forward_recovery(db_url: str, console: Console) -> int:

@@ -7,10 +7,12 @@ a forward recovery.
 
 from __future__ import annotations
 
+from functools import partial
+
 from reversa.core.model import OnInfeasible, Reversibility, Saga
 from reversa.core.registry import Registry
 
-from .operations import ApplyPaste, Inspect, MoveTo, Pick, Place
+from .operations import ROBOT, ApplyPaste, Inspect, MoveTo, Pick, Place
 from .recovery import cell_predicate, cell_snapshot, drive_to_safe_state, route_to_rework
 
 __all__ = ["robot_registry", "scenario_b_saga", "transfer_saga"]
@@ -21,15 +23,20 @@ SNAPSHOT = "robot.snapshot"
 PREDICATE = "robot.predicate"
 
 
-def robot_registry() -> Registry:
-    """A registry with the cell's operations, safe-state action, rework, snapshot, predicate."""
+def robot_registry(service: str = ROBOT) -> Registry:
+    """A registry with the cell's operations, safe-state action, rework, snapshot, predicate.
+
+    Args:
+        service: The name the engine's services hold the RobotCell under.
+    """
     registry = Registry()
-    for operation in (MoveTo(), Pick(), Place(), ApplyPaste(), Inspect()):
+    for operation in (MoveTo(service), Pick(service), Place(service), ApplyPaste(service),
+                      Inspect(service)):
         registry.register(operation)
-    registry.action(SAFE_STATE)(drive_to_safe_state)
-    registry.action(REWORK)(route_to_rework)
-    registry.snapshot(SNAPSHOT)(cell_snapshot)
-    registry.predicate(PREDICATE)(cell_predicate)
+    registry.action(SAFE_STATE)(partial(drive_to_safe_state, service=service))
+    registry.action(REWORK)(partial(route_to_rework, service=service))
+    registry.snapshot(SNAPSHOT)(partial(cell_snapshot, service=service))
+    registry.predicate(PREDICATE)(partial(cell_predicate, service=service))
     return registry
 
 
