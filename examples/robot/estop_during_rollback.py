@@ -15,7 +15,8 @@ import sys
 import time
 
 from reversa import EmergencyStop, Engine, Fence, SagaStatus, Store
-from reversa.adapters.robot import Stamp, connect_cell, robot_registry, transfer_saga
+from reversa.adapters.robot import Stamp, connect_cell, robot_registry
+from reversa.demos.robot import transfer_saga
 from reversa.simulators.robot import start_gripper, start_rosbridge
 
 

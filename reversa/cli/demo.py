@@ -22,7 +22,7 @@ Demo = Callable[[str, Console], int]
 ADAPTER_DEMOS = {
     "payments": "reversa.adapters.payments.demos",
     "evm": "reversa.adapters.evm.demos",
-    "robot": "reversa.adapters.robot.demos",
+    "robot": "reversa.demos.robot.scenarios",
 }
 DEFAULT = "onboarding"
 

@@ -12,7 +12,7 @@ import reversa.adapters.robot as robot
 import reversa.safety as safety
 import reversa.simulators.robot as simulators
 from reversa import Engine, Saga, SagaStatus
-from reversa.adapters.robot.demos import DEMOS
+from reversa.demos.robot.scenarios import DEMOS
 from reversa.simulators.robot import CellWorld
 
 
@@ -35,7 +35,7 @@ def test_the_public_api_is_pinned() -> None:
         "PlanningScene", "Box", "Person", "Attached", "BoardStatus", "CollisionChecker",
         "Contact", "PathReport", "MoveTo", "Pick", "Place", "ApplyPaste", "Inspect",
         "drive_to_safe_state", "route_to_rework", "cell_snapshot", "cell_predicate",
-        "state_report", "robot_registry", "scenario_b_saga", "transfer_saga",
+        "state_report", "robot_registry",
     ])
     assert sorted(safety.__all__) == sorted([
         "StopCategory", "StopEvent", "StopLatch", "StopReset", "JointLimits", "Joints",

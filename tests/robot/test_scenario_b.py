@@ -20,8 +20,8 @@ from reversa.adapters.robot import (
     SerialTooling,
     Stamp,
     robot_registry,
-    scenario_b_saga,
 )
+from reversa.demos.robot import scenario_b_saga
 from reversa.safety import interpolate, motion_duration
 from reversa.simulators.robot import CellWorld
 

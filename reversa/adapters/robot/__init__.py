@@ -41,10 +41,10 @@ from .recovery import (
     route_to_rework,
     state_report,
 )
+from .registry import robot_registry
 from .ros import RosLink, RosNames, RosTooling
 from .scene import Attached, BoardStatus, Box, Person, PlanningScene
 from .serial_tooling import SerialTooling
-from .workflows import robot_registry, scenario_b_saga, transfer_saga
 
 __all__ = [
     # the cell
@@ -88,8 +88,6 @@ __all__ = [
     "cell_snapshot",
     "cell_predicate",
     "state_report",
-    # ready-made workflows
+    # the registry sagas name
     "robot_registry",
-    "scenario_b_saga",
-    "transfer_saga",
 ]

@@ -1,44 +1,23 @@
-"""Ready-made registry and sagas for the PCB cell (AG-384 scenario B and a transfer job).
+"""The PCB cell's story sagas: AG-384 scenario B and a fully reversible transfer job.
 
-Build your own the same way: register the operations, then declare each step
-with its reversibility, its reverse target and, for irreversible process steps,
-a forward recovery.
+Build your own the same way: register the operations (``robot_registry``), then
+declare each step with its reversibility, its reverse target and, for
+irreversible process steps, a forward recovery.
 """
 
 from __future__ import annotations
 
-from functools import partial
-
+from reversa.adapters.robot.registry import (
+    PREDICATE,
+    REWORK,
+    SAFE_STATE,
+    SNAPSHOT,
+    robot_registry,
+)
 from reversa.core.model import OnInfeasible, Reversibility, Saga
 from reversa.core.registry import Registry
 
-from .operations import ROBOT, ApplyPaste, Inspect, MoveTo, Pick, Place
-from .recovery import cell_predicate, cell_snapshot, drive_to_safe_state, route_to_rework
-
-__all__ = ["robot_registry", "scenario_b_saga", "transfer_saga"]
-
-SAFE_STATE = "robot.safe_state"
-REWORK = "robot.rework"
-SNAPSHOT = "robot.snapshot"
-PREDICATE = "robot.predicate"
-
-
-def robot_registry(service: str = ROBOT) -> Registry:
-    """A registry with the cell's operations, safe-state action, rework, snapshot, predicate.
-
-    Args:
-        service: The name the engine's services hold the RobotCell under.
-    """
-    registry = Registry()
-    for operation in (MoveTo(service), Pick(service), Place(service), ApplyPaste(service),
-                      Inspect(service)):
-        registry.register(operation)
-    registry.action(SAFE_STATE)(partial(drive_to_safe_state, service=service))
-    registry.action(REWORK)(partial(route_to_rework, service=service))
-    registry.snapshot(SNAPSHOT)(partial(cell_snapshot, service=service))
-    registry.predicate(PREDICATE)(partial(cell_predicate, service=service))
-    return registry
-
+__all__ = ["scenario_b_saga", "transfer_saga"]
 
 def scenario_b_saga(
     registry: Registry | None = None,

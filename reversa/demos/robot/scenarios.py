@@ -2,8 +2,9 @@
 
 Each scenario starts the rosbridge simulator and the serial gripper controller
 in background threads (motions run 20x faster than real time), connects a
-:class:`~.cell.RobotCell` through roslibpy and pyserial exactly as it would
-connect to a real cell, runs a saga on the given store and tells the story.
+:class:`~reversa.adapters.robot.RobotCell` through roslibpy and pyserial exactly
+as it would connect to a real cell, runs a saga on the given store and tells
+the story.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 from rich.console import Console
 
+from reversa.adapters.robot import RobotCell, Stamp, connect_cell, robot_registry
 from reversa.core.context import Fence
 from reversa.core.engine import Engine
 from reversa.core.model import OnInfeasible, Saga
@@ -25,10 +27,7 @@ from reversa.demos.narrate import tell
 from reversa.safety import interpolate, motion_duration
 from reversa.simulators.robot import CellWorld, start_gripper, start_rosbridge
 
-from .cell import RobotCell
-from .connect import connect_cell
-from .ports import Stamp
-from .workflows import robot_registry, scenario_b_saga, transfer_saga
+from .workflows import scenario_b_saga, transfer_saga
 
 __all__ = ["DEMOS"]
 
