@@ -21,7 +21,7 @@ from .progress import interactive, phases
 ADAPTER_DEMOS = {
     "payments-sim": "reversa.adapters.payments.demos",
     "evm-sim": "reversa.adapters.evm.demos",
-    "robot-sim": "reversa.adapters.robot.demos",
+    "robot-sim": "reversa.demos.robot.scenarios",
 }
 DEFAULT = "onboarding"
 

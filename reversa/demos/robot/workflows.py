@@ -1,39 +1,26 @@
-"""Ready-made registry and sagas for the PCB cell (AG-384 scenario B and a transfer job).
+"""The PCB cell's story sagas: AG-384 scenario B and a fully reversible transfer job.
 
-Build your own the same way: register the operations, then declare each step
-with its reversibility, its reverse target and, for irreversible process steps,
-a forward recovery.
+Build your own the same way: register the operations (``robot_registry``), then
+declare each step with its reversibility, its reverse target and, for
+irreversible process steps, a forward recovery.
 """
 
 from __future__ import annotations
 
+from reversa.adapters.robot.registry import (
+    PREDICATE,
+    REWORK,
+    SAFE_STATE,
+    SNAPSHOT,
+    robot_registry,
+)
 from reversa.core.model import OnInfeasible, Reversibility, Saga
 from reversa.core.registry import Registry
 
-from .operations import ApplyPaste, Inspect, MoveTo, Pick, Place
-from .recovery import cell_predicate, cell_snapshot, drive_to_safe_state, route_to_rework
-
 __all__ = ["APP", "robot_registry", "scenario_b_saga", "transfer_saga"]
 
-APP = "reversa.adapters.robot.workflows:robot_registry"
+APP = "reversa.adapters.robot.registry:robot_registry"
 """Import path of :func:`robot_registry`, to record as a saga's ``app``."""
-
-SAFE_STATE = "robot.safe_state"
-REWORK = "robot.rework"
-SNAPSHOT = "robot.snapshot"
-PREDICATE = "robot.predicate"
-
-
-def robot_registry() -> Registry:
-    """A registry with the cell's operations, safe-state action, rework, snapshot, predicate."""
-    registry = Registry()
-    for operation in (MoveTo(), Pick(), Place(), ApplyPaste(), Inspect()):
-        registry.register(operation)
-    registry.action(SAFE_STATE)(drive_to_safe_state)
-    registry.action(REWORK)(route_to_rework)
-    registry.snapshot(SNAPSHOT)(cell_snapshot)
-    registry.predicate(PREDICATE)(cell_predicate)
-    return registry
 
 
 def scenario_b_saga(

@@ -2,8 +2,9 @@
 
 Each scenario starts the rosbridge simulator and the serial gripper controller
 in background threads (motions run 20x faster than real time), connects a
-:class:`~.cell.RobotCell` through roslibpy and pyserial exactly as it would
-connect to a real cell, runs a saga on the given store and tells the story.
+:class:`~reversa.adapters.robot.RobotCell` through roslibpy and pyserial exactly
+as it would connect to a real cell, runs a saga on the given store and tells
+the story.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from typing import Any
 
 from rich.console import Console
 
+from reversa.adapters.robot import RobotCell, Stamp, connect_cell, robot_registry
+from reversa.core.context import Fence
 from reversa.core.engine import Engine
 from reversa.core.model import OnInfeasible, Saga
 from reversa.core.states import SagaStatus
@@ -26,13 +29,11 @@ from reversa.demos.outcome import Demo, DemoRun
 from reversa.safety import interpolate, motion_duration
 from reversa.simulators.robot import CellWorld, start_gripper, start_rosbridge
 
-from .cell import RobotCell
-from .connect import connect_cell
-from .workflows import APP, robot_registry, scenario_b_saga, transfer_saga
+from .workflows import APP, scenario_b_saga, transfer_saga
 
 __all__ = ["DEMOS", "SERVICES", "services"]
 
-SERVICES = "reversa.adapters.robot.demos:services"
+SERVICES = "reversa.demos.robot.scenarios:services"
 """Import path of :func:`services`, recorded with every demo saga next to its ``app``."""
 
 CAMERA_FAULT = {"kind": "camera_error", "message": "inspection camera returned error E42"}
@@ -149,14 +150,17 @@ def run_scenario_b(db_url: str, console: Console) -> DemoRun:
 
 
 def _naive_mirror(rig: _Rig) -> None:
-    world, link = rig.world, rig.cell.arm
+    # A job of its own (its own saga id and epoch), so the controller admits it.
+    world, link, stamp = rig.world, rig.cell.arm, Stamp("naive-mirror", Fence("naive-mirror", 1))
     for goal in ("board_above", "board"):
         path = interpolate(tuple(world.q), world.layout.pose(goal), 0.02)
-        link.execute(path[1:], motion_duration(path, 1.0)[1:], timeout=10, abort=lambda: False)
-    rig.cell.tooling.grip("naive-mirror-regrip")
+        link.execute(path[1:], motion_duration(path, 1.0)[1:], stamp=stamp, timeout=10,
+                     abort=lambda: False)
+    rig.cell.tooling.grip(stamp)
     for goal in ("board_above", "tray_above"):
         path = interpolate(tuple(world.q), world.layout.pose(goal), 0.02)
-        link.execute(path[1:], motion_duration(path, 1.0)[1:], timeout=10, abort=lambda: False)
+        link.execute(path[1:], motion_duration(path, 1.0)[1:], stamp=stamp, timeout=10,
+                     abort=lambda: False)
 
 
 def run_forward_recovery(db_url: str, console: Console) -> DemoRun:
