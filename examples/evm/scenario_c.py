@@ -21,7 +21,6 @@ from reversa.adapters.evm import (
     EvmWallet,
     LocalSigner,
     PrivateEndpoint,
-    SqliteTxJournal,
     SubmissionPolicy,
     register_evm,
 )
@@ -57,7 +56,8 @@ def main() -> int:
             submission=SubmissionPolicy(),
             poll_interval_s=0.01, confirm_timeout_s=5, on_poll=chain.tick,
         )
-        wallet = EvmWallet(network, signer, journal=SqliteTxJournal(f"{workdir}/txs.db"))
+        # No journal to configure: transactions are journaled in the saga store.
+        wallet = EvmWallet(network, signer)
         registry = Registry()
         handlers = register_evm(registry)
         addresses = {name: world.address(name)

@@ -11,10 +11,8 @@ from reversa.adapters.evm import (
     EvmNetwork,
     EvmWallet,
     LocalSigner,
-    MemoryTxJournal,
     PrivateEndpoint,
     SubmissionPolicy,
-    TxJournal,
     register_evm,
 )
 from reversa.adapters.evm.scenarios import scenario_c
@@ -109,7 +107,6 @@ def inprocess_rig(
     amount_a: int = 10_000 * UNIT,
     confirmations: int = 2,
     private: bool = True,
-    journal: TxJournal | None = None,
     confirm_timeout_s: float = 5.0,
     chain: InProcessChain | None = None,
     world: DefiWorld | None = None,
@@ -128,7 +125,6 @@ def inprocess_rig(
         amount_a: Token A minted to the agent.
         confirmations: The network's confirmation policy.
         private: Start a private relay and configure it as the private endpoint.
-        journal: Transaction journal (default in memory).
         confirm_timeout_s: How long a transaction may take before its step is in doubt.
         chain: Reuse a chain (its world must be passed too).
         world: Reuse deployed contracts.
@@ -151,7 +147,7 @@ def inprocess_rig(
         submission=submission or SubmissionPolicy(),
         poll_interval_s=poll_interval_s, confirm_timeout_s=confirm_timeout_s, on_poll=chain.tick,
     )
-    wallet = EvmWallet(network, signer, journal=journal or MemoryTxJournal())
+    wallet = EvmWallet(network, signer)  # transactions are journaled in the saga store
     registry = Registry()
     handlers = register_evm(registry)
     return EvmRig(chain, world, signer, wallet, relay, registry, handlers, amount_a)
