@@ -24,7 +24,7 @@ from reversa.adapters.evm import (
     SubmissionPolicy,
     register_evm,
 )
-from reversa.adapters.evm.scenarios import scenario_c
+from reversa.demos.evm.scenarios import scenario_c
 from reversa.simulators.evm import (
     UNIT,
     InProcessChain,

@@ -21,7 +21,7 @@ Demo = Callable[[str, Console], int]
 
 ADAPTER_DEMOS = {
     "payments": "reversa.adapters.payments.demos",
-    "evm": "reversa.adapters.evm.demos",
+    "evm": "reversa.demos.evm.demos",
     "robot": "reversa.adapters.robot.demos",
 }
 DEFAULT = "onboarding"

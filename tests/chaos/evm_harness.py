@@ -38,7 +38,7 @@ from reversa.adapters.evm import (
     PrivateEndpoint,
     register_evm,
 )
-from reversa.adapters.evm.scenarios import scenario_c
+from reversa.demos.evm.scenarios import scenario_c
 from reversa.simulators.evm.relay import post_json
 
 LEASE_S = 1.0

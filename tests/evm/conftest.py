@@ -17,9 +17,9 @@ import pytest
 
 from reversa import Engine, FakeClock, Registry, Saga, Step, StepContext, Store
 from reversa.adapters.evm import TxScope
+from reversa.demos.evm.rig import EvmRig, inprocess_rig
 from reversa.simulators.evm import UNIT, InProcessChain, deploy_defi_world
 from reversa.simulators.evm.anvil import ANVIL_INSTALL_HINT, find_anvil
-from reversa.simulators.evm.rig import EvmRig, inprocess_rig
 
 
 @dataclass

@@ -30,6 +30,7 @@ from reversa.adapters.evm import (
     saga_transactions,
 )
 from reversa.core.errors import OutcomeUnknown
+from reversa.demos.evm.rig import EvmRig
 from reversa.simulators.evm import (
     UNIT,
     AnvilInclusion,
@@ -39,7 +40,6 @@ from reversa.simulators.evm import (
     PrivateRelay,
     deploy_defi_world,
 )
-from reversa.simulators.evm.rig import EvmRig
 from tests.evm.conftest import hold_saga
 
 pytestmark = pytest.mark.anvil

@@ -16,8 +16,8 @@ import pytest
 from reversa import Fence, Fenced, LeaseLost, Probe, SagaStatus, StepContext, Store
 from reversa.adapters.evm import ApproveOp, SwapOp, TxScope, TxState
 from reversa.core.errors import OutcomeUnknown, PermanentError, TransientError
+from reversa.demos.evm.rig import EvmRig
 from reversa.simulators.evm import UNIT
-from reversa.simulators.evm.rig import EvmRig
 
 
 def nonce(rig: EvmRig, block: str = "pending") -> int:

@@ -10,8 +10,8 @@ import pytest
 
 from reversa import SagaStatus, Store
 from reversa.adapters.evm import Confirmations, TxState, saga_transactions
+from reversa.demos.evm.rig import EvmRig
 from reversa.simulators.evm import UNIT
-from reversa.simulators.evm.rig import EvmRig
 
 
 def whale_moves_pool1_after_our_swap(rig: EvmRig, amount: int) -> None:

@@ -22,7 +22,7 @@ from reversa.adapters.evm import (
     TxState,
 )
 from reversa.core.errors import OutcomeUnknown, PermanentError, TransientError
-from reversa.simulators.evm.rig import EvmRig
+from reversa.demos.evm.rig import EvmRig
 from tests.evm.conftest import hold_saga
 
 

@@ -15,13 +15,18 @@ from reversa.adapters.evm import (
     SubmissionPolicy,
     register_evm,
 )
-from reversa.adapters.evm.scenarios import scenario_c
 from reversa.core.model import Saga
 from reversa.core.registry import Registry
+from reversa.simulators.evm import (
+    UNIT,
+    DefiWorld,
+    InProcessChain,
+    InProcessInclusion,
+    PrivateRelay,
+    deploy_defi_world,
+)
 
-from .inprocess import InProcessChain
-from .relay import InProcessInclusion, PrivateRelay
-from .world import UNIT, DefiWorld, deploy_defi_world
+from .scenarios import scenario_c
 
 __all__ = ["ADDRESS_NAMES", "EvmRig", "inprocess_rig"]
 
@@ -68,7 +73,7 @@ class EvmRig:
         return {"evm": self.wallet}
 
     def scenario_c(self, **options: Any) -> tuple[Saga, dict[str, Any]]:
-        """AG-384 scenario C on this rig (see :func:`reversa.adapters.evm.scenarios.scenario_c`)."""
+        """AG-384 scenario C on this rig (see :func:`reversa.demos.evm.scenarios.scenario_c`)."""
         options.setdefault("amount_a", self.amount_a)
         return scenario_c(self.registry, self.handlers, self.addresses, **options)
 

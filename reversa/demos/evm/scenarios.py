@@ -5,12 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reversa.adapters.evm import EvmHandlers, SwapOp, watch
 from reversa.core.model import CompensationKind, Reversibility, Saga
 from reversa.core.registry import HandlerKind, Registry
-
-from .registration import EvmHandlers
-from .state import watch
-from .swap import SwapOp
 
 __all__ = ["scenario_c"]
 

@@ -41,7 +41,7 @@ def _holdings(console: Console, rig: Any, label: str) -> None:
 
 
 def _build(**options: Any) -> Any:
-    from reversa.simulators.evm.rig import inprocess_rig
+    from .rig import inprocess_rig
 
     options.setdefault("poll_interval_s", 0.01)
     return inprocess_rig(**options)
