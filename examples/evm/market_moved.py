@@ -14,8 +14,8 @@ import os
 import tempfile
 
 from reversa import Engine, SagaStatus, Store, SystemClock
+from reversa.demos.evm.rig import inprocess_rig
 from reversa.simulators.evm import UNIT
-from reversa.simulators.evm.rig import inprocess_rig
 
 
 def main() -> int:

@@ -13,7 +13,7 @@ import tempfile
 
 from rich.console import Console
 
-from reversa.adapters.evm.demos import DEMOS
+from reversa.demos.evm.demos import DEMOS
 
 
 def main() -> int:

@@ -21,11 +21,10 @@ from reversa.adapters.evm import (
     EvmWallet,
     LocalSigner,
     PrivateEndpoint,
-    SqliteTxJournal,
     SubmissionPolicy,
     register_evm,
 )
-from reversa.adapters.evm.scenarios import scenario_c
+from reversa.demos.evm.scenarios import scenario_c
 from reversa.simulators.evm import (
     UNIT,
     InProcessChain,
@@ -64,7 +63,8 @@ def run(workdir: str) -> int:
             submission=SubmissionPolicy(),
             poll_interval_s=0.01, confirm_timeout_s=5, on_poll=chain.tick,
         )
-        wallet = EvmWallet(network, signer, journal=SqliteTxJournal(f"{workdir}/txs.db"))
+        # No journal to configure: transactions are journaled in the saga store.
+        wallet = EvmWallet(network, signer)
         registry = Registry()
         handlers = register_evm(registry)
         addresses = {name: world.address(name)

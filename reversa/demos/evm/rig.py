@@ -11,19 +11,22 @@ from reversa.adapters.evm import (
     EvmNetwork,
     EvmWallet,
     LocalSigner,
-    MemoryTxJournal,
     PrivateEndpoint,
     SubmissionPolicy,
-    TxJournal,
     register_evm,
 )
-from reversa.adapters.evm.scenarios import scenario_c
 from reversa.core.model import Saga
 from reversa.core.registry import Registry
+from reversa.simulators.evm import (
+    UNIT,
+    DefiWorld,
+    InProcessChain,
+    InProcessInclusion,
+    PrivateRelay,
+    deploy_defi_world,
+)
 
-from .inprocess import InProcessChain
-from .relay import InProcessInclusion, PrivateRelay
-from .world import UNIT, DefiWorld, deploy_defi_world
+from .scenarios import scenario_c
 
 __all__ = ["ADDRESS_NAMES", "EvmRig", "inprocess_rig"]
 
@@ -70,7 +73,7 @@ class EvmRig:
         return {"evm": self.wallet}
 
     def scenario_c(self, **options: Any) -> tuple[Saga, dict[str, Any]]:
-        """AG-384 scenario C on this rig (see :func:`reversa.adapters.evm.scenarios.scenario_c`)."""
+        """AG-384 scenario C on this rig (see :func:`reversa.demos.evm.scenarios.scenario_c`)."""
         options.setdefault("amount_a", self.amount_a)
         return scenario_c(self.registry, self.handlers, self.addresses, **options)
 
@@ -109,7 +112,6 @@ def inprocess_rig(
     amount_a: int = 10_000 * UNIT,
     confirmations: int = 2,
     private: bool = True,
-    journal: TxJournal | None = None,
     confirm_timeout_s: float = 5.0,
     chain: InProcessChain | None = None,
     world: DefiWorld | None = None,
@@ -128,7 +130,6 @@ def inprocess_rig(
         amount_a: Token A minted to the agent.
         confirmations: The network's confirmation policy.
         private: Start a private relay and configure it as the private endpoint.
-        journal: Transaction journal (default in memory).
         confirm_timeout_s: How long a transaction may take before its step is in doubt.
         chain: Reuse a chain (its world must be passed too).
         world: Reuse deployed contracts.
@@ -151,7 +152,7 @@ def inprocess_rig(
         submission=submission or SubmissionPolicy(),
         poll_interval_s=poll_interval_s, confirm_timeout_s=confirm_timeout_s, on_poll=chain.tick,
     )
-    wallet = EvmWallet(network, signer, journal=journal or MemoryTxJournal())
+    wallet = EvmWallet(network, signer)  # transactions are journaled in the saga store
     registry = Registry()
     handlers = register_evm(registry)
     return EvmRig(chain, world, signer, wallet, relay, registry, handlers, amount_a)

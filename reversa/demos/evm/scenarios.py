@@ -5,16 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from reversa.adapters.evm import EvmHandlers, SwapOp, register_evm, watch
 from reversa.core.model import CompensationKind, Reversibility, Saga
 from reversa.core.registry import HandlerKind, Registry
 
-from .registration import EvmHandlers, register_evm
-from .state import watch
-from .swap import SwapOp
-
 __all__ = ["APP", "evm_registry", "scenario_c"]
 
-APP = "reversa.adapters.evm.scenarios:evm_registry"
+APP = "reversa.demos.evm.scenarios:evm_registry"
 """Import path of :func:`evm_registry`, to record as a scenario saga's ``app``."""
 
 
@@ -89,15 +86,15 @@ def scenario_c(
                               "zero_first": True}),
         registry.step("swap_ab", handlers.swap, reversibility=Reversibility.PARTIAL,
                       params={**swap_common, "pool": a["pool1"], "token_in": a["TKA"],
-                              "token_out": a["TKB"], "amount_in": amount_a,
+                              "token_out": a["TKB"], "amount_in": "$input.amount_a",
                               "cost_unit": "TKA"}),
         registry.step("swap_bc", hop2, reversibility=Reversibility.PARTIAL,
                       params={**swap_common, "pool": a["pool2"], "token_in": a["TKB"],
                               "token_out": a["TKC"], "approve": "exact", "cost_unit": "TKB",
-                              "amount_in": {"result": "swap_ab", "field": "amount_out"}}),
+                              "amount_in": "$results.swap_ab.amount_out"}),
         registry.step("deposit_c", handlers.vault_deposit,
                       params={"vault": a["vault"], "token": a["TKC"],
-                              "amount": {"result": "swap_bc", "field": "amount_out"}}),
+                              "amount": "$results.swap_bc.amount_out"}),
     ]
     bound = amount_a * max_loss_bps / 10_000 / 10**18
     saga = Saga.chain(
@@ -110,4 +107,4 @@ def scenario_c(
     tolerance = {"TKA": 2 * amount_a * max_loss_bps // 10_000, "ETH": eth_tolerance_wei}
     spec = watch({k: a[k] for k in ("TKA", "TKB", "TKC")}, [router, a["vault"]],
                  vaults=[a["vault"]], tolerance=tolerance)
-    return saga, {"evm": spec}
+    return saga, {"evm": spec, "amount_a": amount_a}

@@ -7,7 +7,6 @@ the story from the durable record.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from rich.console import Console
@@ -24,7 +23,7 @@ from .scenarios import APP
 
 __all__ = ["DEMOS", "SERVICES", "services"]
 
-SERVICES = "reversa.adapters.evm.demos:services"
+SERVICES = "reversa.demos.evm.demos:services"
 """Import path of :func:`services`, recorded with every demo saga next to its ``app``."""
 
 
@@ -42,6 +41,7 @@ def services() -> dict[str, Any]:
 def _scenario(rig: Any) -> tuple[Saga, dict[str, Any]]:
     saga, data = rig.scenario_c(app=APP, services=SERVICES)
     return saga, data
+
 
 
 def _engine(rig: Any, db_url: str) -> Engine:
@@ -62,7 +62,7 @@ def _holdings(console: Console, rig: Any, label: str) -> None:
 
 
 def _build(**options: Any) -> Any:
-    from reversa.simulators.evm.rig import inprocess_rig
+    from .rig import inprocess_rig
 
     options.setdefault("poll_interval_s", 0.01)
     return inprocess_rig(**options)
@@ -124,7 +124,9 @@ def market_moved(db_url: str, console: Console) -> DemoRun:
 
 
 def pending_replacement(db_url: str, console: Console) -> DemoRun:
-    """A stuck pending approval is cancelled by a same-nonce replacement, not reversed."""
+    """A stuck pending approval is blocked by a same-nonce replacement, not reversed."""
+    from reversa.adapters.evm import TxState, saga_transactions
+
     rig = _build(confirm_timeout_s=0.3)
     try:
         rig.chain.pause()
@@ -134,46 +136,59 @@ def pending_replacement(db_url: str, console: Console) -> DemoRun:
         engine = _engine(rig, db_url)
         saga, data = _scenario(rig)
         result = engine.run(saga, data)
-        comp = (result.rollback or {}).get("compensations", [{}])[0].get("result", {})
-        for cancel in comp.get("cancelled", []):
-            console.print(f"cancelled {cancel['replaced']} with same-nonce replacement "
-                          f"{cancel['tx']} (nonce {cancel['nonce']}, via {cancel['route']})")
+        # The block found the approval pending in the saga store's journal and
+        # replaced it at the same nonce; the journal holds both transactions.
+        txs = saga_transactions(engine.store, result.saga_id)
+        cancels = [tx for tx in txs if tx.kind == "cancel"]
+        for cancel in cancels:
+            replaced = next(tx for tx in txs if tx.hash == cancel.replaces)
+            console.print(f"blocked {cancel.replaces} ({replaced.kind}) with same-nonce "
+                          f"replacement {cancel.hash} (nonce {cancel.nonce}, via "
+                          f"{cancel.route}): original "
+                          f"{rig.wallet.status(replaced).state.value}")
+        stood = any(rig.wallet.status(tx).state is TxState.CONFIRMED for tx in txs
+                    if tx.kind == "approve")
         _holdings(console, rig, "after")
         ok = tell(engine, result, console)
         engine.close()
-        return DemoRun.of(ok and result.status is SagaStatus.COMPENSATED, result.saga_id)
+        return DemoRun.of(ok and bool(cancels) and not stood
+                          and result.status is SagaStatus.COMPENSATED, result.saga_id)
     finally:
         rig.close()
 
 
 def reorg(db_url: str, console: Console) -> DemoRun:
     """A reorg drops the swap's mined transaction: back in doubt, re-evaluated, resent."""
-    from reversa.adapters.evm import TxState
     from reversa.simulators.evm import UNIT
 
     rig = _build(pool2_liquidity=1_000_000 * UNIT, confirmations=3)
     try:
         dropped: list[str] = []
-        # Known before the run: the reorg hook looks the swap up by its journal key.
-        # Random, so runs sharing a database never collide.
-        saga_id = uuid.uuid4().hex
+        router = rig.world.address("router").lower()
+        mined_at: list[int] = []
 
         def reorg_swap(chain: Any, number: int) -> None:
-            record = rig.wallet.journal.get(f"rv:{saga_id}:swap_ab:action/swap")
-            if dropped or record is None:
+            # Watch the chain, as another block producer would: the agent's first
+            # router transaction is the A->B swap.
+            if dropped:
                 return
-            status = rig.wallet.status(record)
-            if status.state is TxState.MINED and status.confirmations == 2:
+            if not mined_at:
+                block = chain.w3.eth.get_block(number, full_transactions=True)
+                if any(str(tx["from"]).lower() == rig.agent.lower()
+                       and str(tx["to"]).lower() == router for tx in block["transactions"]):
+                    mined_at.append(number)
+                return
+            if number - mined_at[0] + 1 == 2:  # two confirmations of the three required
                 dropped.extend(chain.reorg(2))
-                console.print(f"[yellow]reorg[/]: block {status.block} replaced; "
-                              f"{record.hash} is no longer on chain")
+                console.print(f"[yellow]reorg[/]: block {mined_at[0]} replaced; the swap is "
+                              "no longer on chain")
 
         rig.chain.on_block(reorg_swap)
         console.print("[bold]Reorg[/]: confirmation policy 3 blocks; the swap's block is "
                       "reorged away after 2")
         engine = _engine(rig, db_url)
         saga, data = _scenario(rig)
-        result = engine.run(saga, data, saga_id=saga_id)
+        result = engine.run(saga, data)
         swap = next(t for t in result.results.get("swap_ab", {}).get("txs", [])
                     if t["kind"] == "swap")
         console.print(f"swap tx {swap['tx']}: reorgs {swap['reorgs']}, resent {swap['resent']}, "
