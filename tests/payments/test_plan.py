@@ -83,8 +83,8 @@ def test_public_api_is_pinned() -> None:
         "LedgerAPI", "Account", "AccountRole", "Transfer", "TransferKind", "TransferRequest",
         "PendingState", "Payment", "PaymentRequest", "PaymentStatus", "Recall",
         "RecallStatus", "LedgerError", "LedgerTimeout", "LedgerUnavailable", "LedgerRejected",
-        "IdempotencyConflict", "LedgerNotFound", "InvalidState", "to_minor", "to_major",
-        "format_money",
+        "IdempotencyConflict", "LedgerNotFound", "InvalidState", "LedgerFenced", "FxFenced",
+        "to_minor", "to_major", "format_money",
     ])
     for name in payments.__all__:
         assert getattr(payments, name) is not None

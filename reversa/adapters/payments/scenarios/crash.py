@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from reversa.core.clock import SystemClock
+from reversa.core.context import idempotency_key
 from reversa.core.engine import Engine
 from reversa.core.errors import LeaseLost
+from reversa.core.states import Phase
 from reversa.core.store import Store
 
 from . import APP, cross_border, registry
@@ -114,9 +116,11 @@ def run_crash_story(
     world = build_world(gbp_eur=cross_border.GBP_EUR, sanctioned=(cross_border.SANCTIONED,))
     saga_id = uuid.uuid4().hex
     if stall_on == "fx_corrections":
-        op, match = "create_linked", {"id__prefix": f"rv:{saga_id}:convert:compensation"}
+        op, match = "create_linked", {
+            "id__prefix": idempotency_key(saga_id, "convert", Phase.COMPENSATION.value)}
     elif stall_on == "recredit":
-        op, match = "create_transfer", {"id": f"rv:{saga_id}:debit:compensation"}
+        op, match = "create_transfer", {
+            "id": idempotency_key(saga_id, "debit", Phase.COMPENSATION.value)}
     else:
         raise ValueError(f"stall_on={stall_on!r}: use 'fx_corrections' or 'recredit'")
     world.ledger.faults.stall_limit_s = timeout_s

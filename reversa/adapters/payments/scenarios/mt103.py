@@ -81,7 +81,7 @@ def saga(
                     "beneficiary": "$input.beneficiary", "reference": "$input.reference"},
         ),
         registry.step("update_ledger", PostHold.name, depends_on=("mt103",),
-                      params={"hold_step": "debit"}),
+                      params={"hold": "$results.debit.transfer_id"}),
         registry.step("confirm", SendNotice.name, depends_on=("update_ledger",),
                       compensation_kind=CompensationKind.SEMANTIC,
                       params={"to": "$input.sender",
