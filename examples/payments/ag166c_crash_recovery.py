@@ -14,8 +14,8 @@ from __future__ import annotations
 import sys
 import tempfile
 
-from reversa.adapters.payments.scenarios.crash import run_crash_story
 from reversa.core.context import key_prefix
+from reversa.demos.payments.crash import run_crash_story
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ from .common import DB_HELP, console, emit_json, fail
 Demo = Callable[[str, Console], int]
 
 ADAPTER_DEMOS = {
-    "payments": "reversa.adapters.payments.demos",
+    "payments": "reversa.demos.payments.demos",
     "evm": "reversa.adapters.evm.demos",
     "robot": "reversa.adapters.robot.demos",
 }

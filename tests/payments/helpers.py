@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from reversa import Engine, Phase, Registry, StepContext, Store
-from reversa.adapters.payments.scenarios import PaymentsWorld
 from reversa.core.context import idempotency_key
+from reversa.demos.payments import PaymentsWorld
 
 
 def make_engine(reg: Registry, store: Store, world: PaymentsWorld) -> Engine:

@@ -13,9 +13,9 @@ import pytest
 
 from reversa import Store
 from reversa.adapters.payments import UNDO_CODES
-from reversa.adapters.payments.scenarios.crash import run_crash_story
 from reversa.core.context import key_prefix
 from reversa.core.engine.inspect import audit_entries
+from reversa.demos.payments.crash import run_crash_story
 
 pytestmark = pytest.mark.chaos
 

@@ -15,7 +15,8 @@ import pytest
 
 from reversa import Registry, SagaStatus, Store
 from reversa.adapters.payments import UNDO_CODES, PaymentStatus, PendingState, TransferKind
-from reversa.adapters.payments.scenarios import (
+from reversa.core.context import key_prefix
+from reversa.demos.payments import (
     PaymentsWorld,
     build_world,
     cross_border,
@@ -23,7 +24,6 @@ from reversa.adapters.payments.scenarios import (
     procurement,
     registry,
 )
-from reversa.core.context import key_prefix
 from reversa.testing import FailurePoint, expected_status, failure_points, run_failure_point
 
 from .helpers import make_engine, restored

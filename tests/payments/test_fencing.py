@@ -23,7 +23,7 @@ from reversa.adapters.payments import (
     SendNotice,
     TransferRequest,
 )
-from reversa.adapters.payments.scenarios import PaymentsWorld
+from reversa.demos.payments import PaymentsWorld
 from reversa.simulators.fx_exchange import SimFxExchange
 from reversa.simulators.ledger import FaultKind
 

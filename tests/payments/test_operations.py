@@ -25,8 +25,8 @@ from reversa.adapters.payments import (
     TransferRequest,
 )
 from reversa.adapters.payments._boundary import translate_ledger
-from reversa.adapters.payments.scenarios import PaymentsWorld
 from reversa.core.context import idempotency_key
+from reversa.demos.payments import PaymentsWorld
 from reversa.simulators.ledger import FaultKind, RecallAnswer
 
 from .helpers import ctx

@@ -8,8 +8,8 @@ import reversa.adapters.payments as payments
 from reversa import CompensationKind, Escalation, PlanError, Registry, Reversibility, Saga
 from reversa import validate as validate_plan
 from reversa.adapters.payments import DEFAULT_RAILS, Rail, payment_step
-from reversa.adapters.payments.demos import DEMOS
-from reversa.adapters.payments.scenarios import cross_border, mt103, procurement
+from reversa.demos.payments import cross_border, mt103, procurement
+from reversa.demos.payments.demos import DEMOS
 
 PARAMS = {"debit_account": "ops:GBP", "amount": "10.00", "currency": "GBP",
           "beneficiary": "X"}

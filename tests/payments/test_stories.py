@@ -8,14 +8,14 @@ import pytest
 
 from reversa import Registry, SagaStatus, Store
 from reversa.adapters.payments import PaymentStatus, Rail
-from reversa.adapters.payments.scenarios import (
+from reversa.core.context import idempotency_key, key_prefix
+from reversa.demos.payments import (
     PaymentsWorld,
     build_world,
     cross_border,
     mt103,
     procurement,
 )
-from reversa.core.context import idempotency_key, key_prefix
 from reversa.simulators.fx_exchange import SimFxExchange
 from reversa.simulators.ledger import FaultKind
 from reversa.simulators.ledger.http import HttpLedgerClient, start_server

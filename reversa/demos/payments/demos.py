@@ -14,6 +14,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from reversa.adapters.payments.money import format_money
 from reversa.core.context import key_prefix
 from reversa.core.engine import Engine
 from reversa.core.states import SagaStatus
@@ -22,9 +23,8 @@ from reversa.core.views import SagaResult
 from reversa.demos.narrate import tell
 from reversa.simulators.ledger import FaultKind
 
-from .money import format_money
-from .scenarios import APP, PaymentsWorld, build_world, mt103, procurement, registry
-from .scenarios.crash import run_crash_story
+from . import APP, PaymentsWorld, build_world, mt103, procurement, registry
+from .crash import run_crash_story
 
 __all__ = ["DEMOS"]
 

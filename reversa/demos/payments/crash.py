@@ -6,8 +6,8 @@ compensation call, starts the agent, waits until the stalled call arrives,
 kills the agent with SIGKILL, and starts a recovery process that calls
 ``Engine.recover(saga_id)``. Both children reach the bank only over HTTP::
 
-    python -m reversa.adapters.payments.scenarios.crash agent   --db URL --sim URL --saga-id ID
-    python -m reversa.adapters.payments.scenarios.crash recover --db URL --sim URL --saga-id ID
+    python -m reversa.demos.payments.crash agent   --db URL --sim URL --saga-id ID
+    python -m reversa.demos.payments.crash recover --db URL --sim URL --saga-id ID
 
 :func:`run_crash_story` is that parent, used by the chaos test and the example.
 """
@@ -38,7 +38,7 @@ from .world import PaymentsWorld, build_world
 
 __all__ = ["CrashOutcome", "main", "run_crash_story"]
 
-MODULE = "reversa.adapters.payments.scenarios.crash"
+MODULE = "reversa.demos.payments.crash"
 
 
 def _services(sim_url: str) -> dict[str, Any]:

@@ -16,6 +16,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from reversa.adapters.payments.consistency import LedgerConsistency, LedgerSnapshot
+from reversa.adapters.payments.ledger_api import LedgerAPI
+from reversa.adapters.payments.payment_ops import payment_step
+from reversa.adapters.payments.procurement import (
+    ConfirmShipment,
+    CreatePurchaseOrder,
+    NotifyLogistics,
+    ReserveStock,
+)
+from reversa.adapters.payments.rails import Rail
 from reversa.core.context import (
     Check,
     PredicateContext,
@@ -26,12 +36,6 @@ from reversa.core.context import (
 from reversa.core.model import CompensationKind, Escalation, Retry, Saga
 from reversa.core.registry import Registry
 from reversa.simulators.counterparties import Counterparties
-
-from ..consistency import LedgerConsistency, LedgerSnapshot
-from ..ledger_api import LedgerAPI
-from ..payment_ops import payment_step
-from ..procurement import ConfirmShipment, CreatePurchaseOrder, NotifyLogistics, ReserveStock
-from ..rails import Rail
 
 __all__ = ["INPUT", "WORKFLOW", "register", "saga"]
 

@@ -5,14 +5,14 @@
 - :mod:`.mt103`: AG-384 scenario A (MT103 timeout, FX reversal cost, ledger corrections).
 
 ``registry()`` holds every payments operation plus these stories' snapshots and
-predicates; workers load it with ``--app reversa.adapters.payments.scenarios:registry``.
+predicates; workers load it with ``--app reversa.demos.payments:registry``.
 """
 
 from __future__ import annotations
 
+from reversa.adapters.payments.registry import payments_registry
 from reversa.core.registry import Registry
 
-from ..registry import payments_registry
 from . import cross_border, mt103, procurement
 from .world import ACCOUNTS, PaymentsWorld, build_world
 
@@ -27,7 +27,7 @@ __all__ = [
     "registry",
 ]
 
-APP = "reversa.adapters.payments.scenarios:registry"
+APP = "reversa.demos.payments:registry"
 """Import path of :func:`registry`, recorded in the stories' plans."""
 
 
