@@ -19,7 +19,7 @@ from .progress import interactive, phases
 
 # Keyed by the extra that installs what the demo runs on (its domain's simulators).
 ADAPTER_DEMOS = {
-    "payments-sim": "reversa.adapters.payments.demos",
+    "payments-sim": "reversa.demos.payments.demos",
     "evm-sim": "reversa.demos.evm.demos",
     "robot-sim": "reversa.demos.robot.scenarios",
 }

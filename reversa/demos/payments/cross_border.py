@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from reversa.adapters.payments.consistency import LedgerConsistency, LedgerSnapshot
+from reversa.adapters.payments.fx_ops import FxConvert
+from reversa.adapters.payments.ledger_ops import LedgerTransfer
+from reversa.adapters.payments.payment_ops import payment_step
+from reversa.adapters.payments.rails import Rail
 from reversa.core.model import Escalation, Saga
 from reversa.core.registry import Registry
-
-from ..consistency import LedgerConsistency, LedgerSnapshot
-from ..fx_ops import FxConvert
-from ..ledger_ops import LedgerTransfer
-from ..payment_ops import payment_step
-from ..rails import Rail
 
 __all__ = ["GBP_EUR", "INPUT", "SANCTIONED", "WORKFLOW", "register", "saga"]
 

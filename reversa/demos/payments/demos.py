@@ -14,6 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from reversa.adapters.payments.money import format_money
+from reversa.core.context import key_prefix
 from reversa.core.engine import Engine
 from reversa.core.states import SagaStatus
 from reversa.core.store import Store
@@ -22,9 +24,8 @@ from reversa.demos.narrate import tell
 from reversa.demos.outcome import Demo, DemoRun
 from reversa.simulators.ledger import FaultKind
 
-from .money import format_money
-from .scenarios import APP, SERVICES, PaymentsWorld, build_world, mt103, procurement, registry
-from .scenarios.crash import run_crash_story
+from . import APP, SERVICES, PaymentsWorld, build_world, mt103, procurement, registry
+from .crash import run_crash_story
 
 __all__ = ["DEMOS"]
 
@@ -72,9 +73,10 @@ def _corrections(console: Console, world: PaymentsWorld, saga_id: str) -> None:
     table = Table(title="ledger entries of this saga (never edited, never deleted)")
     for col in ("transfer", "kind", "code", "amount", "corrects / resolves"):
         table.add_column(col)
-    for t in world.ledger.find_transfers(prefix=f"rv:{saga_id}:"):
-        short = t.id.removeprefix(f"rv:{saga_id}:")
-        ref = (t.corrects or t.pending_id or "").removeprefix(f"rv:{saga_id}:")
+    prefix = key_prefix(saga_id)
+    for t in world.ledger.find_transfers(prefix=prefix):
+        short = t.id.removeprefix(prefix)
+        ref = (t.corrects or t.pending_id or "").removeprefix(prefix)
         kind = t.kind if t.state is None else f"{t.kind} ({t.state})"
         table.add_row(short, kind, t.code, format_money(t.amount, t.currency), ref)
     console.print(table)

@@ -6,8 +6,8 @@ compensation call, starts the agent, waits until the stalled call arrives,
 kills the agent with SIGKILL, and starts a recovery process that calls
 ``Engine.recover(saga_id)``. Both children reach the bank only over HTTP::
 
-    python -m reversa.adapters.payments.scenarios.crash agent   --db URL --sim URL --saga-id ID
-    python -m reversa.adapters.payments.scenarios.crash recover --db URL --sim URL --saga-id ID
+    python -m reversa.demos.payments.crash agent   --db URL --sim URL --saga-id ID
+    python -m reversa.demos.payments.crash recover --db URL --sim URL --saga-id ID
 
 :func:`run_crash_story` is that parent, used by the chaos test and the example.
 """
@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from reversa.core.clock import SystemClock
+from reversa.core.context import idempotency_key
 from reversa.core.engine import Engine
 from reversa.core.errors import LeaseLost
+from reversa.core.states import Phase
 from reversa.core.store import Store
 
 from . import APP, SERVICES, cross_border, registry
@@ -36,7 +38,7 @@ from .world import PaymentsWorld, build_world
 
 __all__ = ["CrashOutcome", "main", "run_crash_story"]
 
-MODULE = "reversa.adapters.payments.scenarios.crash"
+MODULE = "reversa.demos.payments.crash"
 
 
 def _services(sim_url: str) -> dict[str, Any]:
@@ -115,9 +117,11 @@ def run_crash_story(
     world = build_world(gbp_eur=cross_border.GBP_EUR, sanctioned=(cross_border.SANCTIONED,))
     saga_id = uuid.uuid4().hex
     if stall_on == "fx_corrections":
-        op, match = "create_linked", {"id__prefix": f"rv:{saga_id}:convert:compensation"}
+        op, match = "create_linked", {
+            "id__prefix": idempotency_key(saga_id, "convert", Phase.COMPENSATION.value)}
     elif stall_on == "recredit":
-        op, match = "create_transfer", {"id": f"rv:{saga_id}:debit:compensation"}
+        op, match = "create_transfer", {
+            "id": idempotency_key(saga_id, "debit", Phase.COMPENSATION.value)}
     else:
         raise ValueError(f"stall_on={stall_on!r}: use 'fx_corrections' or 'recredit'")
     world.ledger.faults.stall_limit_s = timeout_s

@@ -5,16 +5,16 @@
 - :mod:`.mt103`: AG-384 scenario A (MT103 timeout, FX reversal cost, ledger corrections).
 
 ``registry()`` holds every payments operation plus these stories' snapshots and
-predicates; workers load it with ``--app reversa.adapters.payments.scenarios:registry``.
+predicates; workers load it with ``--app reversa.demos.payments:registry``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from reversa.adapters.payments.registry import payments_registry
 from reversa.core.registry import Registry
 
-from ..registry import payments_registry
 from . import cross_border, mt103, procurement
 from .world import ACCOUNTS, PaymentsWorld, build_world
 
@@ -31,10 +31,10 @@ __all__ = [
     "services",
 ]
 
-APP = "reversa.adapters.payments.scenarios:registry"
+APP = "reversa.demos.payments:registry"
 """Import path of :func:`registry`, recorded in the stories' plans."""
 
-SERVICES = "reversa.adapters.payments.scenarios:services"
+SERVICES = "reversa.demos.payments:services"
 """Import path of :func:`services`, recorded next to :data:`APP`."""
 
 

@@ -20,15 +20,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from reversa.adapters.payments.consistency import LedgerConsistency, LedgerSnapshot
+from reversa.adapters.payments.fx_ops import FxConvert
+from reversa.adapters.payments.ledger_ops import LedgerHold, LedgerTransfer, PostHold
+from reversa.adapters.payments.payment_ops import CancelInFlightPayments, payment_step
+from reversa.adapters.payments.procurement import SendNotice
+from reversa.adapters.payments.rails import Rail
 from reversa.core.model import CompensationKind, Retry, Saga
 from reversa.core.registry import Registry
-
-from ..consistency import LedgerConsistency, LedgerSnapshot
-from ..fx_ops import FxConvert
-from ..ledger_ops import LedgerHold, LedgerTransfer, PostHold
-from ..payment_ops import CancelInFlightPayments, payment_step
-from ..procurement import SendNotice
-from ..rails import Rail
 
 __all__ = ["GBP_EUR", "INPUT", "WORKFLOW", "register", "saga"]
 
@@ -82,7 +81,7 @@ def saga(
                     "beneficiary": "$input.beneficiary", "reference": "$input.reference"},
         ),
         registry.step("update_ledger", PostHold.name, depends_on=("mt103",),
-                      params={"hold_step": "debit"}),
+                      params={"hold": "$results.debit.transfer_id"}),
         registry.step("confirm", SendNotice.name, depends_on=("update_ledger",),
                       compensation_kind=CompensationKind.SEMANTIC,
                       params={"to": "$input.sender",

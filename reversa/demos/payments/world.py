@@ -6,14 +6,13 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from reversa.adapters.payments.ledger_api import AccountRole
+from reversa.adapters.payments.money import to_minor
 from reversa.core.clock import FakeClock
 from reversa.simulators.counterparties import Counterparties
 from reversa.simulators.fx_exchange import SimFxExchange
 from reversa.simulators.fx_venue import FxMarket, FxVenue
 from reversa.simulators.ledger import FaultPlan, MockLedger
-
-from ..ledger_api import AccountRole
-from ..money import to_minor
 
 __all__ = ["ACCOUNTS", "PaymentsWorld", "build_world"]
 

@@ -16,15 +16,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from reversa.core.context import Check, PredicateContext, SnapshotContext
+from reversa.adapters.payments.consistency import LedgerConsistency, LedgerSnapshot
+from reversa.adapters.payments.ledger_api import LedgerAPI
+from reversa.adapters.payments.payment_ops import payment_step
+from reversa.adapters.payments.procurement import (
+    ConfirmShipment,
+    CreatePurchaseOrder,
+    NotifyLogistics,
+    ReserveStock,
+)
+from reversa.adapters.payments.rails import Rail
+from reversa.core.context import (
+    Check,
+    PredicateContext,
+    SnapshotContext,
+    key_prefix,
+    lookup_service,
+)
 from reversa.core.model import CompensationKind, Escalation, Retry, Saga
 from reversa.core.registry import Registry
-
-from .._boundary import service
-from ..consistency import LedgerConsistency, LedgerSnapshot
-from ..payment_ops import payment_step
-from ..procurement import ConfirmShipment, CreatePurchaseOrder, NotifyLogistics, ReserveStock
-from ..rails import Rail
+from reversa.simulators.counterparties import Counterparties
 
 __all__ = ["INPUT", "WORKFLOW", "register", "saga"]
 
@@ -39,7 +50,8 @@ LEDGER = LedgerSnapshot(accounts=("clearing:card:GBP",), input_accounts=("accoun
 
 def snapshot(ctx: SnapshotContext) -> dict[str, Any]:
     """Ledger balances plus stock, open POs and live logistics bookings."""
-    parties = service(ctx, "counterparties")
+    parties = lookup_service(ctx.services, "counterparties", Counterparties,
+                             where=f"snapshot of {WORKFLOW!r}")
     state = parties.state(str(ctx.input["sku"]), str(ctx.input["supplier"]))
     return {**LEDGER(ctx), **state}
 
@@ -52,14 +64,16 @@ def predicate(ctx: PredicateContext) -> Check:
                       ("logistics_bookings", "logistics capacity bookings")):
         if pre.get(key) != post.get(key):
             problems.append(f"{what} not restored: {pre.get(key)} -> {post.get(key)}")
-    parties = service(ctx, "counterparties")
-    events = [w for w in parties.webhooks if f"rv:{ctx.saga_id}:" in w["key"]]
+    parties = lookup_service(ctx.services, "counterparties", Counterparties,
+                             where=f"predicate of {WORKFLOW!r}")
+    events = [w for w in parties.webhooks if w["key"].startswith(key_prefix(ctx.saga_id))]
     planned = {w["key"] for w in events if w["event"] == "capacity.planned"}
     cancelled = {w["key"] for w in events if w["event"] == "capacity.cancelled"}
     if planned - cancelled:
         problems.append(f"logistics partner never told of cancellation: {sorted(planned)}")
     ledger = LedgerConsistency().evaluate(
-        ctx.saga_id, pre, post, service(ctx, "ledger"))
+        ctx.saga_id, pre, post, lookup_service(ctx.services, "ledger", LedgerAPI,
+                                               where=f"predicate of {WORKFLOW!r}"))
     if not ledger.ok:
         problems.append(ledger.reason)
     if problems:
