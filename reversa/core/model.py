@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .sensitive import parse_path
+
 __all__ = [
     "CompensationKind",
     "Escalation",
@@ -130,6 +132,9 @@ class Step(_Frozen):
         compensation_timeout_s: Per-attempt timeout of the compensation.
         checkpoint: A consistent point the saga may roll back or resume to.
         params: Static JSON parameters handed to every call.
+        sensitive: Fields the store and the audit log must never keep in clear:
+            paths into this step's result (``"iban"``, ``"cards.*.pan"``) or,
+            with ``$input.``, into the saga's input. See ``reversa.core.sensitive``.
     """
 
     name: str = Field(pattern=_NAME_PATTERN)
@@ -150,6 +155,14 @@ class Step(_Frozen):
     compensation_timeout_s: float | None = Field(default=None, gt=0)
     checkpoint: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
+    sensitive: tuple[str, ...] = ()
+
+    @field_validator("sensitive", mode="after")
+    @classmethod
+    def _check_sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parse_path(path, owner="step")
+        return value
 
 
 class Saga(_Frozen):
@@ -176,6 +189,8 @@ class Saga(_Frozen):
             cost estimates; above it the rollback goes to a human.
         app: Import path (``"pkg.module:registry"``) of the registry holding the
             handlers, so workers can load it.
+        sensitive: Input fields (``"card_number"``, ``"payer.iban"``) or step result
+            fields (``"$results.pay.iban"``) kept only as salted digests.
     """
 
     workflow: str = Field(pattern=_NAME_PATTERN)
@@ -191,6 +206,14 @@ class Saga(_Frozen):
     on_infeasible: OnInfeasible = OnInfeasible.ESCALATE
     max_rollback_cost: dict[str, float] = Field(default_factory=dict)
     app: str | None = None
+    sensitive: tuple[str, ...] = ()
+
+    @field_validator("sensitive", mode="after")
+    @classmethod
+    def _check_sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parse_path(path, owner="saga")
+        return value
 
     @field_validator("steps", mode="after")
     @classmethod
