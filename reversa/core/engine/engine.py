@@ -330,10 +330,11 @@ class Engine:
         if tampered is not None and action != "mark_resolved":
             self.store.release(live.id, live.token)
             raise tampered
+        resolved_at = self.clock.now()
         self.store.resolve_escalation(escalation_id, resolution=action, author=author,
-                                      note=note, now=self.clock.now())
+                                      note=note, now=resolved_at)
         live.log("escalation_resolved", action, escalation=escalation_id, author=author,
-                 note=note)
+                 note=note, resolved_at=resolved_at)
 
         async def body() -> None:
             if action == "mark_resolved":
