@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -38,10 +37,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=True,
                   help="Reversa: governed rollback for multi-step agent workflows.")
 sagas_app = typer.Typer(no_args_is_help=True, help="List and inspect sagas.")
 esc_app = typer.Typer(no_args_is_help=True, help="Human review of escalated sagas.")
-audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident log.")
 app.add_typer(sagas_app, name="sagas")
 app.add_typer(esc_app, name="escalations")
-app.add_typer(audit_app, name="audit")
 
 
 
@@ -58,8 +55,16 @@ def _root(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
     = False,
+    signing_key: Annotated[str | None, typer.Option(
+        "--signing-key", help="Audit signing key file (default $REVERSA_SIGNING_KEY).")] = None,
+    witness: Annotated[str | None, typer.Option(
+        "--witness-dir", help="Checkpoint witness directory (default $REVERSA_WITNESS_DIR).")]
+    = None,
 ) -> None:
     """Reversa: governed rollback for multi-step agent workflows."""
+    from .audit import apply_root_options
+
+    apply_root_options(signing_key, witness)
 
 
 Db = Annotated[str | None, typer.Option("--db", help=DB_HELP)]
@@ -240,30 +245,6 @@ def escalations_resolve(
                   f"{result.saga_id} is now [bold]{result.status}[/]")
 
 
-@audit_app.command("verify")
-def audit_verify(
-    db: Db = None,
-    json_out: Json = False,
-    saga: Annotated[str | None, typer.Option(help="Verify one saga's chain only.")] = None,
-) -> None:
-    """Recompute every hash chain; exit 1 naming the first tampered entry."""
-    store = open_store(db)
-    try:
-        report = store.verify_audit(saga)
-    except ReversaError as exc:
-        fail(exc.message)
-    if json_out:
-        emit_json({"ok": report.ok, "sagas": report.sagas, "entries": report.entries,
-                   "problems": [asdict(p) for p in report.problems]})
-    elif report.ok:
-        console.print(f"[green]audit log verified[/]: {report.entries} entries in "
-                      f"{report.sagas} saga chain(s), {store.url}")
-    else:
-        for p in report.problems:
-            console.print(f"[red]TAMPERED[/] saga {p.saga_id}: {p.message}")
-    raise typer.Exit(0 if report.ok else 1)
-
-
 @app.command("db-upgrade")
 def db_upgrade(db: Db = None) -> None:
     """Create or upgrade the schema in place (also done automatically on open)."""
@@ -275,8 +256,9 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import bench, demo, sim, worker
+    from . import audit, bench, demo, sim, worker
 
+    audit.register(app)
     demo.register(app)
     bench.register(app)
     worker.register(app)
