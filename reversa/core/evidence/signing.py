@@ -276,7 +276,7 @@ def load_verifier(path: str | os.PathLike[str]) -> Ed25519Verifier | HmacSigner:
     Raises:
         ConfigError: The file is missing, unreadable or not a key.
     """
-    text = _read_key(path).decode("utf-8", errors="replace")
+    text = _read_key(path, public=True).decode("utf-8", errors="replace")
     if _HMAC_BEGIN in text:
         return HmacSigner.from_text(text)
     if "PUBLIC KEY-----" in text:
@@ -338,7 +338,7 @@ def _write_new(path: Path, data: bytes, mode: int) -> Path:
     return path
 
 
-def _read_key(path: str | os.PathLike[str]) -> bytes:
+def _read_key(path: str | os.PathLike[str], *, public: bool = False) -> bytes:
     try:
         return Path(path).expanduser().read_bytes()
     except FileNotFoundError:
@@ -347,6 +347,9 @@ def _read_key(path: str | os.PathLike[str]) -> bytes:
         problem = "is a directory"
     except OSError as exc:
         problem = f"cannot be read ({exc.strerror})"
+    if public:
+        raise ConfigError(f"key file {_shown(path)} {problem}; pass the {PUBLIC_NAME} file "
+                          "written by `reversa audit keygen --out DIR`")
     raise ConfigError(f"key file {_shown(path)} {problem}; create keys with `reversa audit keygen "
                       "--out DIR` and point REVERSA_SIGNING_KEY (or --signing-key) at the "
                       f"{PRIVATE_NAME} file")
