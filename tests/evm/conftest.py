@@ -9,6 +9,8 @@ suite's (SQLite and PostgreSQL): transactions are journaled in them.
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -99,22 +101,54 @@ def engine_for(store: Store, clock: FakeClock) -> Iterator[Callable[[EvmRig], En
         engine.close()
 
 
+_HELD: list[tuple[threading.Event, threading.Thread]] = []
+
+
 def hold_saga(store: Store, clock: FakeClock, services: dict[str, Any]) -> StepContext:
     """The context an operation of a live saga gets: its store journal, keys and fence.
 
-    Runs a one-step saga through the engine and keeps its step's context. Nobody
-    claims the saga afterwards, so its lease token stays current and the
-    journal accepts writes, as it does for a step in flight.
+    Runs a one-step saga through the engine in a thread and stops it inside its
+    step until the test ends, so the saga is really in flight: its lease token is
+    current and the journal accepts writes (a saga at rest refuses them).
     """
-    held: list[StepContext] = []
+    got: queue.Queue[StepContext] = queue.Queue()
+    release = threading.Event()
+
+    def hold(ctx: StepContext) -> dict[str, Any]:
+        got.put(ctx)
+        release.wait(600)
+        return {}
+
     registry = Registry()
-    registry.add("action", "hold", lambda ctx: held.append(ctx) or {})
+    registry.add("action", "hold", hold)
     registry.add("compensation", "release", lambda ctx: {})
     registry.add("snapshot", "nothing", lambda ctx: {})
-    Engine(registry, store, clock=clock, services=services, heartbeat=False).run(
-        Saga.chain("hold", [Step(name="step", action="hold", compensation="release")],
-                   snapshot="nothing"))
-    return held[0]
+    engine = Engine(registry, store, clock=clock, services=services, heartbeat=False)
+    saga = Saga.chain("hold", [Step(name="step", action="hold", compensation="release")],
+                      snapshot="nothing")
+
+    def run() -> None:
+        try:
+            engine.run(saga)
+        except Exception:  # noqa: BLE001 - the test may have closed its store already
+            pass
+        finally:
+            engine.close()
+
+    thread = threading.Thread(target=run, name="held-saga", daemon=True)
+    thread.start()
+    _HELD.append((release, thread))
+    return got.get(timeout=120)
+
+
+@pytest.fixture(autouse=True)
+def _release_held_sagas() -> Iterator[None]:
+    """Let every saga a test held finish once the test is over."""
+    yield
+    while _HELD:
+        release, thread = _HELD.pop()
+        release.set()
+        thread.join(120)
 
 
 @pytest.fixture

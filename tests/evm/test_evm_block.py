@@ -122,7 +122,7 @@ def test_former_owner_cannot_journal_so_cannot_broadcast(rig: EvmRig, held: Step
                                                          store: Store) -> None:
     # Another worker takes the saga over: the lease token (fencing epoch) moves on.
     (taken,) = store.claim("new-owner", 30, saga_id=held.saga_id, force=True,
-                           statuses=[SagaStatus.COMPLETED])
+                           statuses=[SagaStatus.RUNNING])
     assert taken[1] > held.fencing_token
     with pytest.raises(LeaseLost):
         asyncio.run(ApproveOp().execute(approve_ctx(rig, held)))
