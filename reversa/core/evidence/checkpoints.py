@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 
 from ..redact import scrub
 from ..store import schema as t
+from ..store.engines import WRITE
 from .merkle import Frontier, Tree, leaf_hash
 from .records import leaf_data
 from .signing import Signer
@@ -211,7 +212,9 @@ class Checkpointer:
         # Read the store clock first: on SQLite it opens its own connection, which
         # would wait on the lock this transaction is about to hold.
         ts = float(self.now())
-        with self.engine.begin() as conn:
+        # A write transaction from its start (BEGIN IMMEDIATE on SQLite): a deferred one
+        # that reads, then writes, cannot wait for another sealer and fails "locked".
+        with self.engine.connect() as conn, conn.execution_options(**{WRITE: True}).begin():
             if self.engine.dialect.name == "postgresql":
                 conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_ID})"))
             log_name = log_id(conn)

@@ -107,6 +107,11 @@ class SagaRecord(ReadModel, table=True):
     lease_expires_at: float | None = None
     audit_seq: int = 0
     audit_head: str
+    audit_key: str | None = Field(default=None, max_length=64,
+                                  description="Id of the key that signed the head.")
+    audit_sig: str | None = Field(default=None, description="Signature of the head.")
+    heartbeat_at: float | None = Field(default=None,
+                                       description="Last heartbeat of the owner (progress).")
     app: str | None = Field(default=None, description="Import path of the saga's registry.")
     services: str | None = Field(default=None,
                                  description="Import path of its services factory.")
@@ -152,6 +157,8 @@ class AuditRecord(ReadModel, table=True):
     detail: dict[str, Any] = Field(sa_column=Column("detail_json", JsonText, nullable=False))
     prev_hash: str
     hash: str
+    state: Any = Field(default=None, sa_column=Column("state_json", JsonText),
+                       description="State record of the commit this entry ends.")
 
 
 class EscalationRecord(ReadModel, table=True):
