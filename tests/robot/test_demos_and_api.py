@@ -32,7 +32,7 @@ def test_the_public_api_is_pinned() -> None:
         "RobotCell", "Belief", "connect_cell", "CellLayout", "Station", "pcb_cell",
         "ArmPort", "SafetySensors", "ToolingPort", "CameraPort", "ConveyorPort",
         "MotionOutcome", "ZoneStatus", "Stamp", "BlockOutcome", "RosLink", "RosNames",
-        "RosTooling", "SerialTooling",
+        "RosTooling", "ModbusTooling",
         "PlanningScene", "Box", "Person", "Attached", "BoardStatus", "CollisionChecker",
         "Contact", "PathReport", "MoveTo", "Pick", "Place", "ApplyPaste", "Inspect",
         "drive_to_safe_state", "route_to_rework", "cell_snapshot", "cell_predicate",
@@ -47,7 +47,7 @@ def test_the_public_api_is_pinned() -> None:
     ])
     assert sorted(simulators.__all__) == sorted([
         "CellWorld", "DeviceError", "FaultPlan", "MotionTrigger", "SerialFault",
-        "RosbridgeSim", "SerialGripperSim", "start_gripper", "start_rosbridge",
+        "RosbridgeSim", "ModbusGripperSim", "start_gripper", "start_rosbridge",
     ])
     for module in (robot, safety, simulators):
         for name in module.__all__:
