@@ -30,12 +30,12 @@ from reversa import (
 from reversa.adapters.robot import (
     ApplyPaste,
     BlockOutcome,
+    ModbusTooling,
     MotionOutcome,
     MoveTo,
     Pick,
     RobotCell,
     RosLink,
-    ModbusTooling,
     Stamp,
     pcb_cell,
     robot_registry,

@@ -15,9 +15,9 @@ from typing import Any
 from reversa import Engine, Fence, HandlerKind, OnInfeasible, SagaStatus, StepContext
 from reversa.adapters.robot import (
     Box,
+    ModbusTooling,
     RobotCell,
     RosLink,
-    ModbusTooling,
     Stamp,
     robot_registry,
 )

@@ -247,9 +247,11 @@ def _hull(model: Any, link: Any) -> LinkHull | None:
         origin = np.array(collision.origin if collision.origin is not None else np.eye(4), float)
         if geometry.mesh is not None:
             filename = model._filename_handler(geometry.mesh.filename)
-            mesh = trimesh.load(filename, force="mesh")
+            # trimesh.load is typed as returning any Geometry; force="mesh" makes it a Trimesh.
+            mesh: Any = trimesh.load(filename, force="mesh")
             scale = geometry.mesh.scale
-            vertices = np.asarray(mesh.vertices, float) * (scale if scale is not None else 1.0)
+            vertices = np.asarray(mesh.vertices, dtype=np.float64) * (
+                scale if scale is not None else 1.0)
         elif geometry.box is not None:
             sx, sy, sz = (float(v) / 2 for v in geometry.box.size)
             vertices = np.array([(x, y, z) for x in (-sx, sx) for y in (-sy, sy)

@@ -82,6 +82,10 @@ class _Device:
                 position = round(255 * (1 - fingers / 0.04))
                 obj = 2 if w.holding else (3 if self.sim.activated else 0)
                 status = (0x01 | 0x08 | 0x30 if self.sim.activated else 0) | obj << 6
+                # The echo is the last request, unless the cell was reset (or the fingers
+                # moved by hand) since: then it follows the fingers, as after a power cycle.
+                if (self.requested >= 128) != (w.gripper == "closed"):
+                    self.requested = 255 if w.gripper == "closed" else 0
                 regs = [status << 8, (self.sim.fault & 0x0F) << 8 | self.requested,
                         max(0, min(255, position)) << 8]
             else:
@@ -247,7 +251,7 @@ class ModbusGripperSim:
             await self._server.serve_forever(background=True)
             ready.set()
             await stopped.wait()
-            await self._server.shutdown()
+            await self._server.shutdown()  # type: ignore[no-untyped-call]  # unannotated upstream
 
         with contextlib.suppress(asyncio.CancelledError):
             asyncio.run(main())

@@ -129,9 +129,10 @@ class Physics:
             self.add_box(box)
         for station in self.layout.stations.values():
             self.add_box(station.surface)
+        self.grasp: dict[str, Any] | None = None
+        self.slipped: set[int] = set()  # parts that slid out of the fingers (see drop_grasp)
         self.set_joints(self.layout.pose("home"))
         self.set_fingers(_FINGER_OPEN, steps=0)
-        self.grasp: dict[str, Any] | None = None
 
     def add_box(self, box: Box, *, mass: float = 0.0, friction: float = 0.8) -> int:
         """Add a box body named ``box.id`` (static unless it has a mass)."""
@@ -141,7 +142,7 @@ class Physics:
         body = pb.createMultiBody(mass, shape, -1, list(box.center), physicsClientId=c)
         pb.changeDynamics(body, -1, lateralFriction=friction, physicsClientId=c)
         self._name(body, box.id, box.kind)
-        return body
+        return int(body)
 
     def add_person(self, person_id: str, x: float, y: float, radius: float,
                    height: float) -> None:
@@ -212,6 +213,10 @@ class Physics:
 
     def set_fingers(self, target: float, *, steps: int = _FINGER_STEPS) -> None:
         """Drive the fingers towards ``target`` for ``steps`` physics steps."""
+        if target >= _FINGER_OPEN:
+            for body in self.slipped:
+                self._fingers_touch(body, True)
+            self.slipped.clear()
         if steps == 0:
             for j in self.finger_ids:
                 pb.resetJointState(self.arm, j, target, physicsClientId=self.client)
@@ -249,19 +254,36 @@ class Physics:
         budget = 2 * _GRIP_FORCE * _FRICTION[pasted]
         pb.changeConstraint(constraint, maxForce=budget, physicsClientId=c)
         # From now on the grip's friction budget (the constraint) holds the part,
-        # not the pads' contact friction.
+        # not the pads' contact friction. The fingers stay where the part stopped
+        # them: closing on through a part they no longer collide with would leave
+        # them inside it, and Bullet would fling it out when the release turns
+        # their contacts back on.
         self._fingers_touch(body, False)
+        opening = [float(s[0]) for s in pb.getJointStates(self.arm, self.finger_ids,
+                                                           physicsClientId=c)]
+        pb.setJointMotorControlArray(self.arm, self.finger_ids, pb.POSITION_CONTROL,
+                                     targetPositions=opening,
+                                     forces=[_GRIP_FORCE] * len(self.finger_ids),
+                                     physicsClientId=c)
         self.grasp = {"body": body, "name": name, "constraint": constraint,
                       "rel": (rel_pos, rel_orn), "budget": budget, "pasted": pasted,
                       "travel": 0.0, "at": hand[0]}
 
-    def drop_grasp(self) -> str | None:
-        """Let go of the held part (its constraint is removed); returns its name."""
+    def drop_grasp(self, *, slipped: bool = False) -> str | None:
+        """Let go of the held part (its constraint is removed); returns its name.
+
+        With ``slipped`` the part has slid out from between the pads: the fingers,
+        still closed where it was, must not catch it again, so they touch it only
+        once they next open.
+        """
         if self.grasp is None:
             return None
         grasp, self.grasp = self.grasp, None
         pb.removeConstraint(grasp["constraint"], physicsClientId=self.client)
-        self._fingers_touch(grasp["body"], True)
+        if slipped:
+            self.slipped.add(grasp["body"])
+        else:
+            self._fingers_touch(grasp["body"], True)
         return str(grasp["name"])
 
     def _fingers_touch(self, body: int, enabled: bool) -> None:
@@ -269,7 +291,7 @@ class Physics:
             pb.setCollisionFilterPair(self.arm, body, finger, -1, int(enabled),
                                       physicsClientId=self.client)
 
-    def slipped(self) -> bool:
+    def slipping(self) -> bool:
         """Whether the held part has lagged further behind the fingers than a grip allows."""
         if self.grasp is None:
             return False

@@ -48,8 +48,8 @@ class Process:
                      and t.b in w.physics.bodies]
         for touch in hits:
             w.contact_log.append({**touch.as_dict(), "step": w.physics.steps})
-        if w.physics.slipped():
-            part = (w.physics.drop_grasp() or "").removeprefix("part:")
+        if w.physics.slipping():
+            part = (w.physics.drop_grasp(slipped=True) or "").removeprefix("part:")
             if part in w.parts:
                 w.parts[part].location = "falling"
             w.log("slip", part=part, at=list(w.physics.tcp()))
