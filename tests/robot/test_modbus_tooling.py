@@ -96,13 +96,19 @@ def test_a_command_that_never_arrived_probes_as_not_happened(
     assert world.executions["grip"] == 0
 
 
-def test_a_corrupted_reply_is_in_doubt(world: CellWorld, tooling: ModbusTooling) -> None:
+def test_a_corrupted_reply_is_in_doubt(world: CellWorld, tooling: ModbusTooling,
+                                       gripper_device: ModbusGripperSim) -> None:
     world.inject({"kind": "bad_checksum", "count": 1, "commands": ["GRIP"]})
     with pytest.raises(OutcomeUnknown):
         tooling.grip(_stamp("k-garbled"))
     assert world.executions["grip"] == 1  # the device acted; only the reply was garbled
-    # A read with a corrupted reply is simply retried.
+    # A read with a corrupted reply is asked again at once; twice in a row is transient.
+    frames = len(gripper_device.frames)
     world.inject({"kind": "bad_checksum", "count": 1, "commands": ["STATUS"]})
+    assert tooling.status()["gripper"] == "closed"
+    reads = [f for f in gripper_device.frames[frames:] if f[1] == 4]
+    assert len(reads) == 3  # gripper twice (the first reply garbled), dispenser once
+    world.inject({"kind": "bad_checksum", "count": 2, "commands": ["STATUS"]})
     with pytest.raises(TransientError):
         tooling.status()
     assert tooling.status()["gripper"] == "closed"

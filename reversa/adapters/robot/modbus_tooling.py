@@ -50,6 +50,7 @@ logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 _BUSY = 6
 _FAILURE = 4
 _POLL_S = 0.005
+_READ_ATTEMPTS = 2  # a status read whose reply is lost or garbled is asked once more
 
 
 class ModbusTooling:
@@ -82,7 +83,7 @@ class ModbusTooling:
 
     def close(self) -> None:
         """Close the line."""
-        self._client.close()
+        self._client.close()  # type: ignore[no-untyped-call]  # pymodbus leaves it unannotated
 
     def activate(self) -> None:
         """Activate the gripper (rACT) if it is not yet; Robotiq grippers refuse motion
@@ -163,12 +164,18 @@ class ModbusTooling:
 
     def _status(self, unit: str) -> list[int]:
         with self._lock:
-            try:
-                reply = self._client.read_input_registers(rq.INPUT, count=rq.INPUT_COUNT,
-                                                          device_id=self.units[unit])
-            except ModbusException as exc:
-                raise TransientError(f"Modbus {unit} status on {self.port}: no valid reply "
-                                     f"({exc})") from exc
+            # A read changes nothing, so a lost or garbled reply is asked again once at
+            # once (a busy line drops a frame now and then); twice in a row is the
+            # caller's TransientError.
+            for attempt in range(_READ_ATTEMPTS):
+                try:
+                    reply = self._client.read_input_registers(
+                        rq.INPUT, count=rq.INPUT_COUNT, device_id=self.units[unit])
+                    break
+                except ModbusException as exc:
+                    if attempt + 1 == _READ_ATTEMPTS:
+                        raise TransientError(f"Modbus {unit} status on {self.port}: no valid "
+                                             f"reply ({exc})") from exc
         if reply.isError():
             raise TransientError(f"Modbus {unit} status on {self.port}: exception "
                                  f"{getattr(reply, 'exception_code', '?')}")
