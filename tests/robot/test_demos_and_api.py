@@ -34,14 +34,15 @@ def test_the_public_api_is_pinned() -> None:
         "MotionOutcome", "ZoneStatus", "Stamp", "BlockOutcome", "RosLink", "RosNames",
         "RosTooling", "ModbusTooling",
         "PlanningScene", "Box", "Person", "Attached", "BoardStatus", "CollisionChecker",
-        "Contact", "PathReport", "MoveTo", "Pick", "Place", "ApplyPaste", "Inspect",
+        "Contact", "PathReport", "UrdfArm", "plan_path", "MoveTo", "Pick", "Place",
+        "ApplyPaste", "Inspect",
         "drive_to_safe_state", "route_to_rework", "cell_snapshot", "cell_predicate",
         "state_report", "robot_registry",
     ])
     assert sorted(safety.__all__) == sorted([
         "StopCategory", "StopEvent", "StopLatch", "StopReset", "JointLimits", "Joints",
-        "interpolate", "joint_distance", "motion_duration", "ArmModel", "DHJoint",
-        "LinkSegment", "ur5_like", "GripperState", "SafeState", "SafetyPolicy", "ToolState",
+        "interpolate", "joint_distance", "motion_duration", "GripperState", "SafeState",
+        "SafetyPolicy", "ToolState",
         "GRASPABLE_LOCATIONS", "PASTE_IRREVERSIBLE", "PartStatus", "ToolingStatus",
         "can_regrip", "can_return_part", "tooling_matches",
     ])

@@ -174,7 +174,8 @@ class MoveTo(_CellOperation):
         straight reverse is blocked), at the recovery speed."""
         back = str(ctx.param("back"))
         moved = _Call(self._cell(ctx), ctx).move(back, f"reverse to {back}", recovery=True)
-        return {"pose": back, "outcome": "reversed" if moved["moved"] else "nothing_to_undo"}
+        return {"pose": back, "outcome": "reversed" if moved["moved"] else "nothing_to_undo",
+                "route": moved["route"], "waypoints": moved["waypoints"]}
 
     def preconditions(self, ctx: StepContext) -> Check:
         """A safe path ``to -> back`` exists in the scene read now: the straight reverse,
