@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import roslibpy
@@ -46,7 +47,11 @@ from reversa.safety import Joints
 from .ports import BlockOutcome, MotionOutcome, Stamp, StopListener, ZoneStatus
 from .scene import PlanningScene
 
-__all__ = ["RosLink", "RosNames", "RosTooling"]
+__all__ = ["INTERFACES", "RosLink", "RosNames", "RosTooling"]
+
+INTERFACES = Path(__file__).parent / "interfaces" / "reversa_cell_msgs"
+"""The cell-bridge interface definitions this transport expects (ROS 2 ``.msg``,
+``.srv`` and ``.action`` text of the ``reversa_cell_msgs`` package; docs/robot.md)."""
 
 PANDA_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
 _GOAL_STATUS = {4: "succeeded", 5: "canceled", 6: "aborted"}

@@ -160,6 +160,9 @@ class PlanningScene:
                 transport turns these into a Reversa error).
         """
         attached = data.get("attached")
+        if isinstance(attached, list):
+            # The ROS message's bounded sequence (Attached[<=1]): empty or one object.
+            attached = attached[0] if attached else None
         return cls(
             boxes=tuple(Box.from_dict(b) for b in data.get("boxes", ())),
             persons=tuple(Person.from_dict(p) for p in data.get("persons", ())),
@@ -177,10 +180,15 @@ class PlanningScene:
                             bool(b.get("damaged", False)))
                 for b in data.get("boards", ())
             ),
-            allowed=frozenset(
-                (str(pair[0]), str(pair[1])) for pair in data.get("allowed", ())
-            ),
+            allowed=frozenset(_allowed(pair) for pair in data.get("allowed", ())),
         )
+
+
+def _allowed(pair: Any) -> tuple[str, str]:
+    # [link, object] from the simulator's JSON, or an AllowedContact message.
+    if isinstance(pair, Mapping):
+        return (str(pair["link"]), str(pair["object"]))
+    return (str(pair[0]), str(pair[1]))
 
 
 def _vec3(value: Any) -> Vec3:
