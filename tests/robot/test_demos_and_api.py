@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,19 @@ def test_demo_runs_and_succeeds(name: str, tmp_path: Path) -> None:
     assert len(run.saga_ids) == 1  # each robot story is one saga
     assert "audit chain: verified" in text
     assert (DEMOS[name].__doc__ or "").strip()  # `reversa demo --list` shows it
+
+
+def test_scenario_b_demo_measures_the_naive_rollbacks_damage(tmp_path: Path) -> None:
+    out = io.StringIO()
+    run = DEMOS["robot-scenario-b"](f"sqlite:///{tmp_path / 'b.db'}",
+                                     Console(file=out, width=200))
+    text = out.getvalue()
+    assert run.code == 0, text
+    reversa_run, naive_run = text.split("for comparison, the naive mirror rollback")
+    # Reversa's rollback: nothing touched, nothing fell (Bullet's log).
+    assert "0 arm contact(s), impacts: none" in reversa_run
+    # The naive mirror: the pasted part fell onto a finished assembly, force measured.
+    assert re.search(r"impacts: U1 hit assembly:A\d at \d+(\.\d+)? N", naive_run), naive_run
 
 
 def test_the_public_api_is_pinned() -> None:

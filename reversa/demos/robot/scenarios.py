@@ -122,6 +122,9 @@ def _truth(world: CellWorld, console: Console) -> None:
                   f"gripper {t['gripper']} holding {t['holding']}, tool {t['tool']}, "
                   f"parts {t['parts']}, boards {t['boards']}, collisions {len(t['collisions'])}, "
                   f"damaged assemblies {t['damaged_assemblies']}, stop {t['stop']}")
+    impacts = ", ".join(f"{i['part']} hit {i['hit']} at {i['force_n']} N" for i in t["impacts"])
+    console.print(f"physics log (Bullet): {len(t['contacts'])} arm contact(s), impacts: "
+                  f"{impacts or 'none'}")
 
 
 def _story(rig: _Rig, saga: Saga, console: Console) -> tuple[SagaResult, bool]:
@@ -145,8 +148,11 @@ def run_scenario_b(db_url: str, console: Console) -> DemoRun:
                       "the robot (reverse move, re-grip the pasted part, carry it back):")
         _naive_mirror(rig)
         _truth(rig.world, console)
-        dropped = rig.world.snapshot()["parts"]["U1"]["location"] == "dropped"
-    ok = result.status is SagaStatus.ESCALATED and verified and dropped
+        truth = rig.world.snapshot()
+        dropped = truth["parts"]["U1"]["location"] == "dropped"
+        # Physics-measured damage: the falling part's impact on a finished assembly.
+        hit = any(i["hit"].startswith("assembly:") for i in truth["impacts"])
+    ok = result.status is SagaStatus.ESCALATED and verified and dropped and hit
     return DemoRun.of(ok, result.saga_id)
 
 
