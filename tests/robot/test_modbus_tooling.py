@@ -9,7 +9,7 @@ from pymodbus.client import ModbusSerialClient
 from reversa import EmergencyStop, Fence, OutcomeUnknown, PermanentError, TransientError
 from reversa.adapters.robot import ModbusTooling, Stamp
 from reversa.adapters.robot import robotiq as rq
-from reversa.simulators.robot import CellWorld, ModbusGripperSim
+from reversa.simulators.robot import CellWorld, ModbusGripperSim, start_gripper
 
 
 def test_the_register_map_round_trips() -> None:
@@ -25,16 +25,19 @@ def test_the_register_map_round_trips() -> None:
         "grip", "dispense")
 
 
-def test_a_plain_modbus_client_reads_the_robotiq_status(gripper_device: ModbusGripperSim,
-                                                        world: CellWorld) -> None:
-    # Any Modbus RTU master can talk to it: function 4 at 2000, unit 9.
-    client = ModbusSerialClient(gripper_device.path, framer=FramerType.RTU, baudrate=115200,
-                                timeout=0.5, retries=0)
-    assert client.connect()
+def test_a_plain_modbus_client_reads_the_robotiq_status(world: CellWorld) -> None:
+    # Any Modbus RTU master can talk to it: function 4 at 2000, unit 9. A line of its
+    # own (the session's line already has its master, which holds the port exclusively).
+    device = start_gripper(world)
+    client = ModbusSerialClient(device.path, framer=FramerType.RTU, baudrate=115200,
+                                timeout=2.0, retries=0)
     try:
+        assert client.connect()
         reply = client.read_input_registers(rq.INPUT, count=3, device_id=rq.GRIPPER)
     finally:
         client.close()
+        device.stop()
+    assert [f[1] for f in device.frames] == [4]  # the one request reached the device
     assert not reply.isError()
     status = reply.registers[0] >> 8
     assert status & 0x01 and status >> 4 & 0x3 == 3  # gACT, gSTA = activation complete
