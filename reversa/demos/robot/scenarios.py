@@ -222,7 +222,7 @@ def run_person(db_url: str, console: Console) -> DemoRun:
 
 def run_gripper_timeout(db_url: str, console: Console) -> DemoRun:
     """The Modbus gripper never answers the release during compensation: escalation."""
-    console.print("[bold]Part transfer[/] rollback; the serial gripper controller stops "
+    console.print("[bold]Part transfer[/] rollback; the Modbus RTU gripper stops "
                   "answering RELEASE (Modbus RTU: no reply within the 1 s timeout)\n")
     with _rig(db_url) as rig:
         rig.world.inject(CAMERA_FAULT)
