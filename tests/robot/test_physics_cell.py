@@ -158,3 +158,25 @@ def test_sweep_planned_paths_touch_nothing_in_physics(seed: int, layout: CellLay
         finally:
             world.physics.close()
     assert driven >= 1  # the sweep did plan and drive around something
+
+
+def test_no_path_back_escalates_with_the_planners_reason(engine: Engine,
+                                                         world: CellWorld) -> None:
+    # A crate lands where the arm would have to be at tray_above: neither the straight
+    # reverse nor any planned path reaches that goal, so the dry-run refuses the
+    # rollback with the planner's reason and the arm goes to a safe state instead.
+    world.inject({"kind": "obstacle", "id": "crate", "position": [0.45, 0.30, 0.20],
+                  "size": [0.12, 0.12, 0.12], "motion": 4, "fraction": 1.0})
+    world.inject(CAMERA_FAULT)
+    result = engine.run(transfer_saga())
+    assert result.status is SagaStatus.ESCALATED, result.error
+    by_step = {f["step"]: f for f in result.rollback["dry_run"]["steps"]}
+    reverse = by_step["move_inspection"]
+    assert reverse["feasible"] is False
+    (finding,) = reverse["preconditions"]
+    assert "collision with crate" in finding["reason"] and "no plan:" in finding["reason"]
+    assert result.rollback["compensations"] == []  # nothing moved along the way back
+    safe = result.rollback["safe_state"]
+    assert safe["ok"] and safe["result"]["reached"] in {"home", "service"}
+    assert engine.inspect(result.saga_id).escalations
+    assert world.contact_log == [] and world.events_of("collision") == []
