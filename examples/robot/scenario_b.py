@@ -1,14 +1,15 @@
 """AG-384 scenario B on simulated hardware: the dry-run refuses the mirror rollback.
 
-A UR5-like arm picks component U1 from tray A, applies solder paste to board B1,
-places U1, moves to the inspection position, and the inspection camera fails.
+A Franka Panda (its URDF, on the PyBullet physics cell) picks component U1 from
+tray A, applies solder paste to board B1, places U1, moves to the inspection
+position, and the inspection camera fails.
 Reversing "place" would mean re-gripping a paste-covered part; Reversa's dry-run
 refuses, drives the arm to the nearest reachable safe state along a
 collision-checked path, and escalates with a state report -- or, with
 ``--forward-recovery``, sends the board to the rework station instead.
 
 The arm, sensors and camera are reached through roslibpy (rosbridge v2), the
-gripper and paste dispenser through pyserial, exactly as on a real cell; here
+gripper and paste dispenser over Modbus RTU (pymodbus), exactly as on a real cell; here
 both ends are the bundled simulators, started in background threads.
 
 Run: python examples/robot/scenario_b.py [--forward-recovery]

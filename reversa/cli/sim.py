@@ -24,7 +24,7 @@ class Simulator(StrEnum):
 SIMULATORS: dict[Simulator, tuple[str, str, str, bool]] = {
     Simulator.LEDGER: ("reversa.simulators.ledger.http", "serve", "payments-sim", True),
     Simulator.ROSBRIDGE: ("reversa.simulators.robot.rosbridge", "serve", "robot-sim", True),
-    Simulator.GRIPPER: ("reversa.simulators.robot.serial_gripper", "serve", "robot-sim", False),
+    Simulator.GRIPPER: ("reversa.simulators.robot.modbus_gripper", "serve", "robot-sim", False),
 }
 
 

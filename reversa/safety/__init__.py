@@ -7,7 +7,6 @@ Nothing here moves hardware or imports a vendor library; adapters (such as
 from __future__ import annotations
 
 from .envelope import JointLimits, Joints, interpolate, joint_distance, motion_duration
-from .kinematics import ArmModel, DHJoint, LinkSegment, ur5_like
 from .process import (
     GRASPABLE_LOCATIONS,
     PASTE_IRREVERSIBLE,
@@ -32,11 +31,6 @@ __all__ = [
     "interpolate",
     "joint_distance",
     "motion_duration",
-    # kinematics
-    "ArmModel",
-    "DHJoint",
-    "LinkSegment",
-    "ur5_like",
     # safe states
     "GripperState",
     "SafeState",

@@ -1,10 +1,8 @@
 """Joint limits, path interpolation at a stated resolution, and motion timing.
 
-A path is checked at every interpolated configuration, never only at its end
-points: a reverse motion between two collision-free poses can still sweep
-through an obstacle. The resolution (largest joint step between checked
-configurations, in radians) is stated on the policy and recorded in every
-report, so a reviewer knows how fine the check was.
+:func:`interpolate` samples a joint-space line (trajectory points for the
+controller); collision checking of the whole motion is continuous and lives in
+the robot adapter.
 """
 
 from __future__ import annotations

@@ -70,7 +70,10 @@ class SafetyPolicy(BaseModel):
 
     Attributes:
         safe_states: Declared safe states; the nearest reachable one is used.
-        path_resolution: Largest joint step (rad) between checked configurations.
+        collision_tolerance: Clearance (m) below which a moving body counts as
+            colliding; paths are checked continuously, not at samples.
+        planning_time_s: Longest a recovery motion may spend planning a path
+            around an obstacle when the straight reverse is blocked.
         recovery_speed: Joint speed limit (rad/s) of every compensation and
             safe-state motion: slower than production moves on purpose.
         reach_zone_radius: Radius (m) around the base inside which a person
@@ -82,7 +85,8 @@ class SafetyPolicy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     safe_states: tuple[SafeState, ...] = Field(min_length=1)
-    path_resolution: float = Field(default=0.02, gt=0, le=0.5)
+    collision_tolerance: float = Field(default=0.002, gt=0, le=0.05)
+    planning_time_s: float = Field(default=2.0, gt=0, le=60)
     recovery_speed: float = Field(default=0.5, gt=0)
     reach_zone_radius: float = Field(default=1.0, gt=0)
     motion_timeout_s: float = Field(default=10.0, gt=0)

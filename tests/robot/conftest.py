@@ -1,14 +1,16 @@
 """Fixtures for the robot adapter tests.
 
 roslibpy's Twisted reactor runs once per process and cannot be restarted, so
-the session shares one rosbridge simulator and one roslibpy connection; every
-test resets the simulated world (and its armed faults) and builds a fresh
-RobotCell on the shared link. The serial controller is a pty in the same world.
+the session shares one rosbridge simulator (the physics cell) and one roslibpy
+connection; every test resets the simulated world (and its armed faults) and
+builds a fresh RobotCell on the shared link. The Modbus tooling is a pty in the
+same world.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,24 +19,38 @@ import pytest
 
 pytest.importorskip("roslibpy")
 pytest.importorskip("fcl")
-pytest.importorskip("serial")
+pytest.importorskip("pymodbus")
+pytest.importorskip("pybullet")
+pytest.importorskip("ompl")
+
 
 from reversa import Engine, FakeClock, Store
 from reversa.adapters.robot import (
     CellLayout,
+    ModbusTooling,
     RobotCell,
     RosLink,
-    SerialTooling,
     pcb_cell,
     robot_registry,
 )
 from reversa.simulators.robot import (
     CellWorld,
+    ModbusGripperSim,
     RosbridgeSim,
-    SerialGripperSim,
     start_gripper,
     start_rosbridge,
 )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` (physics sweeps) run only when asked for: ``-m slow`` or
+    ``REVERSA_SLOW=1``; the suite stays fast without them."""
+    if os.environ.get("REVERSA_SLOW") == "1" or "slow" in str(config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow sweep: run with -m slow or REVERSA_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -69,7 +85,7 @@ def slow_motion(rosbridge: RosbridgeSim) -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def gripper_device(rosbridge: RosbridgeSim) -> Iterator[SerialGripperSim]:
+def gripper_device(rosbridge: RosbridgeSim) -> Iterator[ModbusGripperSim]:
     device = start_gripper(rosbridge.world)
     yield device
     device.stop()
@@ -83,8 +99,8 @@ def link(rosbridge: RosbridgeSim) -> Iterator[RosLink]:
 
 
 @pytest.fixture(scope="session")
-def serial_tooling(gripper_device: SerialGripperSim) -> Iterator[SerialTooling]:
-    tooling = SerialTooling(gripper_device.path, timeout=0.2)
+def tooling(gripper_device: ModbusGripperSim) -> Iterator[ModbusTooling]:
+    tooling = ModbusTooling(gripper_device.path, timeout=1.5)
     yield tooling
     tooling.close()
 
@@ -95,7 +111,7 @@ def reset_world(rosbridge: RosbridgeSim, link: RosLink) -> Callable[[], CellWorl
 
     def reset() -> CellWorld:
         rosbridge.reset()
-        home = rosbridge.world.layout.pose("home")
+        home = rosbridge.world.q
         wait_until(lambda: not link.estop_active() and not link.zone().occupied
                    and max(abs(a - b) for a, b in zip(link.joints(), home, strict=True)) < 1e-9)
         return rosbridge.world
@@ -116,7 +132,7 @@ def layout() -> CellLayout:
 
 @pytest.fixture
 def make_cell(
-    world: CellWorld, link: RosLink, serial_tooling: SerialTooling
+    world: CellWorld, link: RosLink, tooling: ModbusTooling
 ) -> Iterator[Callable[..., RobotCell]]:
     cells: list[RobotCell] = []
 
@@ -126,7 +142,7 @@ def make_cell(
         if motion_timeout_s is not None:
             policy = chosen.policy.model_copy(update={"motion_timeout_s": motion_timeout_s})
             chosen = dataclasses.replace(chosen, policy=policy)
-        cell = RobotCell(chosen, arm=link, sensors=link, tooling=serial_tooling, camera=link,
+        cell = RobotCell(chosen, arm=link, sensors=link, tooling=tooling, camera=link,
                          conveyor=link, clock=clock)
         cells.append(cell)
         return cell

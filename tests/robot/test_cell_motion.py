@@ -13,7 +13,7 @@ from reversa.simulators.robot import CellWorld
 
 Wait = Callable[..., None]
 STAMP = Stamp("rv:test-saga:motion:action", Fence("test-saga", 1))
-TOTE = {"id": "tote", "center": [-0.36, -0.30, 0.13], "size": [0.14, 0.14, 0.26]}
+TOTE = {"id": "tote", "center": [0.33, -0.37, 0.16], "size": [0.12, 0.12, 0.32]}
 
 
 def _pose(world: CellWorld) -> str | None:
@@ -22,7 +22,8 @@ def _pose(world: CellWorld) -> str | None:
 
 def test_a_checked_move_reaches_its_goal(world: CellWorld, cell: RobotCell) -> None:
     result = cell.move(cell.layout.pose("tray_above"), speed=1.0, label="test", stamp=STAMP)
-    assert result["moved"] and result["resolution_rad"] == 0.02
+    assert result["moved"] and result["route"] == "straight"
+    assert result["check"]["check"] == "continuous" and result["check"]["tolerance_m"] == 0.002
     assert _pose(world) == "tray_above"
     again = cell.move(cell.layout.pose("tray_above"), speed=1.0, label="test", stamp=STAMP)
     assert again["moved"] is False  # already there: nothing sent to the controller
@@ -120,11 +121,13 @@ def test_a_person_entering_mid_motion_makes_the_adapter_cancel(world: CellWorld,
 def test_a_collision_is_a_protective_stop(world: CellWorld, cell: RobotCell) -> None:
     # An obstacle appears mid-path (after the path was checked): the arm hits it.
     world.inject({"kind": "obstacle", "motion": 1, "fraction": 0.2, "id": "cart",
-                  "position": [-0.36, -0.30, 0.3], "size": [0.2, 0.2, 0.6]})
+                  "position": [0.28, -0.26, 0.48], "size": [0.08, 0.08, 0.08]})
     with pytest.raises(EmergencyStop) as stop:
         cell.move(cell.layout.pose("inspection"), speed=0.5, label="out", stamp=STAMP)
     assert stop.value.source == "collision:cart"
-    assert world.events_of("collision")
+    (collision,) = world.events_of("collision")
+    assert collision["force_n"] > 0  # measured by the physics engine
+    assert any(c["b"] == "cart" for c in world.contact_log)
 
 
 def test_a_motion_without_a_result_is_in_doubt(make_cell: Callable[..., RobotCell],

@@ -20,7 +20,8 @@ TRANSFER = transfer_saga()
 SCENARIO_B = scenario_b_saga(on_infeasible=OnInfeasible.FORWARD_RECOVERY)
 
 AT_START = {"pose": "home", "U1": "tray", "B1": "board", "pasted": False, "holding": None}
-RETREATED_TO_REWORK = {"pose": "service", "U1": "rework", "B1": "rework", "pasted": True,
+# The nearest declared safe state from every pose after the paste is home.
+RETREATED_TO_REWORK = {"pose": "home", "U1": "rework", "B1": "rework", "pasted": True,
                        "holding": None}
 
 # Transfer saga: the generic guarantee (reversa.testing.expected_status) plus where
@@ -45,12 +46,11 @@ SCENARIO_B_END: dict[str, tuple[SagaStatus, dict[str, Any]]] = {
     "action:place": (SagaStatus.COMPENSATED,
                      {"pose": "home", "U1": "tray", "B1": "rework", "pasted": True,
                       "holding": None}),
-    # The arm never left board_above, whose nearest safe state is home.
-    "action:move_inspection": (SagaStatus.COMPENSATED, {**RETREATED_TO_REWORK, "pose": "home"}),
+    "action:move_inspection": (SagaStatus.COMPENSATED, RETREATED_TO_REWORK),
     "action:inspect": (SagaStatus.COMPENSATED, RETREATED_TO_REWORK),
     "compensation:pick": (SagaStatus.COMPENSATED, RETREATED_TO_REWORK),
     "compensation:apply_paste": (SagaStatus.ESCALATED,
-                                 {"pose": "service", "U1": "board", "B1": "board",
+                                 {"pose": "home", "U1": "board", "B1": "board",
                                   "pasted": True, "holding": None}),
     "compensation:place": (SagaStatus.COMPENSATED, RETREATED_TO_REWORK),
     "compensation:move_inspection": (SagaStatus.COMPENSATED, RETREATED_TO_REWORK),

@@ -30,12 +30,12 @@ from reversa import (
 from reversa.adapters.robot import (
     ApplyPaste,
     BlockOutcome,
+    ModbusTooling,
     MotionOutcome,
     MoveTo,
     Pick,
     RobotCell,
     RosLink,
-    SerialTooling,
     Stamp,
     pcb_cell,
     robot_registry,
@@ -99,7 +99,7 @@ def test_block_reports_a_motion_that_ran(world: CellWorld, cell: RobotCell) -> N
 
 
 def test_block_tombstones_a_key_that_never_ran(world: CellWorld, cell: RobotCell,
-                                               serial_tooling: SerialTooling) -> None:
+                                               tooling: ModbusTooling) -> None:
     outcome = cell.block(_stamp("k-late", 2))
     assert outcome == BlockOutcome(()) and not outcome.happened
     # Even with the current epoch, nothing under the blocked key runs any more.
@@ -110,28 +110,29 @@ def test_block_tombstones_a_key_that_never_ran(world: CellWorld, cell: RobotCell
     with world.lock:
         world.q = list(world.layout.pose("tray"))
     with pytest.raises(Fenced) as gripped:
-        serial_tooling.grip(_stamp("k-late", 2))
+        tooling.grip(_stamp("k-late", 2))
     assert gripped.value.code == "key_blocked"
     assert world.executions["grip"] == 0 and world.motions == []
+    # Tombstoned at the cell bridge and at both Modbus devices (gripper, dispenser).
     assert [c["outcome"] for c in world.commands] == [
-        "tombstoned", "tombstoned", "refused:key_blocked", "refused:key_blocked"]
+        "tombstoned", "tombstoned", "tombstoned", "refused:key_blocked", "refused:key_blocked"]
 
 
 def test_the_serial_controller_keeps_its_own_fence(world: CellWorld,
-                                                   serial_tooling: SerialTooling) -> None:
+                                                   tooling: ModbusTooling) -> None:
     with world.lock:
         world.q = list(world.layout.pose("tray"))
-    serial_tooling.grip(_stamp("k-grip", 1))
-    assert serial_tooling.block(_stamp("k-grip", 2)) == BlockOutcome(("grip",))
+    tooling.grip(_stamp("k-grip", 1))
+    assert tooling.block(_stamp("k-grip", 2)) == BlockOutcome(("grip",))
     with pytest.raises(Fenced, match="FENCED") as stale:
-        serial_tooling.release(_stamp("k-release", 1))
+        tooling.release(_stamp("k-release", 1))
     assert stale.value.code == "fenced"
-    assert serial_tooling.block(_stamp("k-never", 2)) == BlockOutcome(())
+    assert tooling.block(_stamp("k-never", 2)) == BlockOutcome(())
     with pytest.raises(Fenced, match="KEY_BLOCKED"):
-        serial_tooling.release(_stamp("k-never", 2))
+        tooling.release(_stamp("k-never", 2))
     assert world.holding == "U1" and world.executions["release"] == 0
     with pytest.raises(Fenced):  # a block with a stale fence is refused too
-        serial_tooling.block(_stamp("k-other", 1))
+        tooling.block(_stamp("k-other", 1))
 
 
 def test_operation_block_never_ran_then_the_late_call_is_refused(
@@ -222,11 +223,11 @@ class _LateArm:
 
 
 def test_a_late_goal_of_a_blocked_step_is_refused_after_the_rollback(
-    world: CellWorld, link: RosLink, serial_tooling: SerialTooling, tmp_path: Path
+    world: CellWorld, link: RosLink, tooling: ModbusTooling, tmp_path: Path
 ) -> None:
     layout = pcb_cell()
     arm = _LateArm(link, layout.pose("inspection"))
-    cell = RobotCell(layout, arm=arm, sensors=link, tooling=serial_tooling, camera=link,
+    cell = RobotCell(layout, arm=arm, sensors=link, tooling=tooling, camera=link,
                      conveyor=link)
     registry = robot_registry()
     once = Retry(max_attempts=1)
@@ -281,11 +282,11 @@ class _TakenOverMidStep:
 
 
 def test_a_fenced_pick_does_not_retrace_its_motion(world: CellWorld, link: RosLink,
-                                                   serial_tooling: SerialTooling) -> None:
+                                                   tooling: ModbusTooling) -> None:
     # This process lost the saga mid-pick: it must not move the arm again, not even
     # to retrace; the new owner's rollback decides what happens to the arm.
     cell = RobotCell(pcb_cell(), arm=_TakenOverMidStep(link), sensors=link,
-                     tooling=serial_tooling, camera=link, conveyor=link)
+                     tooling=tooling, camera=link, conveyor=link)
     try:
         with pytest.raises(Fenced, match="older than 2"):
             Pick().execute(_ctx(cell, "pick", Phase.ACTION, 1, part="U1", station="tray",

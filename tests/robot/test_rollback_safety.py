@@ -118,7 +118,7 @@ def test_a_gripper_that_times_out_during_compensation_escalates(
     pick = next(s for s in view.steps if s.name == "pick")
     assert pick.status.value == "compensation_failed"
     assert pick.comp_attempts == 5  # the declared compensation retry policy, then a human
-    assert "no reply" in (pick.error or "")
+    assert "no valid reply" in (pick.error or "")
     truth = world.snapshot()
     assert truth["pose"] == "tray"  # lowered into the tray, part still in the fingers
     assert truth["holding"] == "U1" and world.executions["release"] == 0

@@ -41,7 +41,7 @@ def _plain_roslibpy_session(ros: roslibpy.Ros, world: CellWorld, link: RosLink,
     topic = roslibpy.Topic(ros, "/joint_states", "sensor_msgs/msg/JointState")
     topic.subscribe(states.append)
     wait_until(lambda: bool(states))  # latched: the current state arrives at once
-    assert states[0]["name"][0] == "shoulder_pan_joint"
+    assert states[0]["name"][0] == "panda_joint1"
     service = roslibpy.Service(ros, "/cell/get_scene", "reversa_cell_msgs/srv/GetScene")
     scene = service.call(roslibpy.ServiceRequest({}), timeout=2)
     assert {b["id"] for b in scene["scene"]["boxes"]} >= {"table", "tray", "part:U1"}
@@ -71,7 +71,7 @@ def test_execute_reaches_the_goal_and_joint_states_follow(world: CellWorld, link
     outcome = link.execute(path, times, timeout=5, stamp=STAMP, abort=lambda: False)
     assert outcome.ok
     wait_until(lambda: max(abs(a - b) for a, b in
-                           zip(link.joints(), world.layout.pose("tray_above"), strict=True)) < 1e-6)
+                           zip(link.joints(), world.layout.pose("tray_above"), strict=True)) < 1e-3)
 
 
 @pytest.mark.usefixtures("slow_motion")

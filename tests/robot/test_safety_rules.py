@@ -1,9 +1,8 @@
-"""reversa.safety: stops, envelopes, safe states, process rules, kinematics (no transports)."""
+"""reversa.safety: stops, envelopes, safe states, process rules (no transports)."""
 
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 
@@ -24,7 +23,6 @@ from reversa.safety import (
     joint_distance,
     motion_duration,
     tooling_matches,
-    ur5_like,
 )
 
 
@@ -98,22 +96,6 @@ def test_motion_duration_keeps_every_joint_under_the_speed() -> None:
     for (a, b), (ta, tb) in zip(itertools.pairwise(path),
                                 itertools.pairwise(times), strict=True):
         assert joint_distance(a, b) / (tb - ta) <= 0.5 + 1e-9
-
-
-def test_ur5_like_forward_kinematics() -> None:
-    arm = ur5_like()
-    # All zeros: the arm lies stretched along -x at shoulder height.
-    x, y, z = arm.tcp((0.0,) * 6)
-    assert x == pytest.approx(-(0.425 + 0.39225), abs=1e-9)
-    assert z == pytest.approx(0.089159 - 0.09465, abs=1e-9)
-    assert y == pytest.approx(-(0.10915 + 0.0823 + arm.tool_length), abs=1e-9)
-    # Tool pointing down when q2 + q3 + q4 = -pi/2 and q5 = -pi/2.
-    q = (0.3, -1.5, 1.7, -math.pi / 2 - 0.2, -math.pi / 2, 0.0)
-    pose = arm.tcp_pose(q)
-    assert pose[2][2] == pytest.approx(-1.0)
-    segments = arm.segments(q)
-    assert segments[0].name == "base"
-    assert segments[-1].name == "gripper"
 
 
 def test_safe_states_nearest_first_and_arm_at() -> None:

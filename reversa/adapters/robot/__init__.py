@@ -1,7 +1,7 @@
 """Robot adapter: governed rollback of physical motion and irreversible process steps.
 
 A motion's reverse is never assumed safe. Compensations re-read the planning
-scene, check the interpolated path for joint limits and collisions (python-fcl),
+scene, check the whole path for joint limits and collisions (python-fcl, continuously),
 respect tooling/process preconditions (a released part cannot be un-released, a
 pasted part cannot be re-gripped), move at a declared recovery speed, and yield
 to any e-stop or protective stop at once. When the full rollback is infeasible
@@ -12,8 +12,13 @@ Every command to the cell carries a :class:`Stamp` (the call's idempotency key
 and the saga's fencing token); the controllers refuse stale epochs and blocked
 keys, and each operation's ``block`` tombstones its forward key at them.
 
-Transports: rosbridge v2 via roslibpy (:class:`RosLink`) and a serial
-gripper/tool controller via pyserial (:class:`SerialTooling`). See docs/robot.md.
+Kinematics and link geometry come from the arm's URDF (:class:`UrdfArm`);
+motions are checked continuously and, when a recovery motion's straight path is
+blocked, planned around the obstacle with OMPL.
+
+Transports: rosbridge v2 via roslibpy (:class:`RosLink`) and a Robotiq-style
+gripper plus paste dispenser on Modbus RTU via pymodbus (:class:`ModbusTooling`).
+See docs/robot.md.
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from .cell import Belief, RobotCell
 from .collision import CollisionChecker, Contact, PathReport
 from .connect import connect_cell
 from .layout import CellLayout, Station, pcb_cell
+from .modbus_tooling import ModbusTooling
 from .operations import ApplyPaste, Inspect, MoveTo, Pick, Place
+from .planning import plan_path
 from .ports import (
     ArmPort,
     BlockOutcome,
@@ -44,7 +51,7 @@ from .recovery import (
 from .registry import robot_registry
 from .ros import RosLink, RosNames, RosTooling
 from .scene import Attached, BoardStatus, Box, Person, PlanningScene
-from .serial_tooling import SerialTooling
+from .urdf import UrdfArm
 
 __all__ = [
     # the cell
@@ -67,7 +74,7 @@ __all__ = [
     "RosLink",
     "RosNames",
     "RosTooling",
-    "SerialTooling",
+    "ModbusTooling",
     # planning scene and collision checking
     "PlanningScene",
     "Box",
@@ -77,6 +84,8 @@ __all__ = [
     "CollisionChecker",
     "Contact",
     "PathReport",
+    "UrdfArm",
+    "plan_path",
     # operations and recovery
     "MoveTo",
     "Pick",

@@ -6,9 +6,11 @@ model in this order:
 1. a latched safety stop refuses the motion (nothing moves until a human reset);
 2. the scene is read *now* from the cell's sensors, never remembered;
 3. a person inside the reach zone refuses the motion;
-4. the joint-space path, interpolated at the policy's resolution, must be inside
-   the joint limits and collision-free against the arm links, the held object
-   and every obstacle in that scene;
+4. the joint-space path must be inside the joint limits and collision-free
+   against the arm's links (from its URDF), the held object and every obstacle
+   in that scene, checked continuously (:mod:`.collision`); a recovery motion
+   whose straight path is blocked gets a path planned around the obstacle
+   (:mod:`.planning`), verified the same way, or is refused with the reason;
 5. while the arm moves, an e-stop or protective stop reported by the machine, or
    a person entering the zone, trips the latch and cancels the goal at once; the
    call then raises :class:`~reversa.core.errors.EmergencyStop`.
@@ -48,6 +50,7 @@ from reversa.safety import (
 
 from .collision import CollisionChecker, PathReport
 from .layout import CellLayout
+from .planning import plan_path
 from .ports import (
     ArmPort,
     BlockOutcome,
@@ -121,7 +124,9 @@ class RobotCell:
         self.clock = clock or SystemClock()
         self.production_speed = production_speed
         self.latch = StopLatch(self.clock.now)
-        self.checker = CollisionChecker(layout.arm, layout.limits)
+        self.checker = CollisionChecker(layout.arm, layout.limits,
+                                        tolerance=layout.policy.collision_tolerance,
+                                        grasp_links=layout.grasp_links)
         self._beliefs: dict[str, Belief] = {}
         self._belief_lock = threading.Lock()
         self.motions: list[dict[str, Any]] = []
@@ -177,10 +182,18 @@ class RobotCell:
         """The planning scene now."""
         return self.sensors.scene()
 
-    def tooling_status(self) -> ToolingStatus:
-        """Gripper and tool state now."""
+    def tooling_status(self, scene: PlanningScene | None = None) -> ToolingStatus:
+        """Gripper and tool state now.
+
+        The gripper reports whether its fingers stopped on an object; which part it
+        is comes from the planning scene's attached object (a gripper knows no part
+        ids). An object the scene does not know is reported as ``"unidentified"``.
+        """
         raw = self.tooling.status()
-        holding = str(raw.get("holding") or "") or None
+        holding: str | None = None
+        if raw.get("object"):
+            attached = (scene or self.scene()).attached
+            holding = attached.id if attached else "unidentified"
         return ToolingStatus(GripperState(str(raw.get("gripper", "open"))), holding,
                              ToolState(str(raw.get("tool", "off"))))
 
@@ -224,9 +237,10 @@ class RobotCell:
 
     def check_motion(
         self, start: Joints, goal: Joints, *, scene: PlanningScene | None = None,
-        label: str = "motion",
+        label: str = "motion", replan: bool = False,
     ) -> Check:
-        """Whether the arm may move from ``start`` to ``goal`` in the scene read now."""
+        """Whether the arm may move from ``start`` to ``goal`` in the scene read now
+        (with ``replan``, along a planned path when the straight one is blocked)."""
         if self.latch.tripped:
             signal = self.latch.signal()
             return Check(False, f"{label}: {signal.message if signal else 'stop latched'}")
@@ -234,11 +248,35 @@ class RobotCell:
         zone = self.check_zone(scene)
         if not zone.ok:
             return Check(False, f"{label}: {zone.reason}", dict(zone.detail))
-        return self.path(start, goal, scene).as_check(label)
+        return self.route(start, goal, scene, replan=replan).as_check(label)
 
     def path(self, start: Joints, goal: Joints, scene: PlanningScene) -> PathReport:
-        """Check the path ``start -> goal`` at the policy's resolution."""
-        return self.checker.check_path(start, goal, scene, self.policy.path_resolution)
+        """Check the straight joint-space path ``start -> goal``, continuously."""
+        return self.checker.check_path(start, goal, scene)
+
+    def route(self, start: Joints, goal: Joints, scene: PlanningScene, *,
+              replan: bool) -> PathReport:
+        """The straight path if it is collision-free; otherwise, with ``replan``, a
+        path planned around what blocks it (bounded by the policy's planning time).
+
+        Returns:
+            The report of the path to drive (``ok``), or of why there is none: the
+            straight path's collision and, with ``replan``, the planner's answer.
+        """
+        straight = self.path(start, goal, scene)
+        if straight.ok or not replan or straight.contacts == ():
+            return straight  # free, or not blocked by a collision (limits): no plan helps
+        planned = plan_path(self.checker.prepared(scene), start, goal,
+                            time_s=self.policy.planning_time_s)
+        if planned.ok:
+            return PathReport(True, f"straight path blocked ({straight.reason}); planned "
+                              f"around it: {planned.reason}", planned.tolerance,
+                              planned.waypoints, planned.iterations, planned.clearance,
+                              path=planned.path, planner=planned.planner)
+        return PathReport(False, f"{straight.reason}; {planned.reason}", straight.tolerance,
+                          straight.waypoints, straight.iterations, straight.clearance,
+                          straight.first_bad, straight.at, straight.contacts, straight.path,
+                          planner=planned.planner)
 
     # -- acting -------------------------------------------------------------------------
     def move(
@@ -249,8 +287,9 @@ class RobotCell:
         label: str,
         stamp: Stamp,
         budget_s: float | None = None,
+        replan: bool = False,
     ) -> dict[str, Any]:
-        """Move to ``goal`` along a checked joint-space path.
+        """Move to ``goal`` along a continuously checked joint-space path.
 
         Args:
             goal: Target joints.
@@ -259,9 +298,11 @@ class RobotCell:
             stamp: The calling step's key and fencing token, sent with the goal.
             budget_s: Seconds left before the caller's deadline; the motion is
                 cancelled rather than allowed to outlive it.
+            replan: When the straight path is blocked, plan a path around the
+                obstacle (recovery motions) instead of refusing.
 
         Returns:
-            ``{"from", "to", "moved", "waypoints", "resolution_rad", "speed"}``.
+            ``{"from", "to", "moved", "waypoints", "route", "check", "speed"}``.
 
         Raises:
             EmergencyStop: A safety stop is latched, or happened during the motion.
@@ -278,13 +319,12 @@ class RobotCell:
             record: dict[str, Any] = {"label": label, "from": list(start), "to": list(goal),
                                       "speed": speed}
             if joint_distance(start, goal) <= _AT_TOLERANCE:
-                return {**record, "moved": False, "waypoints": 0,
-                        "resolution_rad": self.policy.path_resolution}
+                return {**record, "moved": False, "waypoints": 0, "route": "none"}
             scene = self.scene()
             zone = self.check_zone(scene)
             if not zone.ok:
                 raise PreconditionFailed(f"{label}: {zone.reason}", details=dict(zone.detail))
-            report = self.path(start, goal, scene)
+            report = self.route(start, goal, scene, replan=replan)
             if not report.ok:
                 raise PreconditionFailed(f"{label}: {report.reason}", details=report.detail())
             speed = self.layout.limits.speed_for(speed)
@@ -299,8 +339,8 @@ class RobotCell:
             finally:
                 self._moving.clear()
             record.update(outcome=outcome.status, message=outcome.message,
-                          waypoints=report.waypoints, resolution_rad=report.resolution,
-                          speed=speed)
+                          waypoints=report.waypoints, route=report.planner,
+                          check=report.detail(), speed=speed)
             self.motions.append(record)
             if not outcome.ok and self.sensors.estop_active() and not self.latch.tripped:
                 self.latch.trip(StopCategory.CONTROLLED_HOLD, "controller",

@@ -9,9 +9,9 @@ from reversa.core.errors import ConfigError
 
 from .cell import RobotCell
 from .layout import CellLayout, pcb_cell
+from .modbus_tooling import ModbusTooling
 from .ports import ToolingPort
 from .ros import RosLink, RosNames, RosTooling
-from .serial_tooling import SerialTooling
 
 __all__ = ["connect_cell"]
 
@@ -28,16 +28,17 @@ def connect_cell(
     call_timeout: float = 3.0,
 ) -> RobotCell:
     """Connect to a cell: arm, sensors, camera and conveyor over rosbridge; tooling
-    over a serial controller when ``serial_port`` is given, else over rosbridge.
+    over Modbus RTU (gripper and dispenser) when ``serial_port`` is given, else over
+    rosbridge.
 
     Args:
         rosbridge: ``ws://host:port`` of a rosbridge_server (or the simulator).
-        serial_port: Serial device of the gripper/tool controller.
+        serial_port: Serial device of the tooling's Modbus RTU line.
         layout: Cell description (default: the scenario B PCB cell).
         names: ROS interface names.
         clock: The engine's clock (stamps stop records).
         production_speed: Joint speed of forward motions (rad/s).
-        serial_timeout: Reply timeout of the serial controller.
+        serial_timeout: Reply timeout on the Modbus line.
         call_timeout: ROS service call timeout.
 
     Raises:
@@ -49,8 +50,12 @@ def connect_cell(
         raise ConfigError(f"rosbridge address {rosbridge!r} must look like ws://host:9090")
     link = RosLink(url.hostname, url.port or 9090, names=names, call_timeout=call_timeout)
     tooling: ToolingPort
-    tooling = (SerialTooling(serial_port, timeout=serial_timeout) if serial_port
-               else RosTooling(link))
+    if serial_port:
+        modbus = ModbusTooling(serial_port, timeout=serial_timeout)
+        modbus.activate()
+        tooling = modbus
+    else:
+        tooling = RosTooling(link)
     return RobotCell(layout or pcb_cell(), arm=link, sensors=link, tooling=tooling,
                      camera=link, conveyor=link, clock=clock,
                      production_speed=production_speed)

@@ -85,7 +85,7 @@ class _Call:
         goal = self.cell.layout.pose(pose) if isinstance(pose, str) else pose
         speed = self.cell.policy.recovery_speed if recovery else self.cell.production_speed
         return self.cell.move(goal, speed=speed, label=f"{self.ctx.step}: {label}",
-                              stamp=self.stamp, budget_s=budget(self.ctx))
+                              stamp=self.stamp, budget_s=budget(self.ctx), replan=recovery)
 
     def actuate(self, command: str, **args: Any) -> dict[str, Any]:
         return self.cell.actuate(command, self.stamp, **args)
@@ -170,17 +170,20 @@ class MoveTo(_CellOperation):
         return {"pose": target, "from": moved["from"], "moved": moved["moved"]}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
-        """Move back along a path re-checked now, at the recovery speed."""
+        """Move back along a path re-checked now (planned around an obstacle if the
+        straight reverse is blocked), at the recovery speed."""
         back = str(ctx.param("back"))
         moved = _Call(self._cell(ctx), ctx).move(back, f"reverse to {back}", recovery=True)
-        return {"pose": back, "outcome": "reversed" if moved["moved"] else "nothing_to_undo"}
+        return {"pose": back, "outcome": "reversed" if moved["moved"] else "nothing_to_undo",
+                "route": moved["route"], "waypoints": moved["waypoints"]}
 
     def preconditions(self, ctx: StepContext) -> Check:
-        """The reverse path ``to -> back`` is safe in the scene read now."""
+        """A safe path ``to -> back`` exists in the scene read now: the straight reverse,
+        or a path planned around what blocks it."""
         cell = self._cell(ctx)
         to, back = str(ctx.param("to")), str(ctx.param("back"))
         return cell.check_motion(cell.layout.pose(to), cell.layout.pose(back),
-                                 label=f"reverse path {to} -> {back}")
+                                 label=f"reverse path {to} -> {back}", replan=True)
 
     def probe(self, ctx: StepContext) -> Probe:
         """At the target: happened; at the start pose: not; anywhere else: unknown."""
@@ -209,11 +212,13 @@ class Pick(_CellOperation):
             attempt.go(station.approach_pose, f"approach {station.name}")
             attempt.go(station.grasp_pose, f"descend to {part}")
             reply = attempt.actuate("grip")
-            if reply.get("holding") != part:
-                # Closed on nothing: open again; the attempt then retraces its motion.
+            held = cell.tooling_status().holding if reply.get("object") else None
+            if held != part:
+                # Closed on nothing (or on something else): open again; the attempt
+                # then retraces its motion.
                 attempt.actuate("release")
                 raise PermanentError(f"{ctx.step}: no part {part} at {station.name} "
-                                     f"(gripper closed on {reply.get('holding') or 'nothing'})")
+                                     f"(gripper closed on {held or 'nothing'})")
             attempt.committed = True
             cell.belief(ctx.saga_id).parts[part] = "gripper"
             attempt.go(station.approach_pose, f"lift {part}")
@@ -308,9 +313,10 @@ class Place(_CellOperation):
         call.move(station.approach_pose, f"approach {part} on {station.name}", recovery=True)
         call.move(station.grasp_pose, f"descend to {part}", recovery=True)
         reply = call.actuate("grip")
-        if reply.get("holding") != part:
+        held = cell.tooling_status().holding if reply.get("object") else None
+        if held != part:
             raise PermanentError(f"{ctx.step}: re-grip of {part} failed (holding "
-                                 f"{reply.get('holding') or 'nothing'})")
+                                 f"{held or 'nothing'})")
         cell.belief(ctx.saga_id).parts[part] = "gripper"
         call.move(station.approach_pose, f"lift {part}", recovery=True)
         return {"part": part, "outcome": "regripped"}

@@ -4,7 +4,7 @@ A real cell and the simulators implement the same protocols, so the
 operations, the safety checks and the tests do not know which one they talk to.
 The rosbridge transport implements :class:`ArmPort`, :class:`SafetySensors`,
 :class:`CameraPort` and :class:`ConveyorPort`; tooling is either the serial
-controller or the rosbridge gripper/tool services (:class:`ToolingPort`).
+devices on Modbus RTU or the rosbridge gripper/tool services (:class:`ToolingPort`).
 
 Every command that changes the cell carries a :class:`Stamp`: the call's
 idempotency key and the saga's fencing token. The controller refuses a stamp
@@ -186,7 +186,7 @@ class ToolingPort(Protocol):
     """Gripper and process tool. Every command carries a :class:`Stamp`."""
 
     def grip(self, stamp: Stamp) -> dict[str, Any]:
-        """Close the fingers."""
+        """Close the fingers; the reply's ``object`` tells whether they stopped on one."""
         ...
 
     def release(self, stamp: Stamp) -> dict[str, Any]:
@@ -206,7 +206,8 @@ class ToolingPort(Protocol):
         ...
 
     def status(self) -> dict[str, Any]:
-        """``{"gripper": "open"|"closed", "holding": str, "tool": "on"|"off"}``."""
+        """``{"gripper": "open"|"closed", "object": bool, "tool": "on"|"off"}``: whether
+        the fingers hold an object (which part it is, the planning scene says)."""
         ...
 
     def query(self, key: str) -> dict[str, Any] | None:

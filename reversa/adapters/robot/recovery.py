@@ -51,7 +51,7 @@ def drive_to_safe_state(ctx: StepContext, *, service: str = ROBOT) -> dict[str, 
     report = state_report(cell)
     report.update(reached=reached.name if reached else None, tried=tried, notes=notes,
                   recovery_speed=cell.policy.recovery_speed,
-                  resolution_rad=cell.policy.path_resolution)
+                  collision_tolerance_m=cell.policy.collision_tolerance)
     if reached is None:
         why = "; ".join(notes) or "every candidate route collides"
         where = report["arm"]["pose"] or report["arm"]["joints"]
@@ -87,7 +87,8 @@ def reach_safe_state(
         return None, tried, notes
     for state in cell.policy.by_distance(start):
         for route, legs in _routes(start, state):
-            checks = [cell.path(a, b, scene) for a, b in pairwise(legs)]
+            planned = route == "planned"
+            checks = [cell.route(a, b, scene, replan=planned) for a, b in pairwise(legs)]
             ok = all(c.ok for c in checks)
             tried.append({"state": state.name, "route": route, "ok": ok,
                           "reason": "; ".join(c.reason for c in checks if not c.ok)
@@ -95,7 +96,8 @@ def reach_safe_state(
             if ok:
                 for goal in legs[1:]:
                     cell.move(goal, speed=cell.policy.recovery_speed, stamp=stamp,
-                              label=f"safe state {state.name} ({route})", budget_s=budget_s)
+                              label=f"safe state {state.name} ({route})", budget_s=budget_s,
+                              replan=planned)
                 notes += _settle_gripper(cell, state, stamp)
                 return state, tried, notes
     return None, tried, notes
@@ -103,12 +105,14 @@ def reach_safe_state(
 
 def _routes(start: Joints, state: SafeState) -> list[tuple[str, list[Joints]]]:
     # Direct joint-space line first; then "retract first": reach the safe state's
-    # arm shape above the current base angle, then rotate the base.
+    # arm shape above the current base angle, then rotate the base; then a path
+    # planned around whatever blocks both.
     direct: list[Joints] = [start, state.joints]
     retract = (start[0], *state.joints[1:])
     routes = [("direct", direct)]
     if joint_distance(retract, start) > 1e-3 and joint_distance(retract, state.joints) > 1e-3:
         routes.append(("retract-then-rotate", [start, retract, state.joints]))
+    routes.append(("planned", direct))
     return routes
 
 
@@ -126,7 +130,7 @@ def state_report(cell: RobotCell) -> dict[str, Any]:
     """What the cell's sensors report now (for escalations and snapshots)."""
     q = cell.joints()
     scene = cell.scene()
-    tooling = cell.tooling_status()
+    tooling = cell.tooling_status(scene)
     zone = cell.sensors.zone()
     return {
         "arm": {"joints": [round(v, 4) for v in q], "pose": cell.pose_name(q)},
@@ -185,8 +189,8 @@ def cell_predicate(ctx: PredicateContext, *, service: str = ROBOT) -> Check:
     the world model matching the sensors, no stop latched."""
     cell = ctx.service(service, RobotCell)
     q = cell.joints()
-    tooling = cell.tooling_status()
     scene = cell.scene()
+    tooling = cell.tooling_status(scene)
     checks: list[Check] = []
     states = [s for s in cell.policy.safe_states if s.arm_at(q).ok]
     pre = (ctx.pre_state or {}).get("arm", {})

@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import roslibpy
@@ -46,16 +47,13 @@ from reversa.safety import Joints
 from .ports import BlockOutcome, MotionOutcome, Stamp, StopListener, ZoneStatus
 from .scene import PlanningScene
 
-__all__ = ["RosLink", "RosNames", "RosTooling"]
+__all__ = ["INTERFACES", "RosLink", "RosNames", "RosTooling"]
 
-UR_JOINTS = (
-    "shoulder_pan_joint",
-    "shoulder_lift_joint",
-    "elbow_joint",
-    "wrist_1_joint",
-    "wrist_2_joint",
-    "wrist_3_joint",
-)
+INTERFACES = Path(__file__).parent / "interfaces" / "reversa_cell_msgs"
+"""The cell-bridge interface definitions this transport expects (ROS 2 ``.msg``,
+``.srv`` and ``.action`` text of the ``reversa_cell_msgs`` package; docs/robot.md)."""
+
+PANDA_JOINTS = tuple(f"panda_joint{i}" for i in range(1, 8))
 _GOAL_STATUS = {4: "succeeded", 5: "canceled", 6: "aborted"}
 _POLL_S = 0.01  # how often a waiting motion re-checks its abort condition
 _CANCEL_WAIT_S = 1.0  # how long a cancelled goal may take to report its end
@@ -87,7 +85,7 @@ class RosNames:
     tool: str = "/tool/command"
     inspection: str = "/inspection/trigger"
     conveyor: str = "/conveyor/route"
-    joint_names: tuple[str, ...] = UR_JOINTS
+    joint_names: tuple[str, ...] = PANDA_JOINTS
 
 
 class RosLink:
@@ -409,7 +407,7 @@ class RosTooling:
     def status(self) -> dict[str, Any]:
         """Gripper and tool state."""
         values = self.link.call(self.link.names.gripper, {"command": "status"}, mutating=False)
-        return {"gripper": values.get("gripper"), "holding": values.get("holding") or "",
+        return {"gripper": values.get("gripper"), "object": bool(values.get("object")),
                 "tool": values.get("tool")}
 
     def query(self, key: str) -> dict[str, Any] | None:

@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reversa.safety import PartStatus
-from reversa.safety.kinematics import Vec3
 
-__all__ = ["Attached", "BoardStatus", "Box", "Person", "PlanningScene"]
+__all__ = ["Attached", "BoardStatus", "Box", "Person", "PlanningScene", "Vec3"]
+
+Vec3 = tuple[float, float, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,14 +70,21 @@ class Person:
 
 @dataclass(frozen=True, slots=True)
 class Attached:
-    """An object held by the gripper, centred at the tool centre point."""
+    """An object held by the gripper.
+
+    Attributes:
+        id: The object's id (``"U1"``).
+        size: Its box extents (m).
+        offset: Its centre in the tool centre point's frame (m).
+    """
 
     id: str
     size: Vec3
+    offset: Vec3 = (0.0, 0.0, 0.0)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"id": self.id, "size": list(self.size)}
+        return {"id": self.id, "size": list(self.size), "offset": list(self.offset)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,10 +160,15 @@ class PlanningScene:
                 transport turns these into a Reversa error).
         """
         attached = data.get("attached")
+        if isinstance(attached, list):
+            # The ROS message's bounded sequence (Attached[<=1]): empty or one object.
+            attached = attached[0] if attached else None
         return cls(
             boxes=tuple(Box.from_dict(b) for b in data.get("boxes", ())),
             persons=tuple(Person.from_dict(p) for p in data.get("persons", ())),
-            attached=Attached(str(attached["id"]), _vec3(attached["size"])) if attached else None,
+            attached=Attached(str(attached["id"]), _vec3(attached["size"]),
+                              _vec3(attached.get("offset", (0.0, 0.0, 0.0))))
+            if attached else None,
             parts=tuple(
                 PartStatus(str(p["part"]), str(p["location"]), bool(p.get("pasted", False)),
                            bool(p.get("damaged", False)))
@@ -167,10 +180,15 @@ class PlanningScene:
                             bool(b.get("damaged", False)))
                 for b in data.get("boards", ())
             ),
-            allowed=frozenset(
-                (str(pair[0]), str(pair[1])) for pair in data.get("allowed", ())
-            ),
+            allowed=frozenset(_allowed(pair) for pair in data.get("allowed", ())),
         )
+
+
+def _allowed(pair: Any) -> tuple[str, str]:
+    # [link, object] from the simulator's JSON, or an AllowedContact message.
+    if isinstance(pair, Mapping):
+        return (str(pair["link"]), str(pair["object"]))
+    return (str(pair[0]), str(pair[1]))
 
 
 def _vec3(value: Any) -> Vec3:

@@ -1,10 +1,10 @@
 """``reversa demo`` scenarios of the robot adapter, on in-process simulators.
 
-Each scenario starts the rosbridge simulator and the serial gripper controller
-in background threads (motions run 20x faster than real time), connects a
-:class:`~reversa.adapters.robot.RobotCell` through roslibpy and pyserial exactly
-as it would connect to a real cell, runs a saga on the given store and tells
-the story.
+Each scenario starts the rosbridge simulator (the PyBullet physics cell) and the
+Modbus RTU gripper and dispenser in background threads (motions run 20x faster
+than real time), connects a :class:`~reversa.adapters.robot.RobotCell` through
+roslibpy and pymodbus exactly as it would connect to a real cell, runs a saga on
+the given store and tells the story.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from reversa.simulators.robot import CellWorld, start_gripper, start_rosbridge
 
 from .workflows import APP, scenario_b_saga, transfer_saga
 
-__all__ = ["DEMOS", "SERVICES", "services"]
+__all__ = ["DEMOS", "SERVICES", "STAND", "services"]
 
 SERVICES = "reversa.demos.robot.scenarios:services"
 """Import path of :func:`services`, recorded with every demo saga next to its ``app``."""
@@ -53,7 +53,7 @@ def _rig(db_url: str) -> Iterator[_Rig]:
     store = Store.open(db_url)
     cell = engine = None
     try:
-        cell = connect_cell(sim.url, serial_port=device.path, serial_timeout=0.3)
+        cell = connect_cell(sim.url, serial_port=device.path, serial_timeout=1.0)
         engine = Engine(robot_registry(), store, services={"robot": cell})
         yield _Rig(sim.world, cell, engine)
     finally:
@@ -76,7 +76,7 @@ def services() -> dict[str, Any]:
     """
     sim = start_rosbridge(time_scale=20.0)
     device = start_gripper(sim.world)
-    return {"robot": connect_cell(sim.url, serial_port=device.path, serial_timeout=0.3)}
+    return {"robot": connect_cell(sim.url, serial_port=device.path, serial_timeout=1.0)}
 
 
 def _transfer() -> Saga:
@@ -111,8 +111,9 @@ def _safe_state(result: SagaResult, console: Console) -> None:
     tried = ", ".join(f"{t['state']}/{t['route']}={'ok' if t['ok'] else 'blocked'}"
                       for t in report["tried"])
     console.print(f"safe state: drove to [bold]{report['reached']}[/] along a collision-checked "
-                  f"path at {report['recovery_speed']} rad/s, {report['resolution_rad']} rad "
-                  f"resolution (candidates: {tried}); tooling {report['tooling']}")
+                  f"path at {report['recovery_speed']} rad/s, checked continuously to "
+                  f"{report['collision_tolerance_m'] * 1000:g} mm clearance (candidates: {tried}); "
+                  f"tooling {report['tooling']}")
 
 
 def _truth(world: CellWorld, console: Console) -> None:
@@ -121,6 +122,9 @@ def _truth(world: CellWorld, console: Console) -> None:
                   f"gripper {t['gripper']} holding {t['holding']}, tool {t['tool']}, "
                   f"parts {t['parts']}, boards {t['boards']}, collisions {len(t['collisions'])}, "
                   f"damaged assemblies {t['damaged_assemblies']}, stop {t['stop']}")
+    impacts = ", ".join(f"{i['part']} hit {i['hit']} at {i['force_n']} N" for i in t["impacts"])
+    console.print(f"physics log (Bullet): {len(t['contacts'])} arm contact(s), impacts: "
+                  f"{impacts or 'none'}")
 
 
 def _story(rig: _Rig, saga: Saga, console: Console) -> tuple[SagaResult, bool]:
@@ -144,8 +148,11 @@ def run_scenario_b(db_url: str, console: Console) -> DemoRun:
                       "the robot (reverse move, re-grip the pasted part, carry it back):")
         _naive_mirror(rig)
         _truth(rig.world, console)
-        dropped = rig.world.snapshot()["parts"]["U1"]["location"] == "dropped"
-    ok = result.status is SagaStatus.ESCALATED and verified and dropped
+        truth = rig.world.snapshot()
+        dropped = truth["parts"]["U1"]["location"] == "dropped"
+        # Physics-measured damage: the falling part's impact on a finished assembly.
+        hit = any(i["hit"].startswith("assembly:") for i in truth["impacts"])
+    ok = result.status is SagaStatus.ESCALATED and verified and dropped and hit
     return DemoRun.of(ok, result.saga_id)
 
 
@@ -214,15 +221,44 @@ def run_person(db_url: str, console: Console) -> DemoRun:
 
 
 def run_gripper_timeout(db_url: str, console: Console) -> DemoRun:
-    """The serial gripper never answers the release during compensation: escalation."""
-    console.print("[bold]Part transfer[/] rollback; the serial gripper controller stops "
-                  "answering RELEASE (no reply, checksummed line protocol, 0.3 s timeout)\n")
+    """The Modbus gripper never answers the release during compensation: escalation."""
+    console.print("[bold]Part transfer[/] rollback; the Modbus RTU gripper stops "
+                  "answering RELEASE (Modbus RTU: no reply within the 1 s timeout)\n")
     with _rig(db_url) as rig:
         rig.world.inject(CAMERA_FAULT)
         rig.world.inject({"kind": "no_reply", "count": 99, "executes": False,
                           "commands": ["RELEASE"]})
         result, verified = _story(rig, _transfer(), console)
     return DemoRun.of(result.status is SagaStatus.ESCALATED and verified, result.saga_id)
+
+
+# A lamp stand set down on the table after the part reached the inspection pose,
+# right across the straight joint-space line back to the tray (43% along it).
+STAND = {"kind": "obstacle", "id": "stand", "position": [0.47, -0.17, 0.21],
+         "size": [0.04, 0.04, 0.42]}
+
+
+def run_physics_replan(db_url: str, console: Console) -> DemoRun:
+    """An obstacle lands on the straight reverse path: the rollback plans around it (OMPL)."""
+    console.print("[bold]Part transfer[/] on the physics cell (PyBullet, Panda URDF): pick U1 "
+                  "-> carry it to inspection -> inspect (fails)")
+    console.print("injected: a lamp stand is set down across the straight way back once the "
+                  "arm reaches the inspection pose; then the camera errors\n")
+    with _rig(db_url) as rig:
+        rig.world.inject(CAMERA_FAULT)
+        # Motion 4 is move_inspection's forward motion (after the pick's three).
+        rig.world.inject({**STAND, "motion": 4, "fraction": 1.0})
+        result, verified = _story(rig, _transfer(), console)
+        reverse: dict[str, Any] = next((c for c in (result.rollback or {}).get("compensations", [])
+                        if c.get("step") == "move_inspection"), {})
+        route = str((reverse.get("result") or {}).get("route", ""))
+        console.print(f"reverse of move_inspection: [bold]{route or 'not run'}[/]")
+        contacts = rig.world.contact_log
+        console.print(f"physics contact log (Bullet, arm and held part): {len(contacts)} "
+                      f"contact(s); obstacles in the cell: {sorted(rig.world.obstacles)}")
+        planned = "RRTConnect" in route
+    ok = result.status is SagaStatus.COMPENSATED and verified and planned and not contacts
+    return DemoRun.of(ok, result.saga_id)
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -237,4 +273,5 @@ DEMOS: dict[str, Demo] = {
     "robot-estop": run_estop,
     "robot-person-in-zone": run_person,
     "robot-gripper-timeout": run_gripper_timeout,
+    "robot-physics-replan": run_physics_replan,
 }

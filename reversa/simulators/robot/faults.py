@@ -40,7 +40,7 @@ class MotionTrigger:
 
 @dataclass
 class SerialFault:
-    """A fault of the serial gripper/tool controller.
+    """A fault on the tooling's Modbus RTU line or in its devices (gripper, dispenser).
 
     Attributes:
         kind: ``"no_reply"`` (the reply never comes), ``"bad_checksum"`` (the

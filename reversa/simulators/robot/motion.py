@@ -1,22 +1,25 @@
-"""Trajectory execution in the simulated cell: the physics the safety rules guard against.
+"""The simulated trajectory controller: follows FollowJointTrajectory goals on the physics arm.
 
-A motion follows its trajectory in simulated time. At every configuration (at
-most 0.02 rad apart) the simulator checks the *true* world for collisions, fires
-armed faults, lets a paste-covered part slip out of the fingers, and obeys the
-safety controller: category 0 stops at once, categories 1 and 2 decelerate for
-a short time first. A collision is a protective stop, as on a real cobot.
+Each goal is checked (limits, speed, start point), then followed step by step:
+the joint motors get the trajectory's position and velocity at each 240 Hz
+physics step, and Bullet moves the arm. Whatever the arm touches that it may
+not is a collision (read from the physics engine's contacts, with its force):
+a protective stop, as on a cobot. The controller obeys the safety controller:
+category 0 stops at once; categories 1 and 2 decelerate for a short time first.
+A held part with paste on it slips out of the fingers when the motion asks more
+of the grip than it has; it falls under gravity and hits whatever is below.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from reversa.adapters.robot.scene import Box
-from reversa.safety import interpolate, joint_distance
+from reversa.safety import joint_distance
 
-from .world import _SLIP_DISTANCE, JOINT_NAMES, CellWorld
+from .physics import DT
+from .world import CellWorld
 
 __all__ = ["GoalRejected", "Motion", "advance", "cancel", "start_motion"]
 
@@ -26,9 +29,10 @@ INVALID_GOAL = -1
 INVALID_JOINTS = -2
 PATH_TOLERANCE_VIOLATED = -4
 
-_SAMPLE = 0.02  # rad between checked configurations
 _DECEL_S = 0.1  # simulated seconds a controlled stop keeps moving
 _START_TOLERANCE = 0.05  # rad a trajectory's first point may be from the current pose
+_GOAL_TOLERANCE = 1e-4  # rad: the arm has reached the goal
+_SETTLE_S = 0.5  # simulated seconds the controller waits for the arm to reach the goal
 
 
 class GoalRejected(Exception):
@@ -54,6 +58,7 @@ class Motion:
     hang: bool = False
     stopping: float | None = None
     stop_status: str = "aborted"
+    hold: tuple[float, ...] | None = None
     record: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,8 +86,9 @@ def start_motion(world: CellWorld, trajectory: dict[str, Any]) -> Motion:
             world.faults.reject_goals -= 1
             raise GoalRejected(INVALID_GOAL, "controller not ready (injected fault)")
         names = list(trajectory.get("joint_names", []))
-        if names != list(JOINT_NAMES):
-            raise GoalRejected(INVALID_JOINTS, f"expected joints {list(JOINT_NAMES)}, got {names}")
+        if names != list(world.joint_names):
+            raise GoalRejected(INVALID_JOINTS, f"expected joints {list(world.joint_names)}, "
+                                               f"got {names}")
         points = trajectory.get("points", [])
         if not points:
             raise GoalRejected(INVALID_GOAL, "trajectory has no points")
@@ -118,7 +124,8 @@ def start_motion(world: CellWorld, trajectory: dict[str, Any]) -> Motion:
             default=0.0,
         )
         record = {"number": world.motion_count, "from": list(path[0]), "to": list(path[-1]),
-                  "duration": span, "peak_speed": peak, "outcome": "executing"}
+                  "duration": span, "peak_speed": peak, "outcome": "executing",
+                  "waypoints": len(path) - 1}
         world.motions.append(record)
         return Motion(world.motion_count, path, times, hang=hang, record=record)
 
@@ -133,64 +140,73 @@ def cancel(world: CellWorld, motion: Motion) -> None:
 
 
 def advance(world: CellWorld, motion: Motion, dt: float) -> bool:
-    """Move ``motion`` forward by ``dt`` simulated seconds; True once it has ended."""
+    """Run ``motion`` for ``dt`` simulated seconds of physics; True once it has ended."""
     with world.lock:
-        if motion.done:
-            return True
-        if world.stop is not None and motion.stopping is None:
-            if world.stop.category == 0:
-                return _finish(world, motion, "aborted", PATH_TOLERANCE_VIOLATED,
-                               f"safety stop category 0 ({world.stop.source})")
-            motion.stopping = _DECEL_S
-        target_t = min(motion.t + dt, motion.duration)
-        start = tuple(world.q)
-        goal = _at(motion, target_t)
-        samples = interpolate(start, goal, _SAMPLE)[1:] if start != goal else []
-        n = len(samples)
-        t_prev = motion.t
-        for index, q in enumerate(samples):
-            t_here = motion.t + (target_t - motion.t) * (index + 1) / max(n, 1)
-            if motion.stopping is not None:
-                # A controlled stop coasts for _DECEL_S of simulated time, then halts.
-                motion.stopping -= t_here - t_prev
-                if motion.stopping <= 0:
-                    motion.t = t_prev
-                    return _stopped(world, motion)
-            t_prev = t_here
-            outcome = _fire_triggers(world, motion, t_here / max(motion.duration, 1e-9))
-            if outcome is not None:
-                return outcome
-            previous = tuple(world.q)
-            world.q = list(q)
-            hits = world.prepared_scene().contacts(q)
-            if hits:
-                world.q = list(previous)
-                names = sorted({h.obstacle for h in hits})
-                world.log("collision", motion=motion.number, contacts=[str(h) for h in hits])
-                world.trip(2, f"collision:{names[0]}", f"collision with {', '.join(names)}")
-                return _finish(world, motion, "aborted", PATH_TOLERANCE_VIOLATED,
-                               f"protective stop: collision with {', '.join(names)}")
-            _slip(world)
-        if motion.stopping is not None and not samples:
-            motion.stopping -= target_t - motion.t
-        motion.t = target_t
-        if motion.stopping is not None and (motion.stopping <= 0
-                                            or motion.t >= motion.duration):
-            return _stopped(world, motion)
-        if motion.t >= motion.duration:
-            return _finish(world, motion, "succeeded", SUCCESSFUL, "")
+        for _ in range(max(1, round(dt / DT))):
+            if motion.done:
+                return True
+            if _tick(world, motion):
+                return True
         world.version += 1
-        return False
+        return motion.done
+
+
+def _tick(world: CellWorld, motion: Motion) -> bool:
+    """One physics step of the motion; True when it ended."""
+    if world.stop is not None and motion.stopping is None:
+        if world.stop.category == 0:
+            return _halt(world, motion, "aborted",
+                         f"safety stop category 0 ({world.stop.source})")
+        motion.stopping = _DECEL_S
+    fraction = min(motion.t / max(motion.duration, 1e-9), 1.0)
+    ended = _fire_triggers(world, motion, fraction)
+    if ended is not None:
+        return ended
+    if motion.stopping is not None:
+        motion.stopping -= DT
+        if motion.stopping <= 0:
+            return _stopped(world, motion)
+    if motion.hold is None:
+        q, velocity = _at(motion, motion.t)
+        world.physics.drive(q, velocity)
+    hits = world.step()
+    motion.t += DT
+    if hits:
+        names = sorted({h.b for h in hits})
+        contacts = [f"{h.a} x {h.b}" for h in hits]
+        world.log("collision", motion=motion.number, contacts=contacts,
+                  force_n=round(max(h.force for h in hits), 2))
+        world.trip(2, f"collision:{names[0]}", f"collision with {', '.join(names)}")
+        return _halt(world, motion, "aborted",
+                     f"protective stop: collision with {', '.join(names)}")
+    if motion.t >= motion.duration:
+        ended = _fire_triggers(world, motion, 1.0)
+        if ended is not None:
+            return ended
+        goal = motion.path[-1]
+        if joint_distance(world.physics.joints(), goal) <= _GOAL_TOLERANCE \
+                or motion.t >= motion.duration + _SETTLE_S:
+            world.settle()
+            return _finish(world, motion, "succeeded", SUCCESSFUL, "")
+    return False
+
+
+def _halt(world: CellWorld, motion: Motion, status: str, message: str) -> bool:
+    # Brakes on where the arm is: hold the current position.
+    world.physics.drive(world.physics.joints())
+    world.settle()
+    return _finish(world, motion, status, PATH_TOLERANCE_VIOLATED, message)
 
 
 def _stopped(world: CellWorld, motion: Motion) -> bool:
     if world.stop is None:
-        return _finish(world, motion, motion.stop_status, PATH_TOLERANCE_VIOLATED, "canceled")
-    return _finish(world, motion, "aborted", PATH_TOLERANCE_VIOLATED,
-                   f"safety stop category {world.stop.category} ({world.stop.source})")
+        return _halt(world, motion, motion.stop_status, "canceled")
+    return _halt(world, motion, "aborted",
+                 f"safety stop category {world.stop.category} ({world.stop.source})")
 
 
-def _at(motion: Motion, t: float) -> tuple[float, ...]:
+def _at(motion: Motion, t: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The trajectory's position and velocity at ``t``."""
     for (a, b), (ta, tb) in zip(
         zip(motion.path, motion.path[1:], strict=False),
         zip(motion.times, motion.times[1:], strict=False),
@@ -198,23 +214,24 @@ def _at(motion: Motion, t: float) -> tuple[float, ...]:
     ):
         if t <= tb:
             if tb <= ta:
-                return b
+                return b, tuple(0.0 for _ in b)
             f = (t - ta) / (tb - ta)
-            return tuple(x + (y - x) * f for x, y in zip(a, b, strict=True))
-    return motion.path[-1]
+            return (tuple(x + (y - x) * f for x, y in zip(a, b, strict=True)),
+                    tuple((y - x) / (tb - ta) for x, y in zip(a, b, strict=True)))
+    last = motion.path[-1]
+    return last, tuple(0.0 for _ in last)
 
 
 def _fire_triggers(world: CellWorld, motion: Motion, fraction: float) -> bool | None:
     due = [t for t in world.faults.triggers
-           if t.motion == motion.number and t.fraction <= fraction]
+           if t.motion == motion.number and t.fraction <= fraction + 1e-9]
     for trigger in due:
         world.faults.triggers.remove(trigger)
         world.log("fault", fault=trigger.kind, motion=motion.number, fraction=trigger.fraction)
         if trigger.kind == "estop":
             world.press_estop(trigger.category)
             if trigger.category == 0:
-                return _finish(world, motion, "aborted", PATH_TOLERANCE_VIOLATED,
-                               "safety stop category 0 (estop:pendant)")
+                return _halt(world, motion, "aborted", "safety stop category 0 (estop:pendant)")
             motion.stopping = _DECEL_S if motion.stopping is None else motion.stopping
         elif trigger.kind == "person":
             x, y = (*trigger.position, 0.0, 0.0)[:2]
@@ -227,21 +244,10 @@ def _fire_triggers(world: CellWorld, motion: Motion, fraction: float) -> bool | 
     return None
 
 
-def _slip(world: CellWorld) -> None:
-    if world.holding is None or world.grip_quality != "slipping":
-        return
-    tcp = world.layout.arm.tcp(world.q)
-    if math.dist(tcp[:2], world._grasp_xy) > _SLIP_DISTANCE:
-        part = world.parts[world.holding]
-        world.holding, world.grip_quality = None, "none"
-        world._drop(part, tcp)
-        world._changed()
-
-
 def _finish(world: CellWorld, motion: Motion, status: str, code: int, message: str) -> bool:
     motion.status, motion.error_code, motion.error_string = status, code, message
     motion.record["outcome"] = status
     motion.record["error"] = message
-    motion.record["stopped_at"] = list(world.q)
+    motion.record["stopped_at"] = world.q
     world.log("motion", number=motion.number, outcome=status, error=message)
     return True

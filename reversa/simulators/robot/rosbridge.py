@@ -1,4 +1,4 @@
-"""A rosbridge v2 protocol server in front of the simulated cell (a "Gazebo bridge" stand-in).
+"""A rosbridge v2 protocol server in front of the physics cell: what a ros_gz bridge exposes.
 
 roslibpy connects to it unmodified. It speaks the subset of the rosbridge v2
 protocol a manipulation cell needs (see ROSBRIDGE_PROTOCOL.md in
@@ -10,6 +10,7 @@ for ROS 2 actions, with the same message shapes rosbridge_server sends.
 Interfaces (the names :class:`reversa.adapters.robot.RosNames` defaults to):
 
 * ``/joint_states`` (sensor_msgs/msg/JointState), published while moving;
+* ``/robot_description`` (std_msgs/msg/String), latched: the arm's URDF;
 * ``/cell/follow_joint_trajectory`` (the cell bridge's
   FencedFollowJointTrajectory: a FollowJointTrajectory goal plus ``key`` and
   ``fence``), cancellable. It refuses a goal without a fence, with an epoch
@@ -52,7 +53,7 @@ from reversa.core.context import Fence
 from reversa.core.errors import Fenced
 
 from .motion import INVALID_GOAL, GoalRejected, Motion, advance, cancel, start_motion
-from .world import JOINT_NAMES, CellWorld, DeviceError
+from .world import CellWorld, DeviceError
 
 __all__ = ["RosbridgeSim", "serve", "start_rosbridge"]
 
@@ -60,7 +61,7 @@ LOG = logging.getLogger("reversa.simulators.robot.rosbridge")
 
 # action_msgs/msg/GoalStatus
 _STATUS = {"succeeded": 4, "canceled": 5, "aborted": 6}
-_LATCHED = ("/joint_states", "/safety/estop", "/safety/zone")
+_LATCHED = ("/joint_states", "/safety/estop", "/safety/zone", "/robot_description")
 _FENCED_ACTION = "/cell/follow_joint_trajectory"
 _RAW_ACTION = "/arm_controller/follow_joint_trajectory"
 _HEARTBEAT_S = 0.05
@@ -233,6 +234,8 @@ class RosbridgeSim:
             return self.world.joint_state()
         if topic == "/safety/estop":
             return self.world.estop_msg()
+        if topic == "/robot_description":
+            return {"data": self.world.layout.urdf.read_text()}
         return self.world.zone_msg()
 
     def _on_publish(self, topic: str, msg: dict[str, Any]) -> None:
@@ -414,7 +417,7 @@ class RosbridgeSim:
             moved = True
             await self._send(goal.client, {
                 "op": "action_feedback", "id": gid, "action": goal.action,
-                "values": {"joint_names": list(JOINT_NAMES),
+                "values": {"joint_names": list(self.world.joint_names),
                            "actual": {"positions": list(self.world.q)}},
             })
             if done:
@@ -472,7 +475,7 @@ def serve(port: int = 9090, *, host: str = "127.0.0.1", time_scale: float = 1.0)
     sim = RosbridgeSim(time_scale=time_scale)
 
     def ready(bound: int) -> None:
-        print(f"rosbridge simulator (PCB cell, UR5-like arm) listening on ws://{host}:{bound}",
+        print(f"rosbridge simulator (PCB cell, Panda on PyBullet) listening on ws://{host}:{bound}",
               flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):

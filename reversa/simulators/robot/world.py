@@ -1,9 +1,12 @@
 """Ground truth of the simulated PCB cell: arm, tooling, parts, boards, people, stops.
 
-The rosbridge server and the serial controller are two front doors to one
+The rosbridge server and the Modbus gripper are two front doors to one
 ``CellWorld``; tests read the world directly to assert the *physical* end state
-(where the part is, whether assemblies were damaged, which stop category ran),
-not only what the adapter believed.
+(where the part is, whether assemblies were hit and how hard, which stop
+category ran), not only what the adapter believed. The bodies live in a
+PyBullet world (:mod:`.physics`); where a part is, whether it is held, whether
+the arm touched anything is read from the physics engine, never from the
+adapter's collision checker.
 
 The world is also the controller's fencing memory (:class:`FenceGate`): the
 highest epoch seen per saga and the keys a rollback blocked, checked under the
@@ -11,35 +14,29 @@ world's lock together with the effect, and a log of every fenced command with
 its outcome (:attr:`CellWorld.commands`), so a test can prove at the controller
 that a stale command was refused and moved nothing.
 
-Thread-safe: the rosbridge loop, the serial device thread and test code all
+Thread-safe: the rosbridge loop, the Modbus device thread and test code all
 touch it, under one re-entrant lock.
 """
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from reversa.adapters.robot.collision import CollisionChecker, PreparedScene
 from reversa.adapters.robot.layout import CellLayout, pcb_cell
-from reversa.adapters.robot.scene import Attached, BoardStatus, Box, Person, PlanningScene
+from reversa.adapters.robot.scene import Attached, BoardStatus, Box, Person, PlanningScene, Vec3
 from reversa.core.context import Fence
 from reversa.core.errors import Fenced
 from reversa.core.fencing import FenceGate
 from reversa.safety import PartStatus
-from reversa.safety.kinematics import Vec3
 
 from .faults import FaultPlan
+from .physics import Physics
+from .process import BOARD_SIZE, Process
 
-__all__ = ["CellWorld", "DeviceError", "SimBoard", "SimPart", "SimStop"]
-
-_BOARD_SIZE = (0.10, 0.08, 0.004)
-_GRASP_TOLERANCE = 0.01  # m between the TCP and a part's centre for a grasp
-_SLIP_DISTANCE = 0.10  # m of lateral travel after which a slipping part falls
-_IMPACT_RADIUS = 0.12  # m around a falling part's impact point that gets damaged
+__all__ = ["JOINT_NAMES", "CellWorld", "DeviceError", "SimBoard", "SimPart", "SimStop"]
 
 
 class DeviceError(Exception):
@@ -53,18 +50,17 @@ class DeviceError(Exception):
 
 @dataclass
 class SimPart:
-    """A component's true state."""
+    """A component's state: where the physics puts it, and its process state."""
 
     id: str
     location: str
-    center: Vec3
     pasted: bool = False
     damaged: bool = False
 
 
 @dataclass
 class SimBoard:
-    """A circuit board's true state."""
+    """A circuit board's state."""
 
     id: str
     location: str
@@ -88,42 +84,49 @@ class SimStop:
                 "reason": self.reason}
 
 
-class CellWorld:
+class CellWorld(Process):
     """The simulated cell.
 
     Args:
         layout: Cell description (default: the scenario B PCB cell).
+        seed: Seeds the physics world's few random quantities; the same seed and
+            the same commands give the same trajectory, step for step.
     """
 
-    def __init__(self, layout: CellLayout | None = None) -> None:
+    def __init__(self, layout: CellLayout | None = None, *, seed: int = 0) -> None:
         self.layout = layout or pcb_cell()
-        self.checker = CollisionChecker(self.layout.arm, self.layout.limits)
         self.lock = threading.RLock()
+        self.physics = Physics(self.layout, seed)
         self.reset()
+
+    @property
+    def joint_names(self) -> tuple[str, ...]:
+        """The arm's joint names, from its URDF."""
+        return self.layout.arm.joint_names
 
     # -- lifecycle ------------------------------------------------------------------------
     def reset(self) -> None:
         """Back to the initial cell: arm home, gripper open, U1 in tray A, B1 on the fixture."""
         with self.lock:
-            self.q: list[float] = list(self.layout.pose("home"))
-            self.gripper = "open"
-            self.holding: str | None = None
-            self.grip_quality = "none"
-            self._grasp_xy = (0.0, 0.0)
+            self.physics.build()
             self.tool = "off"
             tray = self.layout.stations["tray"]
             board = self.layout.stations["board"]
-            self.parts: dict[str, SimPart] = {
-                "U1": SimPart("U1", "tray", (tray.surface.center[0], tray.surface.center[1],
-                                              tray.rest_z)),
-            }
+            self.parts: dict[str, SimPart] = {"U1": SimPart("U1", "tray")}
+            cx, cy, _ = tray.surface.center
+            self.physics.add_part("U1", (cx + self.physics.jitter("U1x"),
+                                         cy + self.physics.jitter("U1y"), tray.rest_z))
+            top = board.surface.center[2] + board.surface.size[2] / 2
             self.boards: dict[str, SimBoard] = {
                 "B1": SimBoard("B1", "board", (board.surface.center[0], board.surface.center[1],
-                                                board.rest_z - 0.008)),
+                                               top + BOARD_SIZE[2] / 2)),
             }
+            self.physics.add_box(Box("board:B1", self.boards["B1"].center, BOARD_SIZE, "board"))
             self.obstacles: dict[str, Box] = {}
             self.persons: dict[str, Person] = {}
             self.damaged_assemblies: set[str] = set()
+            self.impacts: list[dict[str, Any]] = []
+            self.contact_log: list[dict[str, Any]] = []
             self.stop: SimStop | None = None
             self.faults = FaultPlan()
             self.events: list[dict[str, Any]] = []
@@ -134,8 +137,30 @@ class CellWorld:
             self.commands: list[dict[str, Any]] = []  # every fenced command, with its outcome
             self.motion_count = 0
             self.motions: list[dict[str, Any]] = []
+            self.trace: list[tuple[float, ...]] = []  # the arm's joints after every step
             self.version = 0  # bumped on every change the bridge must publish
-            self._prepared: PreparedScene | None = None
+            self.gripper = "open"
+            self.settle()
+
+    @property
+    def q(self) -> list[float]:
+        """The arm's joint positions, read from the physics engine."""
+        with self.lock:
+            return list(self.physics.joints())
+
+    @q.setter
+    def q(self, value: list[float]) -> None:
+        # A teleport (tests that start from a pose); the motors then hold it there.
+        with self.lock:
+            self.physics.set_joints(value)
+            self._changed()
+
+    @property
+    def holding(self) -> str | None:
+        """The part the gripper holds (the physics grasp), if any."""
+        with self.lock:
+            grasp = self.physics.grasp
+            return str(grasp["name"]).removeprefix("part:") if grasp else None
 
     def inject(self, spec: dict[str, Any]) -> None:
         """Arm a fault (see :class:`FaultPlan`); motion triggers count from now."""
@@ -160,7 +185,9 @@ class CellWorld:
     def add_person(self, person_id: str, x: float, y: float) -> None:
         """A person walks into the cell at (x, y)."""
         with self.lock:
-            self.persons[person_id] = Person(person_id, x, y)
+            person = Person(person_id, x, y)
+            self.persons[person_id] = person
+            self.physics.add_person(person_id, x, y, person.radius, person.height)
             self._changed()
             if self.zone_occupied() and self.faults.zone_interlock:
                 self.trip(2, f"zone:{person_id}", f"person {person_id} entered the reach zone")
@@ -169,25 +196,39 @@ class CellWorld:
         """A person leaves the cell."""
         with self.lock:
             self.persons.pop(person_id, None)
+            self.physics.remove(f"person:{person_id}")
             self._changed()
 
     def add_obstacle(self, box: Box) -> None:
         """Put an object into the cell (a tote, a fixture left behind)."""
         with self.lock:
+            self.remove_obstacle(box.id)
             self.obstacles[box.id] = box
+            self.physics.add_box(Box(box.id, box.center, box.size, "obstacle"))
             self._changed()
 
     def remove_obstacle(self, box_id: str) -> None:
         """Take an object out of the cell."""
         with self.lock:
-            self.obstacles.pop(box_id, None)
+            if self.obstacles.pop(box_id, None) is not None:
+                self.physics.remove(box_id)
+            self._changed()
+
+    def take_away(self, part_id: str) -> None:
+        """Someone takes a part out of the cell by hand (the sensors no longer see it)."""
+        with self.lock:
+            self.physics.remove(f"part:{part_id}")
+            self.parts[part_id].location = "unknown"
+            for board in self.boards.values():
+                if part_id in board.components:
+                    board.components.remove(part_id)
             self._changed()
 
     def zone_occupied(self) -> bool:
         """Whether a person stands inside the monitored reach zone."""
         with self.lock:
             return any(
-                math.hypot(p.x, p.y) - p.radius < self.layout.zone_radius
+                (p.x**2 + p.y**2) ** 0.5 - p.radius < self.layout.zone_radius
                 for p in self.persons.values()
             )
 
@@ -227,18 +268,23 @@ class CellWorld:
 
     # -- scene (what the cell's sensors report) -------------------------------------------
     def scene(self) -> PlanningScene:
-        """The planning scene as the cell's sensors would report it now."""
+        """The planning scene as the cell bridge would report it now (MoveIt's planning
+        scene plus the MES's part and board state)."""
         with self.lock:
             boxes: list[Box] = list(self.layout.fixtures)
             boxes += [s.surface for s in self.layout.stations.values()]
             for board in self.boards.values():
-                if board.location == "board":
-                    boxes.append(Box(f"board:{board.id}", board.center, _BOARD_SIZE, "board"))
+                boxes.append(Box(f"board:{board.id}", self.physics.position(f"board:{board.id}"),
+                                 BOARD_SIZE, "board"))
+            held = self.holding
             for part in self.parts.values():
-                if part.location not in {"gripper", "rework"}:
-                    boxes.append(Box(f"part:{part.id}", part.center, self.layout.part_size, "part"))
+                name = f"part:{part.id}"
+                if part.id != held and name in self.physics.bodies:
+                    boxes.append(Box(name, self.physics.position(name), self.layout.part_size,
+                                     "part"))
             boxes += list(self.obstacles.values())
-            attached = Attached(self.holding, self.layout.part_size) if self.holding else None
+            attached = (Attached(held, self.layout.part_size, self.layout.grasp_offset)
+                        if held else None)
             return PlanningScene(
                 boxes=tuple(boxes),
                 persons=tuple(self.persons.values()),
@@ -253,28 +299,21 @@ class CellWorld:
                 allowed=self.layout.allowed,
             )
 
-    def prepared_scene(self) -> PreparedScene:
-        """Collision objects for the current scene, rebuilt only after a change."""
-        with self.lock:
-            if self._prepared is None:
-                self._prepared = self.checker.prepared(self.scene())
-            return self._prepared
-
     def joint_state(self) -> dict[str, Any]:
         """The ``/joint_states`` message."""
         with self.lock:
             return {
-                "header": {"stamp": {"sec": 0, "nanosec": 0}, "frame_id": "base_link"},
-                "name": list(JOINT_NAMES),
-                "position": list(self.q),
-                "velocity": [0.0] * len(self.q),
+                "header": {"stamp": {"sec": 0, "nanosec": 0}, "frame_id": "panda_link0"},
+                "name": list(self.joint_names),
+                "position": self.q,
+                "velocity": [0.0] * len(self.joint_names),
                 "effort": [],
             }
 
     def tcp(self) -> Vec3:
-        """Tool centre point now."""
+        """Tool centre point now (from the physics engine)."""
         with self.lock:
-            return self.layout.arm.tcp(self.q)
+            return self.physics.tcp()
 
     # -- tooling and process --------------------------------------------------------------
     def admit(self, command: str, key: str | None, fence: Fence | None) -> None:
@@ -388,7 +427,7 @@ class CellWorld:
         """Gripper and tool status."""
         with self.lock:
             return {"gripper": self.gripper, "holding": self.holding or "", "tool": self.tool,
-                    "grip": self.grip_quality}
+                    "object": self.holding is not None}
 
     def inspect(self, board_id: str) -> dict[str, Any]:
         """Trigger the inspection camera.
@@ -399,7 +438,7 @@ class CellWorld:
         with self.lock:
             if self.faults.camera_error:
                 raise DeviceError("CAMERA", self.faults.camera_error)
-            if self.layout.pose_name(tuple(self.q), 0.02) != "inspection":
+            if self.layout.pose_name(tuple(self.q), 0.02) != "inspection":  # in the camera's view
                 raise DeviceError("ARM_IN_VIEW", "arm is not at the inspection position")
             board = self.boards.get(board_id)
             if board is None or board.location != "board":
@@ -407,93 +446,13 @@ class CellWorld:
             self.executions["inspect"] += 1
             return {"passed": True, "defects": []}
 
-    def _grip(self) -> dict[str, Any]:
-        if self.gripper == "closed" and self.holding:
-            return {"ok": True, "state": "closed", "holding": self.holding}
-        tcp = self.layout.arm.tcp(self.q)
-        self.gripper = "closed"
-        for part in self.parts.values():
-            if part.location != "gripper" and math.dist(part.center, tcp) <= _GRASP_TOLERANCE:
-                part.location = "gripper"
-                self.holding = part.id
-                self.grip_quality = "slipping" if part.pasted else "secure"
-                self._grasp_xy = (tcp[0], tcp[1])
-                self.log("grip", part=part.id, quality=self.grip_quality)
-                for board in self.boards.values():
-                    if part.id in board.components:
-                        board.components.remove(part.id)
-                return {"ok": True, "state": "closed", "holding": part.id}
-        self.log("grip", part=None, quality="empty")
-        return {"ok": True, "state": "closed", "holding": ""}
-
-    def _release(self) -> dict[str, Any]:
-        self.gripper = "open"
-        part_id, self.holding, self.grip_quality = self.holding, None, "none"
-        if part_id is None:
-            return {"ok": True, "state": "open", "holding": ""}
-        part = self.parts[part_id]
-        tcp = self.layout.arm.tcp(self.q)
-        for station in self.layout.stations.values():
-            s = station.surface
-            inside = all(abs(tcp[i] - s.center[i]) <= s.size[i] / 2 for i in (0, 1))
-            if inside and abs(tcp[2] - station.rest_z) <= _GRASP_TOLERANCE:
-                part.location, part.center = station.name, (tcp[0], tcp[1], station.rest_z)
-                if station.name == "board":
-                    for board in self.boards.values():
-                        if board.location == "board":
-                            board.components.append(part.id)
-                            part.pasted = part.pasted or board.pasted
-                self.log("release", part=part_id, location=station.name)
-                return {"ok": True, "state": "open", "holding": ""}
-        self._drop(part, tcp)
-        return {"ok": True, "state": "open", "holding": ""}
-
-    def _drop(self, part: SimPart, at: Vec3) -> None:
-        part.location, part.center, part.damaged = "dropped", (at[0], at[1], 0.036), True
-        hit = sorted(
-            box.id for box in self.layout.fixtures
-            if box.kind == "board" and math.dist(box.center[:2], at[:2]) <= _IMPACT_RADIUS
-        )
-        self.damaged_assemblies.update(hit)
-        self.log("drop", part=part.id, at=list(at), damaged=hit)
-
-    def _dispense(self, volume_ul: float = 5.0) -> dict[str, Any]:
-        tcp = self.layout.arm.tcp(self.q)
-        for board in self.boards.values():
-            over = all(abs(tcp[i] - board.center[i]) <= _BOARD_SIZE[i] / 2 for i in (0, 1))
-            if board.location == "board" and over and tcp[2] < 0.25:
-                board.pasted = True
-                self.tool = "on"
-                self.log("dispense", board=board.id, volume_ul=volume_ul)
-                return {"ok": True, "state": "on", "board": board.id}
-        raise DeviceError("NOT_OVER_BOARD", "dispenser nozzle is not over a board")
-
-    def _tool_off(self) -> dict[str, Any]:
-        self.tool = "off"
-        return {"ok": True, "state": "off"}
-
-    def _route(self, board: str = "B1", destination: str = "rework") -> dict[str, Any]:
-        if self.faults.conveyor_error:
-            raise DeviceError("CONVEYOR", self.faults.conveyor_error)
-        target = self.boards.get(board)
-        if target is None:
-            raise DeviceError("NO_BOARD", f"unknown board {board}")
-        target.location = destination
-        for part_id in target.components:
-            self.parts[part_id].location = destination
-        self.log("route", board=board, destination=destination)
-        return {"ok": True, "location": destination}
-
-    def _changed(self) -> None:
-        self._prepared = None
-        self.version += 1
-
     def snapshot(self) -> dict[str, Any]:
         """Full ground truth, for tests and the ``/sim/world`` service."""
         with self.lock:
+            q = self.q
             return {
-                "q": list(self.q),
-                "pose": self.layout.pose_name(tuple(self.q), 0.02),
+                "q": q,
+                "pose": self.layout.pose_name(tuple(q), 0.01),
                 "gripper": self.gripper,
                 "holding": self.holding,
                 "tool": self.tool,
@@ -502,6 +461,8 @@ class CellWorld:
                 "boards": {b.id: {"location": b.location, "pasted": b.pasted,
                                   "components": list(b.components)} for b in self.boards.values()},
                 "damaged_assemblies": sorted(self.damaged_assemblies),
+                "impacts": [dict(i) for i in self.impacts],
+                "contacts": [dict(c) for c in self.contact_log],
                 "stop": self.stop.as_msg() if self.stop else None,
                 "persons": sorted(self.persons),
                 "obstacles": sorted(self.obstacles),
@@ -510,14 +471,9 @@ class CellWorld:
                 "motions": [dict(m) for m in self.motions],
                 "commands": [dict(c) for c in self.commands],
                 "refused": self.gate.refused,
+                "steps": self.physics.steps,
             }
 
 
-JOINT_NAMES = (
-    "shoulder_pan_joint",
-    "shoulder_lift_joint",
-    "elbow_joint",
-    "wrist_1_joint",
-    "wrist_2_joint",
-    "wrist_3_joint",
-)
+JOINT_NAMES = tuple(f"panda_joint{i}" for i in range(1, 8))
+"""The simulated arm's joint names (the Panda's, from its URDF)."""
