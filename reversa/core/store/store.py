@@ -78,8 +78,11 @@ class Store:
         self._now_sql = None if clock is not None else _NOW_SQL[self.dialect]
         self._writer = Writer(engine, self._now_sql)
         from .journal import StoreJournal
+        from .relations import Relations
 
         self._journal_type = StoreJournal
+        self.relations = Relations(self)
+        """Queries across sagas: resources, links, notes, SLA measurements."""
 
     def now(self) -> float:
         """The store's clock: database time (or the injected clock), in epoch seconds.

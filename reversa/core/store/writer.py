@@ -18,8 +18,10 @@ from sqlalchemy import Engine
 from ..audit import entry_hash
 from ..canonical import canonical_json
 from ..errors import LeaseLost, StoreError
+from ..eventlog import adopt, attach_state
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
+from .relations import statements
 
 __all__ = ["Writer"]
 
@@ -66,6 +68,7 @@ class Writer:
         self.rollback_insert = _insert("reversa_rollbacks", _ROLLBACK_COLS, p)
         self.escalation_insert = _insert("reversa_escalations", _ESCALATION_COLS, p) + (
             "" if self.sqlite else " RETURNING id")
+        self.extra = statements(p)
 
     @contextmanager
     def transaction(self, url: str) -> Iterator[Any]:
@@ -119,6 +122,7 @@ class Writer:
             LeaseLost: The lease token (or audit sequence) moved on: another
                 worker owns the saga. The caller's transaction rolls back.
         """
+        attach_state(live)  # the log carries the state it commits (event sourcing)
         old_seq = live.seq
         seq, head = old_seq, live.head
         rows = []
@@ -163,6 +167,8 @@ class Writer:
                 live.id, rollback.get("failed_step"), rollback["scope"], rollback["outcome"],
                 rollback["detected_at"], rollback["finished_at"], rollback["duration_s"],
                 canonical_json(rollback), rollback.get("predicate", {}).get("ok")))
+        for statement, params in live.rows:
+            cur.execute(self.extra[statement], params)
         return Written(seq, head, int(escalation_id) if escalation_id is not None else None)
 
     @staticmethod
@@ -170,6 +176,8 @@ class Writer:
         """Adopt the written state once the transaction has committed."""
         live.seq, live.head = written.seq, written.head
         live.events.clear()
+        live.rows.clear()
+        adopt(live)
         for s in live.steps.values():
             s.dirty = False
 
