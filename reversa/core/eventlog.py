@@ -16,13 +16,18 @@ The chain hashes each entry with its ``_state``, so the history cannot be
 rewritten without breaking ``reversa audit verify``. The stored plan is not
 copied into the log: entry 1 chains to the plan's hash, which binds it.
 
+This complements the chain's *state records* (``reversa.core.evidence.records``):
+those hold digests, so an auditor can check the rows against the chain; this
+holds the values, so the chain alone can rebuild them. Fields declared
+sensitive are redacted here exactly as in the rows.
+
 What is not state: the lease columns (owner, token, expiry, heartbeat) and
 ``updated_at`` are bookkeeping of who may write next, not of the saga.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .canonical import to_jsonable
@@ -30,7 +35,7 @@ from .canonical import to_jsonable
 if TYPE_CHECKING:
     from .live import LiveSaga, LiveStep
 
-__all__ = ["STATE_KEY", "attach_state", "differences", "rebuild", "saga_values_of_row"]
+__all__ = ["STATE_KEY", "adopt", "differences", "rebuild", "saga_values_of_row", "state_change"]
 
 STATE_KEY = "_state"
 """Detail key of the state change an audit entry carries."""
@@ -55,20 +60,36 @@ def _step_values(st: LiveStep) -> tuple[Any, ...]:
             st.comp_finished_at)
 
 
-def attach_state(live: LiveSaga) -> None:
-    """Attach what the coming commit changes to its last queued audit entry.
+def state_change(
+    live: LiveSaga,
+    scrub: Callable[[str, Any], Any] | None = None,
+    scrub_input: Callable[[Any], Any] | None = None,
+) -> dict[str, Any] | None:
+    """What the coming commit changes, as values, for its last audit entry.
 
-    Called by the writer before it hashes the entries. What is attached is
-    adopted as the persisted state only once the commit succeeded
-    (:func:`adopt`), so a failed commit retried later attaches it again.
+    Called by the writer before it hashes the entries; it puts the answer under
+    :data:`STATE_KEY` in the last entry's detail. What it returns is adopted as
+    the persisted state only once the commit succeeded (:func:`adopt`), so a
+    failed commit retried later carries it again.
+
+    Args:
+        live: The saga about to be written.
+        scrub: ``(step, value) -> value`` redacting a step's result or
+            compensation result exactly as its row is redacted.
+        scrub_input: Redacts the saga's input as its row is (first commit only).
+
+    Returns:
+        ``{"saga": {...}, "steps": {...}}`` (either part may be absent), or
+        None when the commit changes nothing of the state.
     """
     saga = _saga_values(live)
     previous = live.persisted
     change: dict[str, Any] = {}
     if previous is None:
         change.update(zip(SAGA_FIELDS, saga, strict=True))
+        data = live.input if scrub_input is None else scrub_input(live.input)
         change.update(workflow=live.plan.saga.workflow, plan_hash=live.plan.hash,
-                      input=live.input, created_at=live.created_at, app=live.app,
+                      input=data, created_at=live.created_at, app=live.app,
                       services=live.services)
     else:
         change.update((k, v) for k, v, old in zip(SAGA_FIELDS, saga, previous, strict=True)
@@ -81,26 +102,26 @@ def attach_state(live: LiveSaga) -> None:
         values = _step_values(st)
         before = st.persisted or _PENDING
         diff = {k: v for k, v, old in zip(STEP_FIELDS, values, before, strict=True) if v != old}
+        if scrub is not None:
+            for key in ("result", "comp_result"):
+                if key in diff:
+                    diff[key] = scrub(st.name, diff[key])
         if diff:
             steps[st.name] = diff
         persisted[st.name] = values
     live.adopt = (saga, persisted)
-    for event in live.events:
-        event.detail.pop(STATE_KEY, None)
     if not change and not steps:
-        return
+        return None
     state: dict[str, Any] = {}
     if change:
         state["saga"] = to_jsonable(change)
     if steps:
         state["steps"] = to_jsonable(steps)
-    if not live.events:
-        live.log("state_changed", "ok")
-    live.events[-1].detail[STATE_KEY] = state
+    return state
 
 
 def adopt(live: LiveSaga) -> None:
-    """The commit that carried :func:`attach_state`'s change succeeded: remember it."""
+    """The commit that carried :func:`state_change`'s change succeeded: remember it."""
     if live.adopt is None:
         return
     saga, steps = live.adopt

@@ -98,6 +98,10 @@ class LiveSaga:
     # Rows of the cross-saga tables (resources, links, SLA measurements, drained
     # notes) written in the same commit as the saga's next state: (statement, params).
     rows: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
+    audited: str | None = None
+    """The saga fields last recorded in the audit chain (canonical JSON)."""
+    signed_at: float | None = None
+    """When this process last signed the saga's head (monotonic clock)."""
 
     def move(self, new: SagaStatus) -> None:
         """Transition, enforcing the saga state machine."""

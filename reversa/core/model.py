@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .sensitive import parse_path
+
 __all__ = [
     "CompensationKind",
     "Escalation",
@@ -177,6 +179,9 @@ class Step(_Frozen):
         accept_compensation: Registered semantic compensation used instead of
             ``compensation`` when the saga's ``on_dependents`` is ``accept`` and
             another saga consumed this step's effect.
+        sensitive: Fields the store and the audit log must never keep in clear:
+            paths into this step's result (``"iban"``, ``"cards.*.pan"``) or,
+            with ``$input.``, into the saga's input. See ``reversa.core.sensitive``.
     """
 
     name: str = Field(pattern=_NAME_PATTERN)
@@ -200,6 +205,14 @@ class Step(_Frozen):
     resources: str | None = None
     reconcile: str | None = None
     accept_compensation: str | None = None
+    sensitive: tuple[str, ...] = ()
+
+    @field_validator("sensitive", mode="after")
+    @classmethod
+    def _check_sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parse_path(path, owner="step")
+        return value
 
 
 class Saga(_Frozen):
@@ -237,6 +250,8 @@ class Saga(_Frozen):
             (rolling back or escalated) before failing with the holder's name;
             0 fails at once.
         overhead: Operational overhead added to the rollback cost estimate.
+        sensitive: Input fields (``"card_number"``, ``"payer.iban"``) or step result
+            fields (``"$results.pay.iban"``) kept only as salted digests.
     """
 
     workflow: str = Field(pattern=_NAME_PATTERN)
@@ -257,6 +272,15 @@ class Saga(_Frozen):
     on_dependents: OnDependents = OnDependents.BLOCK
     hold_wait_s: float = Field(default=30.0, ge=0, le=86_400)
     overhead: Overhead = Field(default_factory=Overhead)
+
+    sensitive: tuple[str, ...] = ()
+
+    @field_validator("sensitive", mode="after")
+    @classmethod
+    def _check_sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parse_path(path, owner="saga")
+        return value
 
     @field_validator("steps", mode="after")
     @classmethod

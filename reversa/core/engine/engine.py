@@ -362,10 +362,11 @@ class Engine:
             raise tampered
         # The escalation row, its audit entry and the saga's next state share one
         # commit: a crash leaves either all of them or none.
+        resolved_at = self.clock.now()
         live.resolution = {"escalation": escalation_id, "resolution": action,
-                           "author": author, "note": note}
+                           "author": author, "note": note, "resolved_at": resolved_at}
         live.log("escalation_resolved", action, escalation=escalation_id, author=author,
-                 note=note)
+                 note=note, resolved_at=resolved_at)
 
         async def body() -> None:
             if action == "mark_resolved":

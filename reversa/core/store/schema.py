@@ -8,6 +8,7 @@ upgrades in place without touching its records.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -28,8 +29,8 @@ from sqlalchemy import (
 
 from ..errors import SchemaError
 
-__all__ = ["MIGRATIONS", "journal", "links", "metadata", "migrate", "notes", "resources",
-           "schema_version", "sla_calls"]
+__all__ = ["MIGRATIONS", "audit_meta", "checkpoints", "heads", "journal", "links", "metadata",
+           "migrate", "notes", "resources", "schema_version", "sla_calls"]
 
 metadata = MetaData()
 
@@ -63,10 +64,13 @@ def _sagas_table(meta: MetaData, *, version: int) -> Table:
     if version >= 6:
         # The last heartbeat: progress for the watchdog, on the store's clock.
         columns.append(Column("heartbeat_at", Float))
+    if version >= 7:
+        # Signature of (id, audit_seq, audit_head) by the audit key, and that key's id.
+        columns += [Column("audit_key", String(64)), Column("audit_sig", Text)]
     return Table("reversa_sagas", meta, *columns)
 
 
-sagas = _sagas_table(metadata, version=6)
+sagas = _sagas_table(metadata, version=7)
 
 
 def _steps_table(meta: MetaData, *, version: int) -> Table:
@@ -109,10 +113,13 @@ audit = Table(
     Column("detail_json", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # The state record of the commit this entry ends (see reversa.core.evidence.records).
+    Column("state_json", Text),
     UniqueConstraint("saga_id", "seq", name="uq_reversa_audit_saga_seq"),
 )
 
-def _escalations_table(meta: MetaData, *, version: int) -> Table:
+
+def _escalations_table(meta: MetaData, *, kind: bool) -> Table:
     columns: list[Column[Any]] = [
         Column("id", Integer, primary_key=True, autoincrement=True),
         Column("saga_id", String(64), nullable=False, index=True),
@@ -125,14 +132,14 @@ def _escalations_table(meta: MetaData, *, version: int) -> Table:
         Column("resolved_at", Float),
         Column("note", Text),
     ]
-    if version >= 7:
-        # rollback (the saga is escalated) or an advisory one the saga's state does
-        # not change for: feasibility, drift.
+    if kind:
+        # Added by _cross_saga: rollback (the saga is escalated) or an advisory
+        # one the saga's state does not change for: feasibility, drift.
         columns.append(Column("kind", String(16), nullable=False, server_default="rollback"))
     return Table("reversa_escalations", meta, *columns)
 
 
-escalations = _escalations_table(metadata, version=7)
+escalations = _escalations_table(metadata, kind=True)
 
 rollbacks = Table(
     "reversa_rollbacks",
@@ -218,6 +225,37 @@ sla_calls = Table(
     Column("promised_availability", Float, nullable=False),
 )
 
+heads = Table(
+    # The checkpoint log: every sealed saga head, in the order checkpoints
+    # sealed them (the leaves of the RFC 6962 tree whose roots are witnessed).
+    "reversa_heads",
+    metadata,
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("head", String(64), nullable=False),
+    Column("plan_hash", String(64), nullable=False),
+    Column("checkpoint", Integer, nullable=False),
+)
+
+checkpoints = Table(
+    "reversa_checkpoints",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("size", Integer, nullable=False),
+    Column("root", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("frontier_json", Text, nullable=False),
+    Column("statement_json", Text, nullable=False),
+)
+
+audit_meta = Table(
+    "reversa_audit_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 schema_table = Table(
     "reversa_schema",
     metadata,
@@ -231,7 +269,7 @@ def _v1(conn: Connection) -> None:
     # their own migrations so that old databases and new ones converge.
     v1 = MetaData()
     v1_sagas, v1_steps = _sagas_table(v1, version=1), _steps_table(v1, version=1)
-    v1_escalations = _escalations_table(v1, version=1)
+    v1_escalations = _escalations_table(v1, kind=False)
     for table in (v1_sagas, v1_steps, audit, v1_escalations, rollbacks):
         table.create(conn, checkfirst=True)
 
@@ -285,6 +323,25 @@ def _v6(conn: Connection) -> None:
 
 
 def _v7(conn: Connection) -> None:
+    # Evidence an auditor accepts: state records in the chain, signed heads, and
+    # the checkpoint log whose roots an external witness keeps. The log id names
+    # this database in the witness; a restored copy keeps it (and is caught).
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_audit")}
+    if "state_json" not in columns:
+        conn.execute(text("ALTER TABLE reversa_audit ADD COLUMN state_json TEXT"))
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_sagas")}
+    if "audit_key" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN audit_key VARCHAR(64)"))
+    if "audit_sig" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN audit_sig TEXT"))
+    for table in (heads, checkpoints, audit_meta):
+        table.create(conn, checkfirst=True)
+    if conn.execute(text("SELECT COUNT(*) FROM reversa_audit_meta WHERE name = 'log_id'")
+                    ).scalar() == 0:
+        conn.execute(audit_meta.insert().values(name="log_id", value=uuid.uuid4().hex))
+
+
+def _cross_saga(conn: Connection) -> None:
     # Sagas stop being islands (issue 15): the resources steps act on, the links
     # between sagas that consume each other's effects, audit entries waiting for a
     # live chain's owner, SLA measurements of compensation endpoints, and advisory
@@ -297,7 +354,8 @@ def _v7(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7,
+                                                   _cross_saga]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 
