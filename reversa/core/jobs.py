@@ -154,12 +154,13 @@ class Feasibility:
         if found.severity == "ok":
             return
         if found.severity == "escalation":
+            # The escalation and its entry in the saga's chain are one write.
             found.escalation = rel.open_advisory(
                 sid, "feasibility",
                 "rollback feasibility degraded before any failure: " + "; ".join(found.reasons),
                 {"reasons": found.reasons, "status": found.status, "dry_run": dry})
-        rel.note(sid, f"feasibility_{found.severity}", found.severity,
-                 {"reasons": found.reasons, "escalation": found.escalation})
+        else:
+            rel.note(sid, "feasibility_warning", "warning", {"reasons": found.reasons})
 
 
 class Reconcile:
@@ -196,9 +197,6 @@ class Reconcile:
                     f"the real systems disagree with the record of this {row['status']} "
                     f"saga at step(s) {steps}: " + "; ".join(
                         f"{d['step']}: {d['observed']}" for d in found["drift"]), found)
-                if found["escalation"] is not None:
-                    rel.note(row["id"], "drift_detected", "escalated", {
-                        "escalation": found["escalation"], "drift": found["drift"]})
             out.append(found)
         return out
 

@@ -388,10 +388,9 @@ class Engine:
             raise ConfigError(
                 f"escalation #{row['id']} is a {kind} warning about saga {sid}, which it does "
                 "not change; close it with --action mark_resolved once it is dealt with")
-        if not self.store.relations.close_advisory(row["id"], action, author, note):
+        # The row and its entry in the saga's chain (with resolved_at) share one commit.
+        if self.store.relations.close_advisory(row["id"], action, author, note) is None:
             raise NotFound(f"no open escalation #{row['id']}; another reviewer closed it")
-        self.store.relations.note(sid, "escalation_resolved", action, {
-            "escalation": row["id"], "kind": kind, "author": author, "note": note})
         view = Inspector(self.store).record(sid)
         return SagaResult(saga_id=sid, status=view.status, results={}, error=view.error,
                           failed_step=view.failed_step)

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from ..audit import entry_hash
 from ..canonical import canonical_json
+from ..evidence.records import escalation_digest, saga_fields
 from . import schema as t
 
 if TYPE_CHECKING:
@@ -178,28 +179,48 @@ class Relations:
         return done
 
     def _append(self, conn: Connection, saga_id: str,
-                entries: Iterable[tuple[str, str, dict[str, Any]]]) -> bool:
+                entries: Iterable[tuple[str, str, dict[str, Any]]],
+                escalation: tuple[int, dict[str, Any]] | None = None) -> bool:
+        """Append ``entries`` to an unleased saga's chain in ``conn``'s transaction.
+
+        Keeps the evidence whole: with ``escalation`` (an advisory escalation row
+        inserted in this transaction), the last entry carries a state record with
+        its digest, as the writer's entries do for the escalations it opens; the
+        new head is signed when the store signs its audit record.
+        """
         s = t.sagas.c
-        query = select(s.lease_owner, s.audit_seq, s.audit_head).where(s.id == saga_id)
+        query = select(s.lease_owner, s.audit_seq, s.audit_head, s.status, s.failed_step,
+                       s.error, s.rollback_started_at, s.checkpoint, s.resumes,
+                       s.pre_state_json).where(s.id == saga_id)
         if self.store.dialect == "postgresql":
             query = query.with_for_update()
-        row = conn.execute(query).first()
-        if row is None or row[0] is not None:
+        row = conn.execute(query).mappings().first()
+        if row is None or row["lease_owner"] is not None:
             return False
-        seq, head = int(row[1]), str(row[2])
+        seq, head = int(row["audit_seq"]), str(row["audit_head"])
         now = self.store._tx_now(conn)
         first = seq
-        for event, outcome, detail in entries:
+        items = list(entries)
+        for index, (event, outcome, detail) in enumerate(items):
             seq += 1
+            state_json = None
+            if escalation is not None and index == len(items) - 1:
+                number, opened = escalation
+                state_json = canonical_json({"saga": saga_fields(dict(row)), "advisory": {
+                    str(number): escalation_digest(opened)}})
             entry = {"saga_id": saga_id, "seq": seq, "ts": now, "step": None, "phase": "saga",
                      "attempt": 0, "event": event, "outcome": outcome,
-                     "detail_json": canonical_json(detail)}
+                     "detail_json": canonical_json(detail), "state_json": state_json}
             digest = entry_hash(head, entry)
             conn.execute(insert(t.audit).values(**entry, prev_hash=head, hash=digest))
             head = digest
+        values: dict[str, Any] = {"audit_seq": seq, "audit_head": head}
+        if self.store.audit.signer is not None:
+            values["audit_key"], values["audit_sig"] = self.store._writer._sign(
+                saga_id, seq, head)
         done = conn.execute(update(t.sagas).where(s.id == saga_id, s.audit_seq == first,
                                                   s.lease_owner.is_(None))
-                            .values(audit_seq=seq, audit_head=head)).rowcount
+                            .values(**values)).rowcount
         if done != 1:  # pragma: no cover - the row is locked (or the database is SQLite's)
             raise RuntimeError(f"saga {saga_id}: chain moved while appending a note")
         return True
@@ -209,6 +230,11 @@ class Relations:
                       report: dict[str, Any]) -> int | None:
         """Open a ``kind`` escalation for ``saga_id`` unless one is open already.
 
+        The escalation and its entry in the saga's chain (``<kind>_escalation``,
+        with the escalation's digest in a state record) share one transaction
+        when no process holds the saga's lease; otherwise the entry waits for
+        the chain's owner (see :meth:`note`).
+
         Returns:
             The new escalation's id, or None when one of that kind was open.
         """
@@ -217,21 +243,50 @@ class Relations:
             if conn.execute(select(e.id).where(e.saga_id == saga_id, e.kind == kind,
                                                e.status == "open")).first() is not None:
                 return None
-            result = conn.execute(insert(t.escalations).values(
-                saga_id=saga_id, created_at=self.store._tx_now(conn), reason=reason,
-                report_json=canonical_json(report), status="open", kind=kind))
-            key = result.inserted_primary_key
-            return None if key is None else int(key[0])
+            row = {"saga_id": saga_id, "created_at": self.store._tx_now(conn),
+                   "reason": reason, "report_json": canonical_json(report), "status": "open",
+                   "kind": kind}
+            key = conn.execute(insert(t.escalations).values(**row)).inserted_primary_key
+            assert key is not None
+            escalation_id = int(key[0])
+            entry = (f"{kind}_escalation", "opened", {"escalation": escalation_id,
+                                                      "kind": kind, "reason": reason})
+            if not self._append(conn, saga_id, [entry], escalation=(escalation_id, row)):
+                conn.execute(insert(t.notes).values(
+                    saga_id=saga_id, created_at=row["created_at"], event=entry[0],
+                    outcome=entry[1], detail_json=canonical_json(entry[2])))
+            return escalation_id
 
     def close_advisory(self, escalation_id: int, resolution: str, author: str,
-                       note: str) -> bool:
-        """Close an open advisory escalation; False if it was not open."""
+                       note: str) -> float | None:
+        """Close an open advisory escalation and chain its resolution, atomically.
+
+        The row and the ``escalation_resolved`` entry (with ``resolved_at``) share
+        one transaction; the entry waits for the chain's owner if the saga is
+        leased (see :meth:`note`).
+
+        Returns:
+            When it was resolved, or None if it was not open.
+        """
         e = t.escalations.c
         with self.store._tx(write=True) as conn:
-            return bool(conn.execute(update(t.escalations).where(
-                e.id == escalation_id, e.status == "open", e.kind != "rollback").values(
+            found = conn.execute(select(e.saga_id, e.kind).where(
+                e.id == escalation_id, e.status == "open", e.kind != "rollback")).first()
+            if found is None:
+                return None
+            saga_id, kind = str(found[0]), str(found[1])
+            now = self.store._tx_now(conn)
+            conn.execute(update(t.escalations).where(e.id == escalation_id).values(
                 status="resolved", resolution=resolution, resolved_by=author,
-                resolved_at=self.store._tx_now(conn), note=note)).rowcount)
+                resolved_at=now, note=note))
+            entry = ("escalation_resolved", resolution, {
+                "escalation": escalation_id, "kind": kind, "author": author, "note": note,
+                "resolved_at": now})
+            if not self._append(conn, saga_id, [entry]):
+                conn.execute(insert(t.notes).values(
+                    saga_id=saga_id, created_at=now, event=entry[0], outcome=entry[1],
+                    detail_json=canonical_json(entry[2])))
+            return now
 
     # -- SLA measurements ------------------------------------------------------------
     def sla_calls(self, since: float, endpoints: Sequence[str] | None = None
