@@ -41,6 +41,7 @@ class Accounts:
     gate: FenceGate = field(default_factory=FenceGate)
     price: float = 1.0  # what undoing a funding costs now (EUR)
     before_boom: Callable[[], Awaitable[Any]] | None = None
+    before_pause: Callable[[], Awaitable[Any]] | None = None
 
     def move(self, ctx: StepContext, label: str, src: str, dst: str, amount: int) -> dict[str, Any]:
         with self.gate.lock:
@@ -91,6 +92,12 @@ def registry(acc: Accounts) -> Registry:
             await hook()
         raise PermanentError("downstream rejected the funding")
 
+    async def pause(ctx: StepContext) -> dict[str, Any]:
+        if acc.before_pause is not None:
+            hook, acc.before_pause = acc.before_pause, None
+            await hook()
+        return {}
+
     def probe(ctx: StepContext) -> Probe:
         return Probe.HAPPENED if ctx.action_key in acc.applied else Probe.NOT_HAPPENED
 
@@ -120,6 +127,7 @@ def registry(acc: Accounts) -> Registry:
         ("action", "fund", fund), ("compensation", "fund.undo", unfund),
         ("compensation", "fund.accept", accept_fund), ("action", "spend", spend),
         ("compensation", "spend.undo", unspend), ("action", "boom", boom),
+        ("action", "pause", pause), ("compensation", "pause.undo", lambda ctx: None),
         ("probe", "acct.probe", probe), ("resources", "fund.resources", fund_resources),
         ("resources", "spend.resources", spend_resources),
         ("reconcile", "fund.reconcile", fund_reconcile), ("cost", "fund.cost", fund_cost),
