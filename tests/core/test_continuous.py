@@ -135,6 +135,20 @@ def test_reconciliation_detects_a_compensation_undone_later(store: Store, clock:
     assert _open(store, rolled.saga_id, "drift")
 
 
+def test_reconciliation_detects_an_effect_that_appeared_later(
+        store: Store, clock: FakeClock, acc: Accounts) -> None:
+    worker = _worker(store, clock, acc, reconcile_every_s=300.0)
+    rolled = worker.engine.run(funding(), INPUT)  # boom failed: its effect never happened
+    assert (worker.run_round().reconciliation or [])[0]["drift"] == []
+    started = [e for e in worker.engine.audit(rolled.saga_id)
+               if e.event == "step_started" and e.step == "boom"]
+    acc.applied[started[-1].detail["key"]] = "do:boom"  # ... until the service shows it
+    clock.advance(301)
+    found = worker.run_round().reconciliation or []
+    assert [d["step"] for d in found[0]["drift"]] == ["boom"]
+    assert "appeared later" in found[0]["drift"][0]["observed"]
+
+
 def test_advisory_escalations_keep_a_signed_record_valid(db_url: str, clock: FakeClock,
                                                          acc: Accounts) -> None:
     signer = HmacSigner.generate()

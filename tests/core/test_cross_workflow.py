@@ -127,3 +127,39 @@ def test_dry_run_reports_dependents_and_overhead(engine: Engine, acc: Accounts) 
     landed = list(acc.landed)
     engine.dry_run(a.saga_id)
     assert acc.landed == landed  # a dry-run calls no action or compensation
+
+
+def test_cascade_follows_dependencies_across_several_sagas(engine: Engine, acc: Accounts) -> None:
+    from reversa import Step
+    from tests.core.xwf_kit import FAST
+
+    acc.balances["relay"] = 0
+    # A funds shared; B spends shared and funds relay; (B pausing) C spends relay.
+    b_saga = payout().model_copy(update={"steps": (
+        payout().steps[0],
+        Step(name="refund", action="fund", compensation="fund.undo", probe="acct.probe",
+             resources="fund.resources", depends_on=("spend",), retry=FAST,
+             compensation_retry=FAST, params={"account": "relay", "amount": 40}),
+        Step(name="pause", action="pause", compensation="pause.undo", depends_on=("refund",),
+             retry=FAST))})
+    ids: dict[str, Any] = {}
+
+    async def run_c() -> None:
+        ids["c"] = await engine.run_async(payout(), {"account": "relay", "amount": 40})
+
+    async def run_b() -> None:
+        acc.before_pause = run_c
+        ids["b"] = await engine.run_async(b_saga, INPUT)
+
+    acc.before_boom = run_b
+    a = engine.run(funding(OnDependents.CASCADE), INPUT)
+    b, c = ids["b"], ids["c"]
+    assert (b.status, c.status) == (SagaStatus.COMPLETED, SagaStatus.COMPLETED)
+    assert a.status is SagaStatus.COMPENSATED, a.error
+    assert (a.rollback or {})["dependents"]["order"] == [c.saga_id, b.saga_id]  # deepest first
+    assert engine.inspect(c.saga_id).status is SagaStatus.COMPENSATED
+    assert engine.inspect(b.saga_id).status is SagaStatus.COMPENSATED
+    undos = [label for label in acc.landed if label.startswith("undo:")]
+    # C's payout, then B's refund and payout, then A's funding: each exactly once.
+    assert undos == ["undo:spend", "undo:fund", "undo:spend", "undo:fund"]
+    assert acc.balances == {"house": 1000, "shared": 0, "payee": 0, "writeoff": 0, "relay": 0}
