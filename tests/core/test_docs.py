@@ -158,8 +158,20 @@ def _run_bash(block: Block, tmp: Path) -> None:
     env = {**_env(tmp), "REVERSA_DB": str(tmp / "reversa.db")}  # never write into the clone
     args = ["bash", "-n", "-c", block.code] if block.mark("fragment") is not None else [
         "bash", "-e", "-u", "-o", "pipefail", "-c", block.code]
-    proc = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=280)
+    proc = subprocess.run(args, cwd=_workdir(tmp), env=env, capture_output=True, text=True,
+                          timeout=280)
     assert proc.returncode == 0, _failure(block, proc)
+
+
+def _workdir(tmp: Path) -> Path:
+    # A block's relative paths (examples/..., scripts/...) resolve as in a checkout, but what it
+    # creates (keys, exports, witness directories) lands in a scratch directory, not the clone.
+    work = tmp / "checkout"
+    work.mkdir()
+    for entry in ROOT.iterdir():
+        if entry.name != ".git":
+            (work / entry.name).symlink_to(entry)
+    return work
 
 
 def test_readme_saga_matches_the_quickstart_example() -> None:
