@@ -31,6 +31,7 @@ from .core.errors import (
     PlanError,
     PlanTampered,
     PreconditionFailed,
+    ResourceHeld,
     ReversaError,
     ReversaSignal,
     SchemaError,
@@ -45,8 +46,10 @@ from .core.model import (
     CompensationKind,
     Escalation,
     OnCrash,
+    OnDependents,
     OnFailure,
     OnInfeasible,
+    Overhead,
     Retry,
     Reversibility,
     Saga,
@@ -54,6 +57,8 @@ from .core.model import (
 )
 from .core.plan import Plan, validate
 from .core.registry import HandlerKind, Operation, Registry
+from .core.resources import Resource, Role
+from .core.sla import SLA
 from .core.states import Phase, SagaStatus, StepStatus
 from .core.store import Store
 from .core.views import (
@@ -73,7 +78,8 @@ __version__ = "0.1.0"
 __all__ = [
     # definitions
     "Saga", "Step", "Retry", "Escalation", "Reversibility", "CompensationKind",
-    "OnFailure", "OnCrash", "OnInfeasible", "Plan", "validate",
+    "OnFailure", "OnCrash", "OnInfeasible", "OnDependents", "Overhead", "Resource", "Role",
+    "SLA", "Plan", "validate",
     # handlers
     "Registry", "Operation", "HandlerKind", "StepContext", "SnapshotContext",
     "PredicateContext", "Check", "CostEstimate", "Probe",
@@ -91,7 +97,7 @@ __all__ = [
     "ReversaError", "PlanError", "ConfigError", "StoreError", "IllegalTransition",
     "LeaseLost", "NotFound", "SchemaError", "StepError", "TransientError", "PermanentError",
     "OutcomeUnknown", "PreconditionFailed", "AuditError", "ReversaSignal", "EmergencyStop",
-    "Fenced", "PlanTampered",
+    "Fenced", "PlanTampered", "ResourceHeld",
     "ShutdownRequested",
     "__version__",
 ]

@@ -161,3 +161,22 @@ def parse_age(text: str | None) -> float | None:
         raise typer.BadParameter(
             f"age {text!r}: use a non-negative number with s, m, h or d (e.g. 15m)")
     return value
+
+
+def parse_time(text: str) -> float:
+    """``2024-05-01T12:00:00Z`` (ISO 8601; no offset means UTC) or epoch seconds -> epoch."""
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise typer.BadParameter(
+                f"time {text!r}: use ISO 8601 (e.g. 2024-05-01T12:00:00Z) or epoch "
+                "seconds") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        value = moment.timestamp()
+    if not value == value or value < 0:  # NaN, or before the epoch
+        raise typer.BadParameter(f"time {text!r}: give a moment after 1970-01-01")
+    return value

@@ -34,6 +34,7 @@ from .common import (
     open_inspector,
     open_store,
     parse_age,
+    parse_time,
     ts,
 )
 
@@ -132,11 +133,23 @@ def sagas_show(
     saga_id: Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it.")],
     db: Db = None,
     json_out: Json = False,
+    at: Annotated[str | None, typer.Option(
+        "--at", help="Show the state as it was at this moment (ISO 8601 or epoch seconds), "
+                     "rebuilt from the audit log alone.")] = None,
 ) -> None:
     """Show one saga: every step, compensation, attempt, timestamp and outcome code."""
-    view = open_inspector(db).saga(saga_id)
+    inspector = open_inspector(db)
+    if at is not None:
+        from .history import show_at
+
+        show_at(inspector, saga_id, parse_time(at), json_out)
+        return
+    view = inspector.saga(saga_id)
+    links = inspector.links(view.id)
     if json_out:
-        emit_json(view.model_dump(mode="json"))
+        emit_json({**view.model_dump(mode="json"),
+                   "links": [link.model_dump(mode="json") for link in links],
+                   "resources": inspector.resources(view.id)})
         return
     console.print(f"[bold]saga {view.id}[/] workflow={view.workflow} status=[bold]{view.status}"
                   f"[/] plan={view.plan_hash[:16]}… created={ts(view.created_at)}")
@@ -166,7 +179,14 @@ def sagas_show(
                       f"duration={rb.duration_s:.3f}s predicate={pred.get('ok')} "
                       f"({pred.get('reason')})")
     for e in view.escalations:
-        console.print(f"[yellow]escalation #{e.id}[/] {e.status}: {e.reason}")
+        console.print(f"[yellow]escalation #{e.id}[/] ({e.kind}) {e.status}: {e.reason}")
+    for link in links:
+        if link.consumer_saga == view.id:
+            console.print(f"consumes: step {link.consumer_step!r} <- saga {link.provider_saga}"
+                          f" step {link.provider_step or '*'} ({link.resource or link.how})")
+        else:
+            console.print(f"consumed by: saga {link.consumer_saga} step {link.consumer_step!r}"
+                          f" <- step {link.provider_step or '*'} ({link.resource or link.how})")
 
 
 @app.command("dry-run")
@@ -202,6 +222,16 @@ def dry_run(
         cost = "-" if not f.cost else f"{f.cost.get('amount')} {f.cost.get('unit')}"
         table.add_row(f.step, f.action, "yes" if f.feasible else "NO", pre, cost)
     console.print(table)
+    overhead = report.overhead
+    if overhead:
+        console.print(f"expected human review: {overhead['review_minutes']:g} min "
+                      f"({', '.join(r['class'] for r in overhead['review']) or 'none foreseen'})"
+                      f"; costs by kind: {overhead['by_kind'] or 'none'}; total: "
+                      f"{report.total_costs or 'none'}")
+    for dep in (report.dependents or {}).get("dependents", []):
+        console.print(f"dependent saga {dep['saga']} ({dep['workflow']}, {dep['status']}): its "
+                      f"rollback is {'feasible' if dep['feasible'] else 'INFEASIBLE'}; policy "
+                      f"{report.dependents['policy']}")  # type: ignore[index]
     for problem in report.problems:
         console.print(f"[red]- {problem}[/]")
     raise typer.Exit(ExitCode.OK if report.feasible else ExitCode.CHECK_FAILED)
@@ -219,10 +249,11 @@ def escalations_list(
         emit_json([v.model_dump(mode="json") for v in views])
         return
     table = Table(title="escalations")
-    for col in ("id", "saga", "created", "status", "reason"):
+    for col in ("id", "kind", "saga", "created", "status", "reason"):
         table.add_column(col)
     for v in views:
-        table.add_row(str(v.id), v.saga_id, ts(v.created_at), v.status, clip(v.reason, 90))
+        table.add_row(str(v.id), v.kind, v.saga_id, ts(v.created_at), v.status,
+                      clip(v.reason, 90))
     console.print(table)
 
 
@@ -233,7 +264,8 @@ def escalations_show(escalation_id: int, db: Db = None, json_out: Json = False) 
     if json_out:
         emit_json(view.model_dump(mode="json"))
         return
-    console.print(f"[bold]escalation #{view.id}[/] saga={view.saga_id} status={view.status}")
+    console.print(f"[bold]escalation #{view.id}[/] ({view.kind}) saga={view.saga_id} "
+                  f"status={view.status}")
     console.print(f"reason: {view.reason}")
     table = Table(title="state report")
     for col in ("step", "status", "effect remains", "error"):
@@ -270,6 +302,10 @@ def escalations_resolve(
     if escalation.status != "open":
         fail(f"escalation #{escalation_id} is already resolved ({escalation.resolution} by "
              f"{escalation.resolved_by}); list open ones with `reversa escalations list`")
+    advisory = escalation.kind != "rollback"
+    if advisory and action is not Resolution.MARK_RESOLVED:
+        fail(f"escalation #{escalation_id} is a {escalation.kind} warning: the saga's state is "
+             "not changed by it; close it with --action mark_resolved once it is dealt with")
     resources: dict[str, Any] = {}
     if action is Resolution.MARK_RESOLVED:
         registry = Registry()
@@ -287,7 +323,7 @@ def escalations_resolve(
     else:
         console.print(f"escalation #{escalation_id} resolved ({action.value}) by {author}; "
                       f"saga {result.saga_id} is now [bold]{result.status}[/]")
-    if result.status is SagaStatus.ESCALATED:
+    if result.status is SagaStatus.ESCALATED and not advisory:
         new = result.escalation_id
         reason = inspector.escalation(new).reason if new is not None else result.error
         fail(f"the {action.value} escalated saga {result.saga_id} again (escalation #{new}): "
@@ -306,10 +342,11 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import audit, bench, demo, sim, worker
+    from . import audit, bench, demo, sim, sla, worker
 
     audit.register(app)
     demo.register(app)
+    sla.register(app)
     bench.register(app)
     worker.register(app)
     sim.register(app)

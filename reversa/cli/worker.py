@@ -43,6 +43,18 @@ def register(app: typer.Typer) -> None:
         services: Annotated[str | None, typer.Option(
             help="'package.module:factory' returning the services mapping handed to "
                  "handlers (clients for ledgers, chains, robots).")] = None,
+        feasibility_every: Annotated[float, typer.Option(
+            min=0, help="Seconds between continuous feasibility checks of running and "
+                        "recently completed sagas (0: off).")] = 60.0,
+        feasibility_horizon: Annotated[float, typer.Option(
+            min=0, help="Completed sagas are still assessed this many seconds after they "
+                        "ended.")] = 3600.0,
+        reconcile_every: Annotated[float, typer.Option(
+            min=0, help="Seconds between reconciliations of finished sagas against the real "
+                        "systems (0: off).")] = 300.0,
+        reconcile_horizon: Annotated[float, typer.Option(
+            min=0, help="Sagas that ended within this many seconds are reconciled.")]
+        = 86_400.0,
         log_format: Annotated[LogFormat, typer.Option(
             "--log-format", case_sensitive=False,
             help="One line per event on stderr: text, or one JSON object per line.")]
@@ -60,7 +72,11 @@ def register(app: typer.Typer) -> None:
             fail(exc.message)
         configure_logging(log_format)
         w = Worker(registry, store, lease_s=lease_s, poll_s=poll_s, batch=batch,
-                   stall_after_s=stall_after_s, services=resources)
+                   stall_after_s=stall_after_s, services=resources,
+                   feasibility_every_s=feasibility_every or None,
+                   feasibility_horizon_s=feasibility_horizon,
+                   reconcile_every_s=reconcile_every or None,
+                   reconcile_horizon_s=reconcile_horizon)
         log.info("worker %s on %s (lease %gs, poll %gs, batch %d)%s", w.engine.owner,
                  store.url, lease_s, poll_s, batch, ", one round" if once else "",
                  extra={"event": "started", "saga": None, "fields": {

@@ -70,6 +70,9 @@ class CostEstimate:
         detail: Breakdown (VWAP, spread, fees, slippage...).
         acceptable: False when the adapter's own policy rejects the cost.
         reason: Why it is (not) acceptable.
+        kind: What the cost is, for the overhead breakdown: ``fx`` (spread,
+            slippage, rate move), ``gas``, ``fee``, ``token``... (default
+            ``compensation``).
     """
 
     amount: float
@@ -77,6 +80,7 @@ class CostEstimate:
     detail: Mapping[str, Any] = field(default_factory=dict)
     acceptable: bool = True
     reason: str = ""
+    kind: str = "compensation"
 
 
 FENCE_HEADER = "Reversa-Fence"
@@ -151,6 +155,7 @@ class StepContext:
         generation: How many checkpoint resumes preceded this call (0 normally).
         journal: The saga store's effect journal (write-ahead records of what an
             operation sent, e.g. signed transactions), fenced by this saga's lease.
+        consumed: What :meth:`consumes` declared during this call.
     """
 
     saga_id: str
@@ -171,6 +176,7 @@ class StepContext:
     action_key: str = ""
     fencing_token: int = 0
     journal: EffectJournal | None = None
+    consumed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def fence(self) -> Fence:
@@ -204,6 +210,28 @@ class StepContext:
                     code="bad_param")
             return default
         return resolve_refs(self.params[name], self.input, self.results, where=self.step)
+
+    def consumes(self, saga_id: str, step: str | None = None, *, reason: str = "") -> None:
+        """Declare that this action consumes an effect of another saga.
+
+        Use it when the resources cannot show the dependency (the funding saga's
+        id arrives in this saga's input, say). The engine records the link in
+        both sagas' chains and in ``reversa_links`` when the action completes;
+        rolling ``saga_id`` back then assesses this saga first (see
+        :class:`~reversa.core.model.OnDependents`).
+
+        Args:
+            saga_id: The saga whose effect is consumed.
+            step: Its step whose effect is consumed (None: any of its effects).
+            reason: Why, in words (kept with the link).
+
+        Raises:
+            ConfigError: ``saga_id`` is empty or this saga itself.
+        """
+        if not saga_id or saga_id == self.saga_id:
+            raise ConfigError(f"step {self.step!r}: ctx.consumes() needs another saga's id, "
+                              f"got {saga_id!r}")
+        self.consumed.append({"saga": str(saga_id), "step": step, "reason": reason})
 
     def require_journal(self) -> EffectJournal:
         """The effect journal, or a ConfigError when the engine provided none."""

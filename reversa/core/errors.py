@@ -14,7 +14,8 @@ One root, with retryability carried on the error itself (as Temporal's
     ├── StepError                     raised by actions and compensations
     │   ├── TransientError            retryable; the effect did NOT happen
     │   ├── PermanentError            not retryable; the effect did NOT happen
-    │   │   └── Fenced                a service refused a stale epoch or a blocked key
+    │   │   ├── Fenced                a service refused a stale epoch or a blocked key
+    │   │   └── ResourceHeld          another saga holds a resource (rolling back, escalated)
     │   ├── OutcomeUnknown            the effect may or may not have happened (timeouts)
     │   └── PreconditionFailed        a compensation's precondition does not hold
     ├── AuditError                    the tamper-evident log does not verify
@@ -48,6 +49,7 @@ __all__ = [
     "PlanTampered",
     "PreconditionFailed",
     "ReversaError",
+    "ResourceHeld",
     "ReversaSignal",
     "SchemaError",
     "ShutdownRequested",
@@ -167,6 +169,19 @@ class Fenced(PermanentError):
     """
 
     default_code = "fenced"
+
+
+class ResourceHeld(PermanentError):
+    """A step would touch a resource that another saga holds.
+
+    A saga holds the resources its steps declared while it is rolling back or
+    escalated, so that nothing invalidates its consistency predicate under a
+    reviewer's feet. The step did not run; the message names the holder and
+    the escalation to resolve (``details``: ``resource``, ``holder``,
+    ``escalation``).
+    """
+
+    default_code = "resource_held"
 
 
 class OutcomeUnknown(StepError):

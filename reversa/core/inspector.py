@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,6 +15,8 @@ from sqlmodel import Session, col, select
 
 from .audit import AuditReport
 from .errors import ConfigError, NotFound, StoreError
+from .eventlog import differences, rebuild, saga_values_of_row
+from .sla import EndpointReport, Metric, metrics, report
 from .states import SagaStatus
 from .store import Store
 from .store.read_models import (
@@ -27,9 +30,12 @@ from .views import (
     AttemptView,
     AuditEntry,
     EscalationView,
+    LinkView,
     RollbackView,
+    SagaState,
     SagaSummary,
     SagaView,
+    StepState,
     StepView,
 )
 
@@ -254,6 +260,53 @@ class Inspector:
                            "`reversa escalations list`")
         return EscalationView.model_validate(row.model_dump())
 
+    # -- across sagas ------------------------------------------------------------------
+    def links(self, saga_id: str) -> list[LinkView]:
+        """Links where the saga consumed another's effect or another consumed its own."""
+        return [LinkView.model_validate(r) for r in self.store.relations.links(saga_id)]
+
+    def resources(self, saga_id: str) -> list[dict[str, str]]:
+        """The resources the saga's steps declared (step, kind, id, key, role)."""
+        return self.store.relations.resources_of(saga_id)
+
+    def held(self) -> list[dict[str, object]]:
+        """Resources held now by sagas that are rolling back or escalated."""
+        return self.store.relations.held()
+
+    # -- event-sourced state -----------------------------------------------------------
+    def saga_at(self, saga_id: str, at: float | None = None) -> SagaState:
+        """The saga's state rebuilt from its audit log alone, as it was at time ``at``.
+
+        Raises:
+            NotFound: No such saga, or it did not exist yet at ``at``.
+        """
+        full = self.resolve_id(saga_id)
+        entries = [e.model_dump() for e in self.audit(full)]
+        state = rebuild(entries, at)
+        if not state["entries"] or "status" not in state["saga"]:
+            first = entries[0]["ts"] if entries else None
+            raise NotFound(f"saga {full} did not exist yet at {at} (its log starts at {first})")
+        steps = sorted(state["steps"].items(), key=lambda kv: kv[1]["position"])
+        return SagaState(id=full, at=at, entries=state["entries"], as_of=state["as_of"],
+                         total_entries=len(entries), **state["saga"],
+                         steps=[StepState(name=n, **v) for n, v in steps])
+
+    def replay_differences(self, saga_id: str) -> list[str]:
+        """Where the state rebuilt from the log disagrees with the rows (empty: nowhere)."""
+        full = self.resolve_id(saga_id)
+        row, step_rows = self.store.load(full)
+        rebuilt = rebuild([e.model_dump() for e in self.audit(full)])
+        return differences(rebuilt, saga_values_of_row(row, step_rows, _decode))
+
+    # -- SLAs of compensation endpoints ------------------------------------------------
+    def sla_report(self, since: float) -> list[EndpointReport]:
+        """Each compensation endpoint's measured service since ``since``, against its SLA."""
+        return report(self.store.relations.sla_calls(since))
+
+    def sla_metrics(self, since: float) -> list[Metric]:
+        """:meth:`sla_report` as flat gauges, ready for a metrics system."""
+        return metrics(self.sla_report(since))
+
     def rollbacks(self, saga_id: str | None = None) -> list[RollbackView]:
         """Rollback records (of one saga), oldest first."""
         query = select(RollbackRecord)
@@ -262,6 +315,10 @@ class Inspector:
         with self.session() as session:
             rows = session.exec(query.order_by(col(RollbackRecord.id))).all()
         return [RollbackView.model_validate(r.model_dump()) for r in rows]
+
+
+def _decode(text: str | None) -> object:
+    return None if text is None else json.loads(text)
 
 
 def _status(value: SagaStatus | str) -> SagaStatus:

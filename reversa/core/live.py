@@ -51,6 +51,8 @@ class LiveStep:
     comp_started_at: float | None = None
     comp_finished_at: float | None = None
     dirty: bool = False
+    # The values last committed (see eventlog): what the next commit's change is against.
+    persisted: tuple[Any, ...] | None = None
 
     def move(self, new: StepStatus) -> None:
         """Transition, enforcing the step state machine."""
@@ -89,6 +91,13 @@ class LiveSaga:
     resolution: dict[str, Any] | None = None
     escalation_id: int | None = None
     last_rollback: dict[str, Any] | None = None
+    # Event sourcing (see eventlog): the saga's values last committed, and what the
+    # commit in progress will make them.
+    persisted: tuple[Any, ...] | None = None
+    adopt: Any = None
+    # Rows of the cross-saga tables (resources, links, SLA measurements, drained
+    # notes) written in the same commit as the saga's next state: (statement, params).
+    rows: list[tuple[str, tuple[Any, ...]]] = field(default_factory=list)
     audited: str | None = None
     """The saga fields last recorded in the audit chain (canonical JSON)."""
     signed_at: float | None = None

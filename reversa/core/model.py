@@ -21,7 +21,9 @@ __all__ = [
     "Escalation",
     "OnCrash",
     "OnFailure",
+    "OnDependents",
     "OnInfeasible",
+    "Overhead",
     "Retry",
     "Reversibility",
     "Saga",
@@ -74,6 +76,25 @@ class OnInfeasible(StrEnum):
     """Drive to the safe state, then run the irreversible steps' forward recovery."""
 
 
+class OnDependents(StrEnum):
+    """What rolling a saga back does to the sagas that consumed its effects."""
+
+    BLOCK = "block"
+    """Do not roll back: escalate, naming the dependents (the default)."""
+    CASCADE = "cascade"
+    """Roll the dependents back first, deepest first across sagas, then this one."""
+    ACCEPT = "accept"
+    """Leave the dependents standing; undo each consumed step with its declared
+    ``accept_compensation`` (a semantic compensation) instead."""
+
+
+REVIEW_MINUTES: dict[str, float] = {
+    "irreversible": 60.0, "in_doubt": 45.0, "infeasible": 30.0, "dependents": 30.0,
+    "compensation_failed": 45.0,
+}
+"""Default expected human review time per escalation class, in minutes."""
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -107,6 +128,24 @@ class Escalation(_Frozen):
     compensate_others: bool = True
 
 
+class Overhead(_Frozen):
+    """The operational overhead a rollback's cost estimate adds (AG-384 advanced level).
+
+    Attributes:
+        review_minutes: Expected human review time per escalation class
+            (``irreversible``, ``in_doubt``, ``infeasible``, ``dependents``,
+            ``compensation_failed``), in minutes.
+        review_rate: What an hour of review costs, per unit (``{"GBP": 90.0}``);
+            empty reports review in minutes only.
+        fees: Fixed operational fee per compensation call, per unit (a bank's
+            correction fee...).
+    """
+
+    review_minutes: dict[str, float] = Field(default_factory=lambda: dict(REVIEW_MINUTES))
+    review_rate: dict[str, float] = Field(default_factory=dict)
+    fees: dict[str, float] = Field(default_factory=dict)
+
+
 class Step(_Frozen):
     """One step of a saga, with its full rollback semantics (AG-384 4.1).
 
@@ -133,6 +172,13 @@ class Step(_Frozen):
         compensation_timeout_s: Per-attempt timeout of the compensation.
         checkpoint: A consistent point the saga may roll back or resume to.
         params: Static JSON parameters handed to every call.
+        resources: Registered hook naming the resources the step acts on (see
+            :mod:`reversa.core.resources`): links to other sagas and holds.
+        reconcile: Registered check that the service still agrees with the
+            recorded outcome (the effect stands, or its compensation does).
+        accept_compensation: Registered semantic compensation used instead of
+            ``compensation`` when the saga's ``on_dependents`` is ``accept`` and
+            another saga consumed this step's effect.
         sensitive: Fields the store and the audit log must never keep in clear:
             paths into this step's result (``"iban"``, ``"cards.*.pan"``) or,
             with ``$input.``, into the saga's input. See ``reversa.core.sensitive``.
@@ -156,6 +202,9 @@ class Step(_Frozen):
     compensation_timeout_s: float | None = Field(default=None, gt=0)
     checkpoint: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
+    resources: str | None = None
+    reconcile: str | None = None
+    accept_compensation: str | None = None
     sensitive: tuple[str, ...] = ()
 
     @field_validator("sensitive", mode="after")
@@ -195,6 +244,12 @@ class Saga(_Frozen):
             reviewer's ``resolve --action retry`` or ``dry-run`` can rebuild it.
             Recorded with the saga, as ``app`` is (see "Reviewing escalations"
             in ``docs/concepts.md`` for which recorded paths are imported).
+        on_dependents: When another saga consumed this one's effects: block
+            (escalate naming them), cascade (roll them back first) or accept.
+        hold_wait_s: How long a step waits for a resource another saga holds
+            (rolling back or escalated) before failing with the holder's name;
+            0 fails at once.
+        overhead: Operational overhead added to the rollback cost estimate.
         sensitive: Input fields (``"card_number"``, ``"payer.iban"``) or step result
             fields (``"$results.pay.iban"``) kept only as salted digests.
     """
@@ -214,6 +269,9 @@ class Saga(_Frozen):
     app: str | None = None
     # ``app`` is left unchecked: stored plans predate any check and must keep loading.
     services: str | None = Field(default=None, pattern=_IMPORT_PATH, max_length=256)
+    on_dependents: OnDependents = OnDependents.BLOCK
+    hold_wait_s: float = Field(default=30.0, ge=0, le=86_400)
+    overhead: Overhead = Field(default_factory=Overhead)
 
     sensitive: tuple[str, ...] = ()
 

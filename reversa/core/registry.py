@@ -1,6 +1,6 @@
 """Handlers registered by name, so any process can execute a stored plan.
 
-A registry maps names to callables of eight kinds. A domain operation that knows
+A registry maps names to callables of ten kinds. A domain operation that knows
 its action, compensation, probe, block, preconditions and cost (the narrow
 protocol :class:`Operation`) registers all of them at once with
 :meth:`Registry.register`.
@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar, overload, runtime_checkable
 from .context import StepContext
 from .errors import PlanError
 from .model import Step
+from .sla import SLA
 
 __all__ = ["HandlerKind", "Operation", "Registry"]
 
@@ -34,6 +35,8 @@ class HandlerKind(StrEnum):
     COST = "cost"
     PREDICATE = "predicate"
     SNAPSHOT = "snapshot"
+    RESOURCES = "resources"
+    RECONCILE = "reconcile"
 
 
 @runtime_checkable
@@ -57,6 +60,15 @@ class Operation(Protocol):
       say so explicitly (the reason goes into the escalation).
     - ``preconditions(ctx)``: checks the compensation needs (``Check`` or list).
     - ``estimate_cost(ctx)``: ``CostEstimate`` (or a list) of the compensation.
+    - ``resources(ctx)``: the :class:`~reversa.core.resources.Resource` objects
+      the step acts on (links across sagas, holds during escalation).
+    - ``reconcile(ctx)``: does the service still agree with the record? Called
+      with ``ctx.phase`` ``action`` for a completed step (its effect must
+      stand) and ``compensation`` for a compensated one (the compensation must
+      stand); returns a ``Check``.
+
+    An operation may also carry ``compensation_sla`` (a
+    :class:`~reversa.core.sla.SLA`): what its compensation endpoint promises.
 
     Every call an operation makes to a service carries ``ctx.fence`` (the saga's
     lease epoch) and its idempotency key, so the service can refuse stale and
@@ -76,10 +88,13 @@ OPTIONAL_HOOKS: dict[str, tuple[HandlerKind, str]] = {
     "block": (HandlerKind.BLOCK, "block"),
     "preconditions": (HandlerKind.PRECONDITION, "preconditions"),
     "estimate_cost": (HandlerKind.COST, "cost"),
+    "resources": (HandlerKind.RESOURCES, "resources"),
+    "reconcile": (HandlerKind.RECONCILE, "reconcile"),
 }
 """Hook attribute -> (handler kind, registered-name suffix) of an Operation."""
 
-_KNOWN_ATTRS = frozenset({"name", "execute", "cannot_block", *OPTIONAL_HOOKS})
+_KNOWN_ATTRS = frozenset({"name", "execute", "cannot_block", "compensation_sla",
+                          *OPTIONAL_HOOKS})
 
 
 class Registry:
@@ -95,6 +110,7 @@ class Registry:
             kind: {} for kind in HandlerKind
         }
         self._operations: dict[str, Operation] = {}
+        self._slas: dict[str, SLA] = {}
         self.version = 0
         """Bumped on every registration, so cached validations know to redo."""
 
@@ -188,12 +204,48 @@ class Registry:
         """Register a state snapshot (``fn(ctx: SnapshotContext) -> dict``)."""
         return self._decorator(HandlerKind.SNAPSHOT, name_or_fn)
 
+    @overload
+    def resources(self, name_or_fn: F) -> F: ...
+    @overload
+    def resources(self, name_or_fn: str | None = None) -> Callable[[F], F]: ...
+    def resources(self, name_or_fn: Any = None) -> Any:
+        """Register a resources hook (``fn(ctx) -> Resource | list[Resource]``)."""
+        return self._decorator(HandlerKind.RESOURCES, name_or_fn)
+
+    @overload
+    def reconcile(self, name_or_fn: F) -> F: ...
+    @overload
+    def reconcile(self, name_or_fn: str | None = None) -> Callable[[F], F]: ...
+    def reconcile(self, name_or_fn: Any = None) -> Any:
+        """Register a reconciliation check (``fn(ctx) -> Check | bool``)."""
+        return self._decorator(HandlerKind.RECONCILE, name_or_fn)
+
+    def declare_sla(self, compensation: str, sla: SLA) -> None:
+        """Record what the endpoint behind ``compensation`` promises (its SLA).
+
+        Reversa measures every call of that compensation against it (``reversa
+        sla report``) and uses breaches in the continuous feasibility check.
+
+        Raises:
+            PlanError: ``sla`` is not an :class:`~reversa.core.sla.SLA`.
+        """
+        if not isinstance(sla, SLA):
+            raise PlanError(f"declare_sla({compensation!r}, ...) needs an SLA, got {sla!r}")
+        self._slas[compensation] = sla
+        self.version += 1
+
+    def sla(self, compensation: str) -> SLA | None:
+        """The SLA declared for ``compensation``, if any."""
+        return self._slas.get(compensation)
+
     def register(self, operation: Operation, name: str | None = None) -> Operation:
         """Register an :class:`Operation` under ``name`` (default ``operation.name``).
 
         Registers the action as ``name``, the compensation as
         ``name:compensate`` and, when defined, ``name:probe``, ``name:block``,
-        ``name:preconditions`` and ``name:cost``.
+        ``name:preconditions``, ``name:cost``, ``name:resources`` and
+        ``name:reconcile``; a ``compensation_sla`` is declared for
+        ``name:compensate``.
 
         Raises:
             PlanError: No ``execute``, or a public method whose name is close to a
@@ -219,6 +271,9 @@ class Registry:
             hook = getattr(operation, attr, None)
             if callable(hook):
                 self.add(kind, f"{key}:{suffix}", hook)
+        sla = getattr(operation, "compensation_sla", None)
+        if sla is not None and callable(getattr(operation, "compensate", None)):
+            self.declare_sla(f"{key}:compensate", sla)
         self._operations[key] = operation
         return operation
 
@@ -248,6 +303,10 @@ class Registry:
             wired["preconditions"] = (f"{operation}:preconditions",)
         if self.has(HandlerKind.COST, f"{operation}:cost"):
             wired["cost"] = f"{operation}:cost"
+        if self.has(HandlerKind.RESOURCES, f"{operation}:resources"):
+            wired["resources"] = f"{operation}:resources"
+        if self.has(HandlerKind.RECONCILE, f"{operation}:reconcile"):
+            wired["reconcile"] = f"{operation}:reconcile"
         wired.update(fields)
         return Step(**wired)
 
@@ -284,6 +343,7 @@ class Registry:
                 for name, fn in table.items():
                     out.add(kind, name, fn)
             out._operations.update(reg._operations)
+            out._slas.update(reg._slas)
         return out
 
     # -- internals --------------------------------------------------------------------

@@ -88,7 +88,9 @@ SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
     _G.ESCALATED: frozenset(
         {_G.ESCALATED, _G.COMPENSATING, _G.COMPENSATED, _G.COMPLETED, _G.RESOLVED}
     ),
-    _G.COMPLETED: frozenset(),
+    # -> compensating: only a cascade, when a saga whose effect it consumed rolls
+    # back (see reversa.core.engine.dependents); nothing else reopens it.
+    _G.COMPLETED: frozenset({_G.COMPENSATING}),
     _G.COMPENSATED: frozenset(),
     _G.FAILED: frozenset(),
     _G.RESOLVED: frozenset(),

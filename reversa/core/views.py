@@ -12,10 +12,13 @@ __all__ = [
     "AttemptView",
     "AuditEntry",
     "EscalationView",
+    "LinkView",
     "RollbackView",
+    "SagaState",
     "SagaResult",
     "SagaSummary",
     "SagaView",
+    "StepState",
     "StepView",
 ]
 
@@ -94,7 +97,12 @@ class RollbackView(_View):
 
 
 class EscalationView(_View):
-    """A human-review record with its full state report."""
+    """A human-review record with its full state report.
+
+    ``kind`` is ``rollback`` when the saga itself is escalated; ``feasibility``
+    and ``drift`` escalations are advisory: raised by the worker's continuous
+    checks about a saga whose state they do not change.
+    """
 
     id: int
     saga_id: str
@@ -106,6 +114,7 @@ class EscalationView(_View):
     resolved_by: str | None
     resolved_at: float | None
     note: str | None
+    kind: str = "rollback"
 
 
 class SagaSummary(_View):
@@ -167,3 +176,75 @@ class SagaResult(_View):
     failed_step: str | None = None
     escalation_id: int | None = None
     rollback: dict[str, Any] | None = None
+
+
+class LinkView(_View):
+    """Saga ``consumer_saga`` consumed an effect of ``provider_saga``."""
+
+    id: int
+    consumer_saga: str
+    consumer_step: str
+    provider_saga: str
+    provider_step: str | None
+    resource: str | None
+    how: str
+    reason: str
+    created_at: float
+
+
+class StepState(_View):
+    """One step as the event log says it was (see :class:`SagaState`)."""
+
+    name: str
+    position: int
+    status: StepStatus
+    attempts: int
+    comp_attempts: int
+    result: Any = None
+    comp_result: Any = None
+    state: Any = None
+    error: str | None = None
+    outcome: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    comp_started_at: float | None = None
+    comp_finished_at: float | None = None
+
+
+class SagaState(_View):
+    """A saga rebuilt from its event log alone, as of a moment (``at``; None: now).
+
+    Attributes:
+        entries: Log entries folded (those written at or before ``at``).
+        total_entries: Entries in the log now.
+        as_of: Time of the last entry folded.
+    """
+
+    id: str
+    at: float | None
+    as_of: float | None
+    entries: int
+    total_entries: int
+    workflow: str
+    status: SagaStatus
+    plan_hash: str
+    input: dict[str, Any]
+    created_at: float
+    failed_step: str | None = None
+    error: str | None = None
+    rollback_started_at: float | None = None
+    checkpoint: str | None = None
+    resumes: int = 0
+    pre_state: dict[str, Any] | None = None
+    app: str | None = None
+    services: str | None = None
+    audit_seq: int
+    audit_head: str
+    steps: list[StepState]
+
+    def step(self, name: str) -> StepState:
+        """The step called ``name``."""
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise KeyError(name)

@@ -17,7 +17,12 @@ event's own fields in ``record.fields``) so a formatter can render text or JSON:
 - ``lost``: another worker took the saga meanwhile;
 - ``skipped``: this worker cannot run it (a handler is missing, named once per
   saga rather than on every poll) or hit an error this round (each distinct
-  error is logged once per saga; repeats go to DEBUG).
+  error is logged once per saga; repeats go to DEBUG);
+- ``feasibility_warning`` / ``feasibility_escalated``: the continuous
+  feasibility check found a saga's rollback degrading (see :mod:`.jobs`);
+- ``drift``: reconciliation found the real systems disagreeing with a saga's
+  record, and opened a drift escalation;
+- ``job_failed``: a check could not assess one saga (logged, skipped).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from typing import Any
 from .clock import Clock
 from .engine import Engine
 from .errors import LeaseLost, PlanError, ReversaError
+from .jobs import Feasibility, Reconcile
 from .registry import Registry
 from .states import TERMINAL_SAGA, SagaStatus
 from .store import Store
@@ -51,10 +57,14 @@ class WorkerRound:
         ended: Sagas this round brought to an end state or escalated.
         unfinished: Sagas this round claimed and did not bring to an end,
             with the reason (a missing handler, an error, a hand-over).
+        feasibility: Findings of the feasibility check, when it ran this round.
+        reconciliation: Findings of the reconciliation, when it ran this round.
     """
 
     ended: list[SagaResult] = field(default_factory=list)
     unfinished: dict[str, str] = field(default_factory=dict)
+    feasibility: list[dict[str, Any]] | None = None
+    reconciliation: list[dict[str, Any]] | None = None
 
 
 class Worker:
@@ -71,6 +81,11 @@ class Worker:
         stall_after_s: Default watchdog threshold; a saga's own
             ``stall_after_s`` overrides it per workflow.
         owner: Name in leases.
+        feasibility_every_s: Period of the continuous feasibility check (None:
+            off); it runs on the first round, then each period of the clock.
+        feasibility_horizon_s: Completed sagas it still assesses.
+        reconcile_every_s: Period of the continuous reconciliation (None: off).
+        reconcile_horizon_s: Finished sagas it still reconciles.
     """
 
     def __init__(
@@ -85,6 +100,10 @@ class Worker:
         batch: int = 8,
         stall_after_s: float = 300.0,
         owner: str | None = None,
+        feasibility_every_s: float | None = 60.0,
+        feasibility_horizon_s: float = 3600.0,
+        reconcile_every_s: float | None = 300.0,
+        reconcile_horizon_s: float = 86_400.0,
     ) -> None:
         self.engine = Engine(registry, store, clock=clock, services=services, owner=owner,
                              lease_s=lease_s)
@@ -98,6 +117,10 @@ class Worker:
         # back (not reloaded, not logged again) and never fill a claim batch.
         self._unrunnable: set[str] = set()
         self._reported: dict[str, str] = {}  # saga id -> last problem logged
+        self.feasibility = Feasibility(self.engine, horizon_s=feasibility_horizon_s)
+        self.reconciler = Reconcile(self.engine, horizon_s=reconcile_horizon_s)
+        self._every = {"feasibility": feasibility_every_s, "reconcile": reconcile_every_s}
+        self._due: dict[str, float] = {}
 
     # -- one round --------------------------------------------------------------------
     def run_once(self) -> list[SagaResult]:
@@ -125,7 +148,55 @@ class Worker:
             _event(logging.INFO, "claimed", saga_id, "owner lease expired",
                    reason="lease_expired", token=token)
             self._continue(rnd, saga_id, token, "owner lease expired")
+        if not self._stop.is_set():
+            self._jobs(rnd)
         return rnd
+
+    def _jobs(self, rnd: WorkerRound) -> None:
+        """The continuous checks that are due; nothing they meet may stop the worker."""
+        now = self.engine.clock.now()
+        for name, every in self._every.items():
+            if every is None or now < self._due.get(name, now):
+                continue
+            self._due[name] = now + every
+            try:
+                self.store.relations.flush_waiting()
+                if name == "feasibility":
+                    rnd.feasibility = self._feasibility()
+                else:
+                    rnd.reconciliation = self._reconcile()
+            except Exception as exc:  # the database hiccuped: next period retries
+                _event(logging.WARNING, "job_failed", "-", f"{name} pass failed: {exc}",
+                       job=name)
+
+    def _feasibility(self) -> list[dict[str, Any]]:
+        out = []
+        for found in self.feasibility.run(on_error=self._job_error("feasibility")):
+            out.append(found.to_dict())
+            if found.severity != "ok":
+                level = logging.WARNING if found.severity == "escalation" else logging.INFO
+                event = ("feasibility_escalated" if found.severity == "escalation"
+                         else "feasibility_warning")
+                _event(level, event, found.saga_id, "; ".join(found.reasons),
+                       escalation=found.escalation, reasons=found.reasons)
+        return out
+
+    def _reconcile(self) -> list[dict[str, Any]]:
+        out = self.reconciler.run(on_error=self._job_error("reconcile"))
+        for found in out:
+            if found["drift"]:
+                _event(logging.WARNING, "drift", found["saga_id"],
+                       "; ".join(f"{d['step']}: {d['observed']}" for d in found["drift"]),
+                       escalation=found.get("escalation"), drift=found["drift"])
+        return out
+
+    def _job_error(self, job: str) -> Any:
+        def report(saga_id: str, exc: BaseException) -> None:
+            message = exc.message if isinstance(exc, ReversaError) else (
+                f"{type(exc).__name__}: {exc}")
+            _event(logging.WARNING, "job_failed", saga_id, f"{job} skipped it: {message}",
+                   job=job)
+        return report
 
     def watchdog(self) -> list[SagaResult]:
         """Find stalled sagas and compensate or escalate them."""

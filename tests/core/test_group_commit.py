@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
 from reversa import Engine, FakeClock, LeaseLost, SagaStatus, Store
@@ -49,6 +50,7 @@ def test_sagas_in_flight_share_commits(store: Store) -> None:
     assert report.ok and report.sagas == 20
 
 
+@pytest.mark.edits_records  # sets a status out of band, which no chain records
 def test_a_lost_lease_rolls_back_only_that_sagas_part(store: Store, clock: FakeClock) -> None:
     world = World()
     world.fail["do:credit"] = reject()

@@ -101,11 +101,12 @@ def test_read_models_stay_out_of_every_schema_metadata() -> None:
     # and the migrations own the schema alone.
     assert not [name for name in SQLModel.metadata.tables if name.startswith("reversa_")]
     assert read_models.read_metadata is not schema.metadata
-    assert set(schema.metadata.tables) == {"reversa_sagas", "reversa_steps", "reversa_audit",
-                                           "reversa_escalations", "reversa_rollbacks",
-                                           "reversa_schema", "reversa_journal",
-                                           "reversa_audit_meta", "reversa_checkpoints",
-                                           "reversa_heads"}
+    assert set(schema.metadata.tables) == {
+        "reversa_sagas", "reversa_steps", "reversa_audit", "reversa_escalations",
+        "reversa_rollbacks", "reversa_schema", "reversa_journal",  # effect journal (issue 9)
+        "reversa_heads", "reversa_checkpoints", "reversa_audit_meta",  # evidence (issue 11)
+        "reversa_resources", "reversa_links", "reversa_notes", "reversa_sla_calls",  # issue 15
+    }
     for name, table in read_models.read_metadata.tables.items():
         mapped = schema.metadata.tables[name]
         assert {c.name for c in table.columns} == {c.name for c in mapped.columns}, name

@@ -18,6 +18,8 @@ EXPECTED = {
     "ReversaSignal", "EmergencyStop", "ShutdownRequested", "__version__",
     "Inspector", "SagaSummary",
     "Fence", "FenceGate", "EffectJournal", "JournalRecord", "Fenced", "PlanTampered",
+    # issue 15: rollback across workflows
+    "OnDependents", "Overhead", "Resource", "Role", "SLA", "ResourceHeld",
 }
 
 

@@ -32,8 +32,17 @@ def test_illegal_step_transitions_raise(old: StepStatus, new: StepStatus) -> Non
         check_step_transition("s", old, new)
 
 
-@pytest.mark.parametrize("terminal", [SagaStatus.COMPLETED, SagaStatus.COMPENSATED,
-                                      SagaStatus.FAILED, SagaStatus.RESOLVED])
+@pytest.mark.parametrize("terminal", [SagaStatus.COMPENSATED, SagaStatus.FAILED,
+                                      SagaStatus.RESOLVED])
 def test_terminal_sagas_never_move(terminal: SagaStatus) -> None:
     with pytest.raises(IllegalTransition, match="none \\(terminal\\)"):
         check_saga_transition("x", terminal, SagaStatus.RUNNING)
+
+
+@pytest.mark.parametrize("target", [s for s in SagaStatus if s is not SagaStatus.COMPENSATING])
+def test_a_completed_saga_only_reopens_for_a_cascade(target: SagaStatus) -> None:
+    # A saga whose effect another saga's rollback must undo first (issue 15) goes
+    # back to compensating; nothing else ever moves a completed saga.
+    check_saga_transition("x", SagaStatus.COMPLETED, SagaStatus.COMPENSATING)
+    with pytest.raises(IllegalTransition, match="allowed from completed"):
+        check_saga_transition("x", SagaStatus.COMPLETED, target)

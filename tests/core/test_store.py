@@ -107,3 +107,31 @@ def test_claim_hands_a_saga_to_one_worker_only(store: Store, clock: FakeClock) -
     clock.advance(6)
     got = store.claim("w1", 5) + store.claim("w2", 5)
     assert len(got) == 1
+
+
+def test_cross_saga_migration_upgrades_in_place(db_url: str) -> None:
+    from reversa.core.store.schema import _cross_saga
+
+    store = Store.open(db_url)
+    world = World()
+    world.fail["undo:debit"] = [reject()] * 10  # the rollback escalates: an escalation row
+    engine = Engine(transfer_registry(world), store, clock=FakeClock(), heartbeat=False)
+    world.fail["do:credit"] = reject()
+    escalated = engine.run(chain_saga())
+    engine.close()
+    assert escalated.status is SagaStatus.ESCALATED
+    # The database as it was before the migration (its number is wherever it sits).
+    before = MIGRATIONS.index(_cross_saga)
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE reversa_escalations DROP COLUMN kind"))
+        for table in ("reversa_resources", "reversa_links", "reversa_notes",
+                      "reversa_sla_calls"):
+            conn.execute(text(f"DROP TABLE {table}"))
+        conn.execute(text(f"DELETE FROM reversa_schema WHERE version > {before}"))
+    assert store.migrate() == (before, len(MIGRATIONS))
+    (row,) = store.rows("escalations", saga_id=escalated.saga_id)
+    assert row["kind"] == "rollback"  # existing escalations are rollback ones
+    assert store.relations.links(escalated.saga_id) == []
+    assert store.relations.held() == [] and store.relations.sla_calls(0.0) == []
+    assert store.verify_audit().ok
+    store.close()

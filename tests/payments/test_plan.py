@@ -88,7 +88,8 @@ def test_public_api_is_pinned() -> None:
     ])
     for name in payments.__all__:
         assert getattr(payments, name) is not None
-    assert sorted(DEMOS) == ["payments-ag166a", "payments-ag166c", "payments-ag384a"]
+    assert sorted(DEMOS) == ["cross-workflow", "payments-ag166a", "payments-ag166c",
+                            "payments-ag384a", "reconcile-drift"]
     assert all((fn.__doc__ or "").strip() for fn in DEMOS.values())
 
 

@@ -147,6 +147,7 @@ class EvmOperation:
             detail={"gas": gas, "max_fee_per_gas_wei": max_fee, "tip_wei": tip,
                     "max_cost_wei": gas * max_fee, "route": route,
                     **wallet.network.describe()},
+            kind="gas",
         )
 
     def _gas_funds(self, wallet: EvmWallet, gas: int) -> Check:

@@ -36,8 +36,10 @@ import ccxt
 
 from reversa.core.context import Check, CostEstimate, Probe, StepContext
 from reversa.core.errors import PermanentError, PreconditionFailed
+from reversa.core.resources import Resource, Role
 
 from ._boundary import fx_boundary, ledger_boundary
+from .drift import account
 from .fx import ReversalEstimate, ReversalPolicy, conversion_side, estimate_reversal
 from .fx_api import BLOCK_CAPABILITY, FENCE_CAPABILITY, FENCE_PARAM
 from .ledger_api import AccountRole, LedgerAPI, TransferRequest
@@ -225,10 +227,12 @@ class FxConvert:
             forward = None if fetched is None else fetched[0]
         sell = str(ctx.param("sell_currency")).upper()
         if forward is None:
-            return CostEstimate(0.0, sell, reason="conversion never happened: nothing to reverse")
+            return CostEstimate(0.0, sell, reason="conversion never happened: nothing to reverse",
+                                kind="fx")
         estimate = self._estimate(ctx, forward)
         ok, reason = self._policy(ctx).judge(estimate)
-        return CostEstimate(estimate.cost, estimate.currency, estimate.to_dict(), ok, reason)
+        return CostEstimate(estimate.cost, estimate.currency, estimate.to_dict(), ok, reason,
+                            kind="fx")
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The venue quotes the market the reversal needs."""
@@ -317,6 +321,15 @@ class FxConvert:
                 reference=f"FX reversal gain of {key}",
             ))
         return out
+
+    def resources(self, ctx: StepContext) -> list[Resource]:
+        """The account sold from (consumed) and the one bought into (produced into).
+
+        The venue's liquidity and P&L accounts are not declared: every conversion
+        passes through them (see :mod:`.drift`).
+        """
+        return [account(ctx.param("from_account"), Role.CONSUMES),
+                account(ctx.param("to_account"), Role.PRODUCES)]
 
     def probe(self, ctx: StepContext) -> Probe | tuple[Probe, dict[str, Any]]:
         """Did the venue execute an order with this step's key? (Errors reach the engine.)"""

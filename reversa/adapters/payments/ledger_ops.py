@@ -19,8 +19,11 @@ from __future__ import annotations
 from typing import Any
 
 from reversa.core.context import Check, Fence, Probe, StepContext
+from reversa.core.resources import Resource, Role
+from reversa.core.states import Phase
 
 from ._boundary import ledger_boundary
+from .drift import account, stands, still_undone
 from .ledger_api import LedgerAPI, PendingState, Transfer, TransferKind, TransferRequest
 from .money import format_money, to_minor
 
@@ -109,6 +112,17 @@ class _OnLedger:
         with ledger_boundary(f"block {ctx.step!r}", effect=True):
             found = self._ledger(ctx).block_transfer(ctx.action_key, fence=ctx.fence)
         return Probe.NOT_HAPPENED if found is None else (Probe.HAPPENED, _transfer_result(found))
+
+    def resources(self, ctx: StepContext) -> list[Resource]:
+        """The account debited (consumed) and the one credited (produced into)."""
+        return [account(ctx.param("debit"), Role.CONSUMES),
+                account(ctx.param("credit"), Role.PRODUCES)]
+
+    def reconcile(self, ctx: StepContext) -> Check:
+        """Completed: the transfer stands. Compensated: it is still fully corrected."""
+        check = stands if ctx.phase is Phase.ACTION else still_undone
+        with ledger_boundary(f"reconcile {ctx.step!r}", effect=False):
+            return check(self._ledger(ctx), ctx.action_key, ctx.fence)
 
 
 class LedgerTransfer(_OnLedger):
@@ -227,6 +241,21 @@ class PostHold(_OnLedger):
     """
 
     name = "payments.post_hold"
+
+    def resources(self, ctx: StepContext) -> list[Resource]:
+        """The hold it captures (consumed)."""
+        return [Resource("ledger.hold", str(ctx.param("hold")), Role.CONSUMES)]
+
+    def reconcile(self, ctx: StepContext) -> Check:
+        """Completed: the posting stands. Compensated: the hold is still fully corrected."""
+        ledger = self._ledger(ctx)
+        with ledger_boundary(f"reconcile {ctx.step!r}", effect=False):
+            if ctx.phase is Phase.ACTION:
+                return stands(ledger, ctx.action_key, ctx.fence)
+            # The hold's step is undone too, so its result no longer resolves
+            # "$results...": the posting's own result names the hold.
+            hold = (ctx.result or {}).get("hold_id") or ctx.param("hold")
+            return still_undone(ledger, str(hold), ctx.fence)
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Post the hold under this step's idempotency key."""

@@ -8,7 +8,7 @@ limits. It never calls an action or a compensation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ from ..model import Reversibility
 from ..registry import HandlerKind
 from ..states import Phase, StepStatus
 from .calls import classify, invoke
+from .overhead import review_classes, with_overhead
 from .runtime import Runtime, as_checks
 
 __all__ = ["DryRunReport", "StepFinding", "dry_run", "rollback_targets"]
@@ -44,6 +45,8 @@ class StepFinding:
         cost: The compensation's (first) cost estimate, when it has an estimator.
         costs: Every estimate, when the estimator returns one per unit (token
             loss and gas, say).
+        compensation: The compensation the rollback would call (a semantic
+            ``accept_compensation`` when dependents keep the effect).
     """
 
     step: str
@@ -53,26 +56,44 @@ class StepFinding:
     preconditions: list[dict[str, Any]] = field(default_factory=list)
     cost: dict[str, Any] | None = None
     costs: list[dict[str, Any]] = field(default_factory=list)
+    compensation: str | None = None
 
 
 @dataclass(slots=True)
 class DryRunReport:
-    """The dry-run verdict for a whole rollback."""
+    """The dry-run verdict for a whole rollback.
+
+    Attributes:
+        costs: The compensations' own estimates, summed per unit.
+        overhead: Operational overhead (expected review time by escalation
+            class, fees, and the estimates by kind: fx, gas...).
+        total_costs: ``costs`` plus the priced overhead, per unit; the saga's
+            ``max_rollback_cost`` is judged on these.
+        dependents: Other sagas that consumed this one's effects, each with the
+            dry-run of its own rollback, and what the policy decides.
+    """
 
     saga_id: str
     feasible: bool
     steps: list[StepFinding]
     costs: dict[str, float]
     problems: list[str]
+    overhead: dict[str, Any] = field(default_factory=dict)
+    total_costs: dict[str, float] = field(default_factory=dict)
+    dependents: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form (used in the audit log, reports and ``--json``)."""
         # Built by hand: dataclasses.asdict deep-copies and was a hot spot per rollback.
-        return {"saga_id": self.saga_id, "feasible": self.feasible, "costs": dict(self.costs),
-                "problems": list(self.problems),
-                "steps": [{"step": f.step, "action": f.action, "feasible": f.feasible,
-                           "problems": list(f.problems), "preconditions": f.preconditions,
-                           "cost": f.cost, "costs": f.costs} for f in self.steps]}
+        out = {"saga_id": self.saga_id, "feasible": self.feasible, "costs": dict(self.costs),
+               "problems": list(self.problems), "overhead": self.overhead,
+               "total_costs": dict(self.total_costs),
+               "steps": [{"step": f.step, "action": f.action, "feasible": f.feasible,
+                          "problems": list(f.problems), "preconditions": f.preconditions,
+                          "cost": f.cost, "costs": f.costs} for f in self.steps]}
+        if self.dependents is not None:
+            out["dependents"] = self.dependents
+        return out
 
 
 def rollback_targets(live: LiveSaga, scope: Iterable[str] | None = None) -> list[str]:
@@ -92,8 +113,22 @@ def rollback_targets(live: LiveSaga, scope: Iterable[str] | None = None) -> list
     return out
 
 
-async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunReport:
-    """Evaluate the rollback of ``targets`` without executing it."""
+async def dry_run(
+    rt: Runtime,
+    live: LiveSaga,
+    targets: list[str],
+    *,
+    substitute: Mapping[str, str] | None = None,
+    review: Iterable[str] = (),
+) -> DryRunReport:
+    """Evaluate the rollback of ``targets`` without executing it.
+
+    Args:
+        substitute: Step -> compensation to evaluate instead of the step's own
+            (the semantic compensation of an accepted dependency).
+        review: Escalation classes already foreseen (``dependents``...), for
+            the overhead estimate.
+    """
     findings: list[StepFinding] = []
     costs: dict[str, float] = {}
     problems: list[str] = []
@@ -108,16 +143,18 @@ async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunRepo
         in_doubt = st.status in (StepStatus.RUNNING, StepStatus.FAILED) or (
             st.status is StepStatus.ESCALATED and (st.outcome or "").startswith("in_doubt"))
         finding = StepFinding(name, _settle_action(spec) if in_doubt else "compensate")
+        compensation = (substitute or {}).get(name, spec.compensation)
+        finding.compensation = compensation
         if finding.action == "escalate_in_doubt":
             finding.feasible = False
             finding.problems.append(
                 f"step {name!r} is in doubt and declares neither block nor probe: whether its "
                 "effect happened, or may still happen, cannot be known; a human must decide")
-        assert spec.compensation is not None  # plan validation guarantees it
-        if not rt.registry.has(HandlerKind.COMPENSATION, spec.compensation):
+        assert compensation is not None  # plan validation guarantees it
+        if not rt.registry.has(HandlerKind.COMPENSATION, compensation):
             finding.feasible = False
             finding.problems.append(
-                f"compensation {spec.compensation!r} is not registered in this process; "
+                f"compensation {compensation!r} is not registered in this process; "
                 "start the worker with the app that registers it (--app)")
         ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, 0)
         for pre in spec.preconditions:
@@ -142,14 +179,22 @@ async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunRepo
                 if "amount" in est:
                     costs[est["unit"]] = costs.get(est["unit"], 0.0) + float(est["amount"])
         findings.append(finding)
-    for unit, limit in saga.max_rollback_cost.items():
-        if costs.get(unit, 0.0) > limit:
-            problems.append(
-                f"estimated rollback cost {costs[unit]:.6g} {unit} exceeds the saga's limit "
-                f"{limit:.6g} {unit}; a human must approve or choose another route")
     for finding in findings:
         problems.extend(finding.problems)
-    return DryRunReport(live.id, not problems, findings, costs, problems)
+    classes: list[tuple[str, str | None]] = [(c, None) for c in review]
+    classes += review_classes(findings, feasible=not problems)
+    overhead, total = with_overhead(saga, rt.registry, findings, classes)
+    over = [(unit, limit) for unit, limit in saga.max_rollback_cost.items()
+            if total.get(unit, 0.0) > limit]
+    for unit, limit in reversed(over):
+        problems.insert(0, (
+            f"estimated rollback cost {total[unit]:.6g} {unit} exceeds the saga's limit "
+            f"{limit:.6g} {unit} (operational overhead included); a human must approve or "
+            "choose another route"))
+    if over and not any(c == "infeasible" for c, _ in classes):
+        # Too costly: a human reviews it after all (the verdict stands as it is).
+        overhead, _ = with_overhead(saga, rt.registry, findings, [*classes, ("infeasible", None)])
+    return DryRunReport(live.id, not problems, findings, costs, problems, overhead, total)
 
 
 def _settle_action(spec: Any) -> str:
@@ -199,5 +244,5 @@ async def _estimate(
             finding.problems.append(f"compensation of step {finding.step!r} costs too much: "
                                     f"{est.reason or 'over policy'}")
         out.append({"amount": est.amount, "unit": est.unit, "acceptable": est.acceptable,
-                    "reason": est.reason, "detail": dict(est.detail)})
+                    "reason": est.reason, "detail": dict(est.detail), "kind": est.kind})
     return out

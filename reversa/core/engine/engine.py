@@ -30,8 +30,10 @@ from ..registry import Registry
 from ..states import TERMINAL_SAGA, SagaStatus, StepStatus
 from ..store import Store
 from ..views import AuditEntry, SagaResult, SagaView
+from .dependents import assess
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .forward import forward
+from .reconcile import Reconciliation, reconcile
 from .recovery import continue_saga, load_live, tampered_reason
 from .rollback import rollback, run_recovery
 from .runtime import Runtime
@@ -57,6 +59,8 @@ class Engine:
         heartbeat: Run a background thread extending held leases every
             ``lease_s / 3`` seconds (needed when a single step may run longer
             than the lease).
+        link_horizon_s: How long after it completed a saga's effects still
+            link the sagas that consume them (see :mod:`reversa.core.resources`).
     """
 
     def __init__(
@@ -69,14 +73,18 @@ class Engine:
         owner: str | None = None,
         lease_s: float = 30.0,
         heartbeat: bool = True,
+        link_horizon_s: float = 7 * 86_400.0,
     ) -> None:
         if lease_s <= 0:
             raise ConfigError(f"lease_s={lease_s}; a lease must last more than 0 seconds")
+        if link_horizon_s < 0:
+            raise ConfigError(f"link_horizon_s={link_horizon_s}; give 0 or more seconds")
         self.registry = registry
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._rt = Runtime(registry, store, self.clock, dict(services or {}), self.owner, lease_s)
+        self._rt = Runtime(registry, store, self.clock, dict(services or {}), self.owner, lease_s,
+                           link_horizon_s=link_horizon_s)
         self._local = threading.local()
         self._heartbeat_enabled = heartbeat
         self._heartbeat: threading.Thread | None = None
@@ -295,7 +303,25 @@ class Engine:
         row, _ = self.store.load(saga_id)
         # A tampered plan raises PlanTampered here: a dry-run runs no handler from it.
         live = load_live(self._rt, saga_id, int(row["lease_token"]))
-        return await dry_run(self._rt, live, rollback_targets(live))
+        targets = rollback_targets(live)
+        decision = await assess(self._rt, live, targets, execute=False)
+        report = await dry_run(self._rt, live, targets, substitute=decision.accept,
+                               review=["dependents"] if decision.escalate else [])
+        report.dependents = decision.assessment
+        if decision.escalate is not None:
+            report.feasible = False
+            report.problems.append(decision.escalate)
+        return report
+
+    def reconcile(self, saga_id: str) -> Reconciliation:
+        """Compare a finished saga's record with the real systems, changing nothing."""
+        return self._sync(self.reconcile_async(saga_id))
+
+    async def reconcile_async(self, saga_id: str) -> Reconciliation:
+        """Async form of :meth:`reconcile`."""
+        row, _ = self.store.load(saga_id)
+        live = load_live(self._rt, saga_id, int(row["lease_token"]))
+        return await reconcile(self._rt, live)
 
     # -- human review -----------------------------------------------------------------
     def resolve(
@@ -323,6 +349,8 @@ class Engine:
         if not rows or rows[0]["status"] != "open":
             raise NotFound(f"no open escalation #{escalation_id}; list them with "
                            "`reversa escalations list`")
+        if (rows[0].get("kind") or "rollback") != "rollback":
+            return self._acknowledge(rows[0], action=action, author=author, note=note)
         # mark_resolved runs no handler, so it must not need the workflow's code.
         live = self._claim(rows[0]["saga_id"], handlers=action != "mark_resolved")
         if live.status is not SagaStatus.ESCALATED:
@@ -351,6 +379,21 @@ class Engine:
                 await self._forward_recovery(live)
 
         return await self._drive(live, body)
+
+    def _acknowledge(self, row: dict[str, Any], *, action: str, author: str,
+                     note: str) -> SagaResult:
+        """Close an advisory (feasibility, drift) escalation: the saga's state stays."""
+        kind, sid = row["kind"], row["saga_id"]
+        if action != "mark_resolved":
+            raise ConfigError(
+                f"escalation #{row['id']} is a {kind} warning about saga {sid}, which it does "
+                "not change; close it with --action mark_resolved once it is dealt with")
+        # The row and its entry in the saga's chain (with resolved_at) share one commit.
+        if self.store.relations.close_advisory(row["id"], action, author, note) is None:
+            raise NotFound(f"no open escalation #{row['id']}; another reviewer closed it")
+        view = Inspector(self.store).record(sid)
+        return SagaResult(saga_id=sid, status=view.status, results={}, error=view.error,
+                          failed_step=view.failed_step)
 
     async def _forward_recovery(self, live: LiveSaga) -> None:
         live.move(SagaStatus.COMPENSATING)

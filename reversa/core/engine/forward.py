@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..context import StepContext
 from ..live import LiveSaga
 from ..model import OnFailure, Step
 from ..registry import HandlerKind
@@ -22,6 +23,7 @@ from .calls import (
     settle_timed_out,
     with_retries,
 )
+from .links import gate, post_notes, record_declared
 from .rollback import rollback
 from .runtime import Runtime
 
@@ -51,16 +53,25 @@ async def forward(rt: Runtime, live: LiveSaga) -> None:
 async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
     st = live.steps[spec.name]
     fn = rt.registry.get(HandlerKind.ACTION, spec.action)
+    calls: list[StepContext] = []  # the last attempt's context: what its action declared
+    first = st.attempts
 
     async def attempt() -> Any:
         rt.boundary()
         st.attempts += 1
         st.move(StepStatus.RUNNING)
         st.started_at = st.started_at or rt.clock.now()
+        notes: list[dict[str, Any]] = []
+        if spec.resources is not None:
+            # Holds are checked on every attempt; resources and links recorded once.
+            notes = await gate(rt, live, spec, rt.step_ctx(live, spec, Phase.ACTION, st.attempts),
+                               record=st.attempts == first + 1)
         live.log("step_started", "intent", step=spec.name, phase=Phase.ACTION.value,
                  attempt=st.attempts, key=rt.key(live, spec.name, Phase.ACTION))
         await rt.flush(live)  # the intent is durable before the side effect
+        post_notes(rt, notes)
         ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
+        calls[:] = [ctx]
         try:
             try:
                 return await invoke_for_record(fn, ctx, spec.timeout_s)
@@ -92,6 +103,14 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
                  attempt=st.attempts, error=failure.message, in_doubt=failure.in_doubt)
         return failure
     st.result = result
+    declared = calls[0].consumed if calls else []
+    if declared:
+        # Links the action declared: in this saga's chain and the table first, then
+        # in each provider's chain.
+        notes = record_declared(rt, live, spec.name, declared)
+        if notes:
+            await rt.flush(live)
+            post_notes(rt, notes)
     if spec.checkpoint:
         # The state a later rollback-to-checkpoint must reproduce.
         st.state = await rt.snapshot(live)

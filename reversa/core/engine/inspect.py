@@ -27,4 +27,5 @@ def escalation_view(r: dict[str, Any]) -> EscalationView:
     return EscalationView(
         id=r["id"], saga_id=r["saga_id"], created_at=r["created_at"], reason=r["reason"],
         status=r["status"], report=json.loads(r["report_json"]), resolution=r["resolution"],
-        resolved_by=r["resolved_by"], resolved_at=r["resolved_at"], note=r["note"])
+        resolved_by=r["resolved_by"], resolved_at=r["resolved_at"], note=r["note"],
+        kind=r.get("kind") or "rollback")

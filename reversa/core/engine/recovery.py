@@ -12,6 +12,7 @@ from typing import Any
 
 from ..context import Probe
 from ..errors import PlanError, PlanTampered
+from ..eventlog import remember_loaded
 from ..live import LiveSaga, LiveStep
 from ..model import OnCrash, Saga, Step
 from ..plan import Plan, verify_stored
@@ -59,7 +60,7 @@ def load_live(
         )
         for r in step_rows
     }
-    return LiveSaga(
+    live = LiveSaga(
         id=row["id"], plan=plan, input=json.loads(row["input_json"]),
         status=SagaStatus(row["status"]), steps=steps, token=token, seq=row["audit_seq"],
         head=row["audit_head"], created_at=row["created_at"], updated_at=row["updated_at"],
@@ -69,6 +70,8 @@ def load_live(
         lease_expires_at=row["lease_expires_at"], created=True, app=row["app"],
         services=row["services"],
     )
+    remember_loaded(live)
+    return live
 
 
 async def continue_saga(

@@ -31,8 +31,10 @@ from .calls import (
     settle_timed_out,
     with_retries,
 )
+from .dependents import assess
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .runtime import Runtime, as_checks
+from .sla import measure
 
 __all__ = ["rollback"]
 
@@ -86,7 +88,13 @@ async def rollback(
     undone = any(s.status is StepStatus.COMPENSATED for s in live.steps.values())
     if not targets and not undone and scope is None and end_status is SagaStatus.COMPENSATED:
         end_status = SagaStatus.FAILED  # nothing had changed: failed, and consistent
-    report = await dry_run(rt, live, targets)
+    # Other sagas that consumed what this rollback would undo come first: they
+    # are rolled back (cascade), named in an escalation (block) or left standing
+    # with a semantic compensation here (accept).
+    decision = await assess(rt, live, targets)
+    report = await dry_run(rt, live, targets, substitute=decision.accept,
+                           review=["dependents"] if decision.escalate else [])
+    report.dependents = decision.assessment
     live.log("dry_run", "feasible" if report.feasible else "infeasible",
              findings=report.to_dict())
     record: dict[str, Any] = {
@@ -94,6 +102,11 @@ async def rollback(
         "detected_at": detected, "pre_state": live.pre_state, "dry_run": report.to_dict(),
         "compensations": [], "error": live.error,
     }
+    if decision.assessment is not None:
+        record["dependents"] = decision.assessment
+    if decision.escalate is not None:
+        return await _finish_escalated(rt, live, record, decision.escalate)
+    record["accepted"] = decision.accept
     if not report.feasible:
         return await _infeasible(rt, live, report, record, deadline)
     done = await _undo_all(rt, live, targets, deadline, record)
@@ -173,8 +186,12 @@ async def _undo(
             return _Undo(name, True)
     if spec.reversibility is Reversibility.IRREVERSIBLE:
         return await _irreversible(rt, live, name, deadline, entry)
-    assert spec.compensation is not None
-    fn = rt.registry.get(HandlerKind.COMPENSATION, spec.compensation)
+    accepted = record.get("accepted", {}).get(name)
+    compensation = accepted or spec.compensation
+    kind = "semantic" if accepted else spec.compensation_kind.value
+    assert compensation is not None
+    fn = rt.registry.get(HandlerKind.COMPENSATION, compensation)
+    sla = rt.registry.sla(compensation)
 
     async def attempt() -> Any:
         rt.boundary()
@@ -188,19 +205,24 @@ async def _undo(
                  attempt=st.comp_attempts, key=rt.key(live, name, Phase.COMPENSATION))
         await rt.flush(live)  # the intent is durable before the side effect
         ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, st.comp_attempts, deadline)
-        await _recheck(rt, spec.preconditions, ctx)
+        if not accepted:
+            await _recheck(rt, spec.preconditions, ctx)
         timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
+        started = rt.clock.now()
         try:
             try:
-                return await invoke_for_record(fn, ctx, timeout,
-                                               budget=deadline - rt.clock.now())
+                result = await invoke_for_record(fn, ctx, timeout,
+                                                 budget=deadline - rt.clock.now())
             except AttemptTimedOut as timed_out:
                 # Never retried while it may still be running; the window bounds the wait.
                 late = await settle_timed_out(timed_out, min(
                     spec.compensation_timeout_s or 0.0, deadline - rt.clock.now()))
-                return recordable(fn, late)
+                result = recordable(fn, late)
+            measure(rt, live, name, compensation, sla, started, None)
+            return result
         except Exception as exc:
             failure = classify(exc)
+            measure(rt, live, name, compensation, sla, started, failure)
             st.error, st.outcome = failure.message, failure.code
             live.log("compensation_attempt_failed", failure.code, step=name,
                      phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
@@ -223,9 +245,11 @@ async def _undo(
     st.comp_finished_at = rt.clock.now()
     st.outcome, st.error = "compensated", None
     live.log("compensation_completed", "ok", step=name, phase=Phase.COMPENSATION.value,
-             attempt=st.comp_attempts, kind=spec.compensation_kind.value)
-    entry.update(outcome="compensated", kind=spec.compensation_kind.value,
-                 attempts=st.comp_attempts, result=st.comp_result)
+             attempt=st.comp_attempts, kind=kind)
+    entry.update(outcome="compensated", kind=kind, attempts=st.comp_attempts,
+                 result=st.comp_result)
+    if accepted:
+        entry["accepted"] = accepted
     return _Undo(name, True)
 
 

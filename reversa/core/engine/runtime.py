@@ -36,6 +36,8 @@ class Runtime:
     lost: set[str] = field(default_factory=set)
     committer: GroupCommitter | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    link_horizon_s: float = 7 * 86_400.0
+    """How long after it completed a saga's effects still link its consumers."""
 
     def boundary(self) -> None:
         """A step boundary: the one place a graceful shutdown may stop a saga."""

@@ -55,6 +55,7 @@ class _Replay:
     steps: dict[str, list[Any]] = field(default_factory=dict)
     rollbacks: list[str] = field(default_factory=list)
     escalations: list[str] = field(default_factory=list)
+    advisory: dict[int, str] = field(default_factory=dict)
     resolutions: dict[int, dict[str, Any]] = field(default_factory=dict)
     records: int = 0
 
@@ -116,6 +117,8 @@ def _replay(entries: Sequence[Mapping[str, Any]]) -> _Replay:
             out.rollbacks.append(state["rollback"])
         if "escalation" in state:
             out.escalations.append(state["escalation"])
+        for number, digest in state.get("advisory", {}).items():
+            out.advisory[int(number)] = digest
     return out
 
 
@@ -163,9 +166,21 @@ def _tables(rec: SagaRecord, notes: list[str] | None) -> list[AuditProblem]:
     problems.extend(_steps(sid, rec.steps, expected_steps, complete=created is not None))
     problems.extend(_series(sid, "rollback", [rollback_digest(r) for r in rec.rollbacks],
                             replay.rollbacks, [r["id"] for r in rec.rollbacks]))
-    problems.extend(_series(sid, "escalation", [escalation_digest(r) for r in rec.escalations],
-                            replay.escalations, [r["id"] for r in rec.escalations]))
-    problems.extend(_resolutions(sid, rec.escalations, replay.resolutions))
+    # Advisory escalations (feasibility, drift: reversa.core.jobs) change no saga
+    # state and may be opened while another process holds the saga's chain: each
+    # is checked against the digest its chain entry records, once it has one.
+    rollback = [r for r in rec.escalations if r.get("kind", "rollback") == "rollback"]
+    advisory = [r for r in rec.escalations if r.get("kind", "rollback") != "rollback"]
+    problems.extend(_series(sid, "escalation", [escalation_digest(r) for r in rollback],
+                            replay.escalations, [r["id"] for r in rollback]))
+    for esc in advisory:
+        want = replay.advisory.get(int(esc["id"]))
+        if want is not None and escalation_digest(esc) != want:
+            bad("escalation_edited", f"saga {sid}: {esc['kind']} escalation #{esc['id']} "
+                "differs from the one its chain records: it was edited")
+    problems.extend(_resolutions(sid, rollback, replay.resolutions))
+    problems.extend(_resolutions(sid, [r for r in advisory if int(r["id"]) in
+                                       replay.resolutions], replay.resolutions))
     return problems
 
 

@@ -176,6 +176,8 @@ class EscalationRecord(ReadModel, table=True):
     resolved_by: str | None = None
     resolved_at: float | None = None
     note: str | None = Field(default=None, sa_column=Column("note", Text))
+    kind: str = Field(default="rollback",
+                      description="rollback (the saga is escalated), feasibility or drift")
 
 
 class RollbackRecord(ReadModel, table=True):

@@ -29,8 +29,8 @@ from sqlalchemy import (
 
 from ..errors import SchemaError
 
-__all__ = ["MIGRATIONS", "audit_meta", "checkpoints", "heads", "journal", "metadata", "migrate",
-           "schema_version"]
+__all__ = ["MIGRATIONS", "audit_meta", "checkpoints", "heads", "journal", "links", "metadata",
+           "migrate", "notes", "resources", "schema_version", "sla_calls"]
 
 metadata = MetaData()
 
@@ -118,20 +118,28 @@ audit = Table(
     UniqueConstraint("saga_id", "seq", name="uq_reversa_audit_saga_seq"),
 )
 
-escalations = Table(
-    "reversa_escalations",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("saga_id", String(64), nullable=False, index=True),
-    Column("created_at", Float, nullable=False),
-    Column("reason", Text, nullable=False),
-    Column("report_json", Text, nullable=False),
-    Column("status", String(16), nullable=False),
-    Column("resolution", String(32)),
-    Column("resolved_by", String(256)),
-    Column("resolved_at", Float),
-    Column("note", Text),
-)
+
+def _escalations_table(meta: MetaData, *, kind: bool) -> Table:
+    columns: list[Column[Any]] = [
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("saga_id", String(64), nullable=False, index=True),
+        Column("created_at", Float, nullable=False),
+        Column("reason", Text, nullable=False),
+        Column("report_json", Text, nullable=False),
+        Column("status", String(16), nullable=False),
+        Column("resolution", String(32)),
+        Column("resolved_by", String(256)),
+        Column("resolved_at", Float),
+        Column("note", Text),
+    ]
+    if kind:
+        # Added by _cross_saga: rollback (the saga is escalated) or an advisory
+        # one the saga's state does not change for: feasibility, drift.
+        columns.append(Column("kind", String(16), nullable=False, server_default="rollback"))
+    return Table("reversa_escalations", meta, *columns)
+
+
+escalations = _escalations_table(metadata, kind=True)
 
 rollbacks = Table(
     "reversa_rollbacks",
@@ -161,6 +169,60 @@ journal = Table(
     Column("token", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+resources = Table(
+    "reversa_resources",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("step", String(128), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("rid", String(320), nullable=False),
+    Column("rkey", String(400), nullable=False, index=True),
+    Column("role", String(16), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+links = Table(
+    "reversa_links",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("consumer_saga", String(64), nullable=False, index=True),
+    Column("consumer_step", String(128), nullable=False),
+    Column("provider_saga", String(64), nullable=False, index=True),
+    Column("provider_step", String(128)),
+    Column("resource", String(400)),
+    Column("how", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+notes = Table(
+    "reversa_notes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("created_at", Float, nullable=False),
+    Column("event", String(64), nullable=False),
+    Column("outcome", String(64), nullable=False),
+    Column("detail_json", Text, nullable=False),
+)
+
+sla_calls = Table(
+    "reversa_sla_calls",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(256), nullable=False),
+    Column("saga_id", String(64), nullable=False),
+    Column("step", String(128), nullable=False),
+    Column("started_at", Float, nullable=False, index=True),
+    Column("duration_s", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("available", Boolean, nullable=False),
+    Column("code", String(64)),
+    Column("promised_latency_s", Float, nullable=False),
+    Column("promised_availability", Float, nullable=False),
 )
 
 heads = Table(
@@ -207,7 +269,8 @@ def _v1(conn: Connection) -> None:
     # their own migrations so that old databases and new ones converge.
     v1 = MetaData()
     v1_sagas, v1_steps = _sagas_table(v1, version=1), _steps_table(v1, version=1)
-    for table in (v1_sagas, v1_steps, audit, escalations, rollbacks):
+    v1_escalations = _escalations_table(v1, kind=False)
+    for table in (v1_sagas, v1_steps, audit, v1_escalations, rollbacks):
         table.create(conn, checkfirst=True)
 
 
@@ -278,7 +341,21 @@ def _v7(conn: Connection) -> None:
         conn.execute(audit_meta.insert().values(name="log_id", value=uuid.uuid4().hex))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+def _cross_saga(conn: Connection) -> None:
+    # Sagas stop being islands (issue 15): the resources steps act on, the links
+    # between sagas that consume each other's effects, audit entries waiting for a
+    # live chain's owner, SLA measurements of compensation endpoints, and advisory
+    # escalations (feasibility, drift) that do not change a saga's state.
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_escalations")}
+    if "kind" not in columns:
+        conn.execute(text("ALTER TABLE reversa_escalations ADD COLUMN kind VARCHAR(16) "
+                          "NOT NULL DEFAULT 'rollback'"))
+    for table in (resources, links, notes, sla_calls):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7,
+                                                   _cross_saga]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

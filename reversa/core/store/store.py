@@ -87,8 +87,11 @@ class Store:
                               self.audit.redaction_key, self.audit.sign_interval_s)
         self._checkpointer: Any = None
         from .journal import StoreJournal
+        from .relations import Relations
 
         self._journal_type = StoreJournal
+        self.relations = Relations(self)
+        """Queries across sagas: resources, links, notes, SLA measurements."""
 
     def now(self) -> float:
         """The store's clock: database time (or the injected clock), in epoch seconds.

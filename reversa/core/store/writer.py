@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from ..audit import entry_hash
 from ..canonical import canonical_json, sha256_hex
 from ..errors import LeaseLost, StoreError
+from ..eventlog import STATE_KEY, adopt, state_change
 from ..evidence.records import (
     escalation_digest,
     head_message,
@@ -37,6 +38,7 @@ from ..evidence.signing import Signer
 from ..live import AuditEvent, LiveSaga
 from ..sensitive import redact, redaction_marker
 from ..states import TERMINAL_SAGA, SagaStatus
+from .relations import statements
 
 __all__ = ["Writer", "Written"]
 
@@ -110,6 +112,7 @@ class Writer:
         self.rollback_insert = _insert("reversa_rollbacks", _ROLLBACK_COLS, p)
         self.escalation_insert = _insert("reversa_escalations", _ESCALATION_COLS, p) + (
             "" if self.sqlite else " RETURNING id")
+        self.extra = statements(p)
 
     @contextmanager
     def transaction(self, url: str) -> Iterator[Any]:
@@ -224,8 +227,12 @@ class Writer:
                               "open")
             state["escalation"] = canonical_json(escalation_digest(dict(zip(
                 _ESCALATION_COLS, escalation_row, strict=True))))
+        # The change as values (event sourcing: the log alone rebuilds the saga),
+        # redacted exactly as the rows are.
+        change = state_change(live, _scrubber(secret, mark),
+                              self._input_scrubber(live) if created is not None else None)
         events = live.events
-        if not events and (len(state) > 1 or fields_json != live.audited):
+        if not events and (len(state) > 1 or fields_json != live.audited or change):
             events = [AuditEvent(None, "saga", 0, _STATE_EVENT, "ok")]
         state_json = "{" + ",".join(f'"{k}":{state[k]}' for k in sorted(state)) + "}"
         old_seq = live.seq
@@ -237,6 +244,8 @@ class Writer:
             detail = ev.detail
             if mark is not None and ev.step in secret and "result" in detail:
                 detail = {**detail, "result": redact(detail["result"], secret[ev.step], mark)}
+            if change and index == last:
+                detail = {**detail, STATE_KEY: change}
             entry = {"saga_id": live.id, "seq": seq, "ts": now, "step": ev.step,
                      "phase": ev.phase, "attempt": ev.attempt, "event": ev.event,
                      "outcome": ev.outcome, "detail_json": canonical_json(detail),
@@ -282,8 +291,17 @@ class Writer:
             escalation_id = cur.lastrowid if self.sqlite else cur.fetchone()[0]
         if rollback_row is not None:
             cur.execute(self.rollback_insert, rollback_row)
+        for statement, params in live.rows:
+            cur.execute(self.extra[statement], params)
         return Written(seq, head, int(escalation_id) if escalation_id is not None else None,
                        fields_json, at_rest, sign_clock)
+
+    def _input_scrubber(self, live: LiveSaga) -> Callable[[Any], Any]:
+        paths = live.plan.redact_input
+        if not paths:
+            return lambda data: data
+        mark = redaction_marker(self.redaction_key, live.id)
+        return lambda data: redact(data, paths, mark)
 
     def _sign(self, saga_id: str, seq: int, head: str) -> tuple[str, str]:
         assert self.signer is not None
@@ -305,6 +323,8 @@ class Writer:
         if written.signed_at is not None:
             live.signed_at = written.signed_at
         live.events.clear()
+        live.rows.clear()
+        adopt(live)
         for s in live.steps.values():
             s.dirty = False
 
@@ -329,6 +349,13 @@ class Written:
     audited: str | None = None
     at_rest: bool = False
     signed_at: float | None = None
+
+
+def _scrubber(secret: Mapping[str, Any], mark: Any) -> Callable[[str, Any], Any]:
+    """Redact a step's result as its row is redacted (identity when nothing is secret)."""
+    if mark is None:
+        return lambda step, value: value
+    return lambda step, value: redact(value, secret[step], mark) if step in secret else value
 
 
 def _redact_report(

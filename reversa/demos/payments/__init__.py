@@ -3,6 +3,7 @@
 - :mod:`.procurement`: AG-166 scenario A (procurement with a logistics pre-step webhook).
 - :mod:`.cross_border`: AG-166 scenario C (sanctions rejection, crash mid-compensation).
 - :mod:`.mt103`: AG-384 scenario A (MT103 timeout, FX reversal cost, ledger corrections).
+- :mod:`.cross_workflow`: two workflows on the same money (issue 15).
 
 ``registry()`` holds every payments operation plus these stories' snapshots and
 predicates; workers load it with ``--app reversa.demos.payments:registry``.
@@ -15,7 +16,7 @@ from typing import Any
 from reversa.adapters.payments.registry import payments_registry
 from reversa.core.registry import Registry
 
-from . import cross_border, mt103, procurement
+from . import cross_border, cross_workflow, mt103, procurement
 from .world import ACCOUNTS, PaymentsWorld, build_world
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "PaymentsWorld",
     "build_world",
     "cross_border",
+    "cross_workflow",
     "mt103",
     "procurement",
     "registry",
@@ -51,6 +53,6 @@ def services() -> dict[str, Any]:
 def registry() -> Registry:
     """A fresh registry with the payments operations and the stories' checks."""
     reg = payments_registry()
-    for story in (procurement, cross_border, mt103):
+    for story in (procurement, cross_border, mt103, cross_workflow):
         story.register(reg)
     return reg

@@ -170,3 +170,12 @@ DEMOS: dict[str, Demo] = {
     "payments-ag166c": demo_ag166c,
     "payments-ag384a": demo_ag384a,
 }
+
+
+def _cross_saga_demos() -> dict[str, Demo]:
+    from .xwf_demos import DEMOS as XWF
+
+    return XWF
+
+
+DEMOS.update(_cross_saga_demos())
