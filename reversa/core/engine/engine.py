@@ -25,7 +25,7 @@ from ..governance import Approval, FourEyes, Governance
 from ..inspector import Inspector
 from ..live import LiveSaga, LiveStep
 from ..model import Saga
-from ..observe import Observer
+from ..observe import Observer, notify
 from ..plan import Plan, validate
 from ..registry import Registry
 from ..states import AT_REST_SAGA, TERMINAL_SAGA, SagaStatus, StepStatus
@@ -255,6 +255,10 @@ class Engine(GovernanceApi):
         if task is not None:
             with self._lock:
                 self._tasks[live.id] = (asyncio.get_running_loop(), task)
+        observers = self._rt.observers
+        if observers:
+            notify(observers, "saga_started", live.id, live.plan.saga.workflow,
+                   live.status.value)
         try:
             await body()
         except asyncio.CancelledError:
@@ -283,6 +287,9 @@ class Engine(GovernanceApi):
                 self._rt.held.pop(live.id, None)
             raise abort.error from None
         finally:
+            if observers:
+                notify(observers, "saga_finished", live.id, live.plan.saga.workflow,
+                       live.status.value, live.error)
             with self._lock:
                 self._tasks.pop(live.id, None)
                 lost = live.id in self._rt.lost
