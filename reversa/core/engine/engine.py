@@ -365,13 +365,14 @@ class Engine(GovernanceApi):
     ) -> SagaResult:
         # The escalation row, its audit entry and the saga's next state share one
         # commit: a crash leaves either all of them or none.
+        resolved_at = self.clock.now()
         live.resolution = {"escalation": escalation_id, "resolution": action,
-                           "author": author, "note": note}
+                           "author": author, "note": note, "resolved_at": resolved_at}
         extra: dict[str, Any] = {}
         if approved_by is not None:
             live.resolution["approved_by"] = extra["approved_by"] = approved_by
         live.log("escalation_resolved", action, escalation=escalation_id, author=author,
-                 note=note, **extra)
+                 note=note, resolved_at=resolved_at, **extra)
 
         async def body() -> None:
             if action == "mark_resolved":
