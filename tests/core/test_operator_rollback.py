@@ -273,3 +273,22 @@ def test_refusals_name_why(store: Store, clock: FakeClock, status: str) -> None:
     assert store.load(saga_id)[0]["status"] == status
     with pytest.raises(ConfigError, match=match):
         engine.request_rollback(saga_id, by=OPERATOR, reason="r")
+
+
+def test_the_window_counts_from_completion_not_from_later_decisions(
+    store: Store, clock: FakeClock
+) -> None:
+    world = World()
+    done = _engine(store, clock, world, "agent").run(chain_saga(rollback_window_s=60),
+                                                    {"amount": 500, "currency": "GBP"})
+    console = _engine(store, clock, world, "console", _plain(world),
+                      governance={"transfer": FourEyes(always=True)})
+    clock.advance(10)
+    first = console.request_rollback(done.saga_id, by=OPERATOR, reason="fraud suspected")
+    assert isinstance(first, Approval)
+    clock.advance(40)
+    console.reject(first.id, by="user:bob", note="not fraud")
+    clock.advance(20)  # 70 s after completion; 20 s after the last commit on the saga
+    with pytest.raises(ConfigError, match="past its rollback window"):
+        console.request_rollback(done.saga_id, by=OPERATOR, reason="fraud after all")
+    assert store.load(done.saga_id)[0]["status"] == "completed"

@@ -354,7 +354,12 @@ class Governor:
 
     def _check_window(self, row: dict[str, Any]) -> None:
         window = float(json.loads(row["plan_json"])["saga"]["rollback_window_s"])
-        age = self._now() - float(row["updated_at"])
+        # Counted from completion as the chain records it: later commits on the
+        # saga (a rollback request held for approval, its rejection) move
+        # updated_at, and must not reopen or extend the window.
+        completed = self.store.rows("audit", saga_id=row["id"], event="saga_completed")
+        since = float(completed[-1]["ts"]) if completed else float(row["updated_at"])
+        age = self._now() - since
         if age > window:
             raise ConfigError(
                 f"saga {row['id']} completed {age:.0f}s ago, past its rollback window of "
