@@ -12,6 +12,7 @@ records the request and the decisions when it acts on them (see
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, LeaseLost, NotFound, ReversaError
@@ -53,13 +54,25 @@ class Governor:
         return self.engine.clock.now()
 
     def _claim_at(self, saga_id: str, *, handlers: bool) -> LiveSaga | None:
-        """Claim the saga whatever its status; None when a live process holds it."""
+        """Claim the saga whatever its status; None when a live process runs it.
+
+        Raises:
+            LeaseLost: The saga is at rest (nobody runs it) yet another call holds
+                it this moment (deciding on it): nothing was recorded; try again.
+        """
         seen = None
         for _ in range(3):
             row, _steps = self.store.load(saga_id)
             status = SagaStatus(row["status"])
             if status == seen:
-                return None  # same status, lease still held: a live owner has it
+                if status in AT_REST_SAGA:
+                    # Not a live owner: another governance call is mid-commit. Its
+                    # decision must not be bypassed by one recorded outside the chain.
+                    raise LeaseLost(
+                        f"saga {saga_id} is being changed by another call right now; "
+                        "nothing was recorded: look at it again and retry",
+                        details={"saga": saga_id})
+                return None  # same status, lease still held: a live owner runs it
             seen = status
             claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
                                        saga_id=saga_id, statuses=[status])
@@ -73,8 +86,17 @@ class Governor:
         return None
 
     def _commit(self, live: LiveSaga) -> None:
-        """Write what was queued on a claimed saga, and give its lease back."""
-        self.store.flush(live, self._now())
+        """Write what was queued on a claimed saga, and give its lease back.
+
+        A commit that fails (a decision made on a stale read, a database error)
+        records nothing and gives the lease back too: the next call claims at once.
+        """
+        try:
+            self.store.flush(live, self._now())
+        except BaseException:
+            with suppress(Exception):  # the original error is the one to report
+                self.store.release(live.id, live.token)
+            raise
         if live.status not in AT_REST_SAGA:
             self.store.release(live.id, live.token)
 
