@@ -292,3 +292,19 @@ def test_the_window_counts_from_completion_not_from_later_decisions(
     with pytest.raises(ConfigError, match="past its rollback window"):
         console.request_rollback(done.saga_id, by=OPERATOR, reason="fraud after all")
     assert store.load(done.saga_id)[0]["status"] == "completed"
+
+
+def test_a_request_during_the_last_step_rolls_the_completed_saga_back(
+    store: Store, clock: FakeClock
+) -> None:
+    world, asked = World(), []
+    reg = _asking_during(world, store, clock, "credit", asked)
+    result = _engine(store, clock, world, "agent", reg).run(_saga("credit"))
+    assert isinstance(asked[0], SagaResult) and asked[0].status is SagaStatus.RUNNING
+    # Nothing was left to withdraw: the saga completed, then was rolled back at once.
+    assert result.status is SagaStatus.COMPENSATED
+    assert world.balances == {"a": 100, "b": 0, "c": 0}
+    names = [e[0] for e in _events(store, result.saga_id)]
+    assert names.index("saga_completed") < names.index("rollback_requested")
+    assert store.load(result.saga_id)[0]["rollback_requested"] is None
+    assert store.verify_audit(result.saga_id).ok
