@@ -34,6 +34,7 @@ from .core.errors import (
     ResourceHeld,
     ReversaError,
     ReversaSignal,
+    RollbackRequested,
     SchemaError,
     ShutdownRequested,
     StepError,
@@ -41,6 +42,7 @@ from .core.errors import (
     TransientError,
 )
 from .core.fencing import FenceGate
+from .core.governance import Approval, ApprovalKind, ApprovalStatus, Decision, FourEyes
 from .core.inspector import Inspector
 from .core.model import (
     CompensationKind,
@@ -55,6 +57,7 @@ from .core.model import (
     Saga,
     Step,
 )
+from .core.observe import Observer
 from .core.plan import Plan, validate
 from .core.registry import HandlerKind, Operation, Registry
 from .core.resources import Resource, Role
@@ -65,6 +68,7 @@ from .core.views import (
     AttemptView,
     AuditEntry,
     EscalationView,
+    OutboxEntry,
     RollbackView,
     SagaResult,
     SagaSummary,
@@ -98,6 +102,9 @@ __all__ = [
     "LeaseLost", "NotFound", "SchemaError", "StepError", "TransientError", "PermanentError",
     "OutcomeUnknown", "PreconditionFailed", "AuditError", "ReversaSignal", "EmergencyStop",
     "Fenced", "PlanTampered", "ResourceHeld",
-    "ShutdownRequested",
+    "ShutdownRequested", "RollbackRequested",
+    # governance
+    "Approval", "ApprovalKind", "ApprovalStatus", "Decision", "FourEyes", "OutboxEntry",
+    "Observer",
     "__version__",
 ]

@@ -291,11 +291,18 @@ def escalations_resolve(
     app_: Apps = None,
     services: Services = None,
     trust: Trust = False,
+    policy: Annotated[str | None, typer.Option(
+        "--policy", help="Governance policy file (TOML); default $REVERSA_POLICY. When its "
+        "four-eyes rule applies, the resolution waits for a second approver.")] = None,
 ) -> None:
     """Resolve an escalation; the resolution and its author are recorded.
 
     Exits 1 when the retry or forward recovery escalated the saga again.
     """
+    from ..core.governance import Approval
+    from .governance import load_governance
+
+    governance = load_governance(policy)
     store = open_store(db)
     inspector = Inspector(store)
     escalation = inspector.escalation(escalation_id)
@@ -313,11 +320,20 @@ def escalations_resolve(
         record = inspector.record(escalation.saga_id)
         registry, resources = saga_code(record.id, record.app, record.services, apps=app_,
                                         services=services, trust_recorded=trust)
-    engine = Engine(registry, store, services=resources, heartbeat=False)
+    engine = Engine(registry, store, services=resources, heartbeat=False,
+                    governance=governance)
     try:
         result = engine.resolve(escalation_id, action=action.value, author=author, note=note)
     finally:
         engine.close()
+    if isinstance(result, Approval):
+        if json_out:
+            emit_json({"approval": result.model_dump(mode="json")})
+        else:
+            console.print(f"four-eyes: the {action.value} waits for approval #{result.id} "
+                          f"({result.reason}); another identity approves it with `reversa "
+                          f"approvals approve {result.id} --by NAME`")
+        return
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:
@@ -342,9 +358,10 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import audit, bench, demo, sim, sla, worker
+    from . import audit, bench, demo, governance, sim, sla, worker
 
     audit.register(app)
+    governance.register(app, sagas_app)
     demo.register(app)
     sla.register(app)
     bench.register(app)

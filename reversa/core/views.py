@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .governance import Approval
 from .states import SagaStatus, StepStatus
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "AuditEntry",
     "EscalationView",
     "LinkView",
+    "OutboxEntry",
     "RollbackView",
     "SagaState",
     "SagaResult",
@@ -157,6 +159,9 @@ class SagaView(_View):
     steps: list[StepView]
     rollbacks: list[RollbackView]
     escalations: list[EscalationView]
+    approvals: list[Approval] = []
+    rollback_requested: dict[str, Any] | None = None
+    """An operator's rollback request its owner has not acted on yet."""
 
     def step(self, name: str) -> StepView:
         """The step called ``name``."""
@@ -248,3 +253,23 @@ class SagaState(_View):
             if step.name == name:
                 return step
         raise KeyError(name)
+class OutboxEntry(_View):
+    """One notification in the durable outbox, and how its delivery went.
+
+    ``delivered_at`` is set once every webhook it was meant for acknowledged it
+    (``delivered_to`` names them); ``next_attempt_at`` None with no
+    ``delivered_at`` means delivery was given up (``last_error`` says why).
+    """
+
+    id: int
+    event: str
+    saga_id: str
+    workflow: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    created_at: float
+    attempts: int
+    next_attempt_at: float | None
+    delivered_at: float | None
+    last_error: str | None
+    delivered_to: list[str]

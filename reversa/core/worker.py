@@ -1,10 +1,11 @@
 """Workers: finish sagas whose owner died, and watch for stalled ones (AG-166 4.8).
 
 A worker claims sagas whose lease expired (the owner stopped heartbeating) and
-continues them from the durable record. Its watchdog also finds live sagas that
-made no progress within their workflow's threshold, takes them over (the new
-fencing token locks the stuck owner out) and compensates them; a rollback
-stalled past its window is escalated with a state snapshot instead.
+continues them from the durable record -- rolling back those an operator asked
+to roll back -- and starts sagas whose start was approved (``approved``). Its
+watchdog also finds live sagas that made no progress within their workflow's
+threshold, takes them over (the new fencing token locks the stuck owner out)
+and compensates them; a rollback stalled past its window is escalated with a state snapshot instead.
 
 Every event is one record on the ``reversa.worker`` logger, with the event name
 and saga id as record attributes (``record.event``, ``record.saga``, and the
@@ -30,7 +31,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -38,7 +39,9 @@ from typing import Any
 from .clock import Clock
 from .engine import Engine
 from .errors import LeaseLost, PlanError, ReversaError
+from .governance import Governance
 from .jobs import Feasibility, Reconcile
+from .observe import Observer
 from .registry import Registry
 from .states import TERMINAL_SAGA, SagaStatus
 from .store import Store
@@ -86,6 +89,8 @@ class Worker:
         feasibility_horizon_s: Completed sagas it still assesses.
         reconcile_every_s: Period of the continuous reconciliation (None: off).
         reconcile_horizon_s: Finished sagas it still reconciles.
+        governance: Per-workflow four-eyes policy (see :class:`~reversa.Engine`).
+        observers: Engine observers (tracing).
     """
 
     def __init__(
@@ -104,9 +109,11 @@ class Worker:
         feasibility_horizon_s: float = 3600.0,
         reconcile_every_s: float | None = 300.0,
         reconcile_horizon_s: float = 86_400.0,
+        governance: Governance | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.engine = Engine(registry, store, clock=clock, services=services, owner=owner,
-                             lease_s=lease_s)
+                             lease_s=lease_s, governance=governance, observers=observers)
         self.store = store
         self.poll_s = poll_s
         self.batch = batch
@@ -134,7 +141,18 @@ class Worker:
         claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
                                    limit=self.batch + len(self._unrunnable),
                                    statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
-        taken = 0
+        taken = self._take(rnd, claimed, "owner lease expired", 0)
+        if taken < self.batch and not self._stop.is_set():
+            approved = self.store.claim(self.engine.owner, self.engine.lease_s,
+                                        limit=self.batch - taken + len(self._unrunnable),
+                                        statuses=[SagaStatus.APPROVED])
+            self._take(rnd, approved, "approved: cleared to run", taken)
+        if not self._stop.is_set():
+            self._jobs(rnd)
+        return rnd
+
+    def _take(self, rnd: WorkerRound, claimed: list[tuple[str, int]], reason: str,
+              taken: int) -> int:
         for saga_id, token in claimed:
             if saga_id in self._unrunnable:
                 self.store.release(saga_id, token)
@@ -145,12 +163,11 @@ class Worker:
                 self.store.release(saga_id, token)
                 continue
             taken += 1
-            _event(logging.INFO, "claimed", saga_id, "owner lease expired",
-                   reason="lease_expired", token=token)
-            self._continue(rnd, saga_id, token, "owner lease expired")
-        if not self._stop.is_set():
-            self._jobs(rnd)
-        return rnd
+            _event(logging.INFO, "claimed", saga_id, reason,
+                   reason="lease_expired" if reason.startswith("owner") else "approved",
+                   token=token)
+            self._continue(rnd, saga_id, token, reason)
+        return taken
 
     def _jobs(self, rnd: WorkerRound) -> None:
         """The continuous checks that are due; nothing they meet may stop the worker."""
@@ -307,8 +324,12 @@ class Worker:
         return str(app) if app else None
 
     # -- forever ----------------------------------------------------------------------
-    def run_forever(self) -> None:
-        """Loop until SIGTERM/SIGINT or :meth:`stop`; leases are released on the way out."""
+    def run_forever(self, on_round: Callable[[], object] | None = None) -> None:
+        """Loop until SIGTERM/SIGINT or :meth:`stop`; leases are released on the way out.
+
+        ``on_round`` runs after every round (``reversa worker --notify`` delivers
+        the notification outbox there); its errors are logged, never fatal.
+        """
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -316,6 +337,13 @@ class Worker:
         try:
             while not self._stop.is_set():
                 self.run_round()
+                if on_round is not None:
+                    try:
+                        on_round()
+                    except Exception as exc:
+                        log.warning("after-round hook failed: %s", exc,
+                                    extra={"event": "hook_failed", "saga": None,
+                                           "fields": {"error": str(exc)}})
                 self._stop.wait(self.poll_s)
         finally:
             self.engine.close()

@@ -106,6 +106,7 @@ def test_read_models_stay_out_of_every_schema_metadata() -> None:
         "reversa_rollbacks", "reversa_schema", "reversa_journal",  # effect journal (issue 9)
         "reversa_heads", "reversa_checkpoints", "reversa_audit_meta",  # evidence (issue 11)
         "reversa_resources", "reversa_links", "reversa_notes", "reversa_sla_calls",  # issue 15
+        "reversa_approvals", "reversa_outbox",  # governance (issue 12)
     }
     for name, table in read_models.read_metadata.tables.items():
         mapped = schema.metadata.tables[name]

@@ -20,6 +20,9 @@ EXPECTED = {
     "Fence", "FenceGate", "EffectJournal", "JournalRecord", "Fenced", "PlanTampered",
     # issue 15: rollback across workflows
     "OnDependents", "Overhead", "Resource", "Role", "SLA", "ResourceHeld",
+    # issue 12: governance
+    "Approval", "ApprovalKind", "ApprovalStatus", "Decision", "FourEyes", "OutboxEntry",
+    "Observer", "RollbackRequested",
 }
 
 

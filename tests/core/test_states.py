@@ -33,16 +33,39 @@ def test_illegal_step_transitions_raise(old: StepStatus, new: StepStatus) -> Non
 
 
 @pytest.mark.parametrize("terminal", [SagaStatus.COMPENSATED, SagaStatus.FAILED,
-                                      SagaStatus.RESOLVED])
+                                      SagaStatus.RESOLVED, SagaStatus.REJECTED])
 def test_terminal_sagas_never_move(terminal: SagaStatus) -> None:
     with pytest.raises(IllegalTransition, match="none \\(terminal\\)"):
         check_saga_transition("x", terminal, SagaStatus.RUNNING)
 
 
 @pytest.mark.parametrize("target", [s for s in SagaStatus if s is not SagaStatus.COMPENSATING])
-def test_a_completed_saga_only_reopens_for_a_cascade(target: SagaStatus) -> None:
-    # A saga whose effect another saga's rollback must undo first (issue 15) goes
-    # back to compensating; nothing else ever moves a completed saga.
+def test_a_completed_saga_only_reopens_into_a_rollback(target: SagaStatus) -> None:
+    # An operator's rollback within the window (issue 12) or a cascade from a saga
+    # whose effect it consumed (issue 15) move it to compensating; nothing else does.
     check_saga_transition("x", SagaStatus.COMPLETED, SagaStatus.COMPENSATING)
     with pytest.raises(IllegalTransition, match="allowed from completed"):
         check_saga_transition("x", SagaStatus.COMPLETED, target)
+
+
+G = SagaStatus
+LEGAL_GOVERNED = [
+    (G.AWAITING_APPROVAL, G.APPROVED), (G.AWAITING_APPROVAL, G.REJECTED),
+    (G.AWAITING_APPROVAL, G.COMPENSATING), (G.APPROVED, G.RUNNING),
+    (G.RUNNING, G.AWAITING_APPROVAL), (G.APPROVED, G.FAILED),
+]
+ILLEGAL_GOVERNED = [
+    (G.AWAITING_APPROVAL, G.RUNNING), (G.AWAITING_APPROVAL, G.COMPLETED),
+    (G.APPROVED, G.COMPLETED), (G.REJECTED, G.APPROVED), (G.ESCALATED, G.AWAITING_APPROVAL),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), LEGAL_GOVERNED)
+def test_legal_governed_transitions(old: SagaStatus, new: SagaStatus) -> None:
+    check_saga_transition("x", old, new)
+
+
+@pytest.mark.parametrize(("old", "new"), ILLEGAL_GOVERNED)
+def test_illegal_governed_transitions_raise(old: SagaStatus, new: SagaStatus) -> None:
+    with pytest.raises(IllegalTransition):
+        check_saga_transition("x", old, new)

@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..context import StepContext
+from ..errors import RollbackRequested
 from ..live import LiveSaga
 from ..model import OnFailure, Step
+from ..observe import notify
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
 from .calls import (
@@ -24,6 +26,7 @@ from .calls import (
     with_retries,
 )
 from .links import gate, post_notes, record_declared
+from .operator import on_request
 from .rollback import rollback
 from .runtime import Runtime
 
@@ -37,7 +40,14 @@ async def forward(rt: Runtime, live: LiveSaga) -> None:
             st = live.steps[name]
             if st.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
                 continue
-            failure = await _run_step(rt, live, live.plan.step(name))
+            try:
+                failure = await _run_step(rt, live, live.plan.step(name))
+            except RollbackRequested:
+                # An operator's request, seen at this step boundary: roll back, hold
+                # for its approval, or (rejected meanwhile) run on.
+                if await on_request(rt, live):
+                    break
+                return
             if failure is not None:
                 retry = await on_failure(rt, live, name, failure)
                 if retry:
@@ -47,6 +57,10 @@ async def forward(rt: Runtime, live: LiveSaga) -> None:
             live.move(SagaStatus.COMPLETED)
             live.log("saga_completed", "ok")
             await rt.flush(live)
+            if live.rollback_request is not None:
+                # Requested while the last step ran: a completed saga is rolled back
+                # (its window starts now).
+                await on_request(rt, live)
             return
 
 
@@ -57,7 +71,7 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
     first = st.attempts
 
     async def attempt() -> Any:
-        rt.boundary()
+        rt.boundary(live)
         st.attempts += 1
         st.move(StepStatus.RUNNING)
         st.started_at = st.started_at or rt.clock.now()
@@ -70,25 +84,43 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
                  attempt=st.attempts, key=rt.key(live, spec.name, Phase.ACTION))
         await rt.flush(live)  # the intent is durable before the side effect
         post_notes(rt, notes)
+        if live.rollback_request is not None and st.attempts == 1:
+            # The request came back with this very commit (it was made while the
+            # previous step ran): the call has not been made, so its intent is
+            # withdrawn and the saga stops at this boundary after all.
+            st.move(StepStatus.PENDING)
+            st.attempts, st.started_at = 0, None
+            live.log("step_withdrawn", "rollback_requested", step=spec.name,
+                     phase=Phase.ACTION.value, attempt=1)
+            raise RollbackRequested("an operator requested a rollback")
         ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
         calls[:] = [ctx]
+        observers = rt.observers
+        if observers:
+            notify(observers, "step_started", live.id, spec.name, st.attempts)
         try:
             try:
-                return await invoke_for_record(fn, ctx, spec.timeout_s)
+                value = await invoke_for_record(fn, ctx, spec.timeout_s)
             except AttemptTimedOut as timed_out:
                 # The thread cannot be stopped: wait for it (one more timeout) rather
                 # than overlap it with a retry; its late outcome is this attempt's.
                 live.log("step_attempt_timed_out", "waiting", step=spec.name,
                          phase=Phase.ACTION.value, attempt=st.attempts,
                          grace_s=spec.timeout_s)
-                return recordable(fn, await settle_timed_out(timed_out, spec.timeout_s))
+                value = recordable(fn, await settle_timed_out(timed_out, spec.timeout_s))
         except Exception as exc:
             failure = classify(exc)
             st.error, st.outcome = failure.message, failure.code
             live.log("step_attempt_failed", failure.code, step=spec.name,
                      phase=Phase.ACTION.value, attempt=st.attempts, error=failure.message,
                      retryable=failure.retryable, in_doubt=failure.in_doubt)
+            if observers:
+                notify(observers, "step_finished", live.id, spec.name, st.attempts,
+                       failure.code, failure.message)
             raise
+        if observers:
+            notify(observers, "step_finished", live.id, spec.name, st.attempts, "ok", None)
+        return value
 
     try:
         result = await with_retries(spec.retry, rt.clock, None, attempt)

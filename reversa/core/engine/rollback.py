@@ -13,6 +13,7 @@ request carrying it can no longer land; without a block the step escalates.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from ..canonical import to_jsonable
@@ -20,8 +21,10 @@ from ..context import Probe
 from ..errors import PreconditionFailed, ReversaSignal
 from ..live import LiveSaga
 from ..model import OnInfeasible, Reversibility
+from ..observe import notify
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
+from ..store.governance import DecideApproval, approval_row
 from .calls import (
     AttemptTimedOut,
     classify,
@@ -36,7 +39,7 @@ from .dryrun import DryRunReport, dry_run, rollback_targets
 from .runtime import Runtime, as_checks
 from .sla import measure
 
-__all__ = ["rollback"]
+__all__ = ["decisions_of", "log_request", "rollback", "take_request"]
 
 
 UNSETTLED = "in_doubt:unsettled"
@@ -70,11 +73,16 @@ async def rollback(
     scope: list[str] | None = None,
     checkpoint: str | None = None,
     end_status: SagaStatus = SagaStatus.COMPENSATED,
+    requested: dict[str, Any] | None = None,
 ) -> bool:
     """Roll ``live`` back (all of it, or ``scope``). Returns True when consistent.
 
+    ``requested``: who asked for it (an operator's rollback), for the record.
     On False the saga has been escalated.
     """
+    if live.rollback_request is not None and end_status is not SagaStatus.RUNNING:
+        # (A rollback that resumes forward leaves it for the next step boundary.)
+        _already_rolling_back(rt, live)
     now = rt.clock.now()
     if live.status is not SagaStatus.COMPENSATING:
         live.move(SagaStatus.COMPENSATING)
@@ -102,6 +110,8 @@ async def rollback(
         "detected_at": detected, "pre_state": live.pre_state, "dry_run": report.to_dict(),
         "compensations": [], "error": live.error,
     }
+    if requested is not None:
+        record["requested"] = requested
     if decision.assessment is not None:
         record["dependents"] = decision.assessment
     if decision.escalate is not None:
@@ -113,6 +123,40 @@ async def rollback(
     if isinstance(done, str):
         return await _finish_escalated(rt, live, record, done)
     return await _conclude(rt, live, record, checkpoint, end_status)
+
+
+def take_request(live: LiveSaga) -> dict[str, Any]:
+    """Consume a saga's pending rollback request: the next commit clears the flag."""
+    request = live.rollback_request or {}
+    live.rollback_request = None
+    live.consume_request = True
+    return request
+
+
+def decisions_of(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decisions recorded on an approval row."""
+    return list(json.loads(row["decisions_json"]))
+
+
+def log_request(live: LiveSaga, request: dict[str, Any], outcome: str) -> None:
+    """Record an operator's rollback request in the saga's chain."""
+    live.log("rollback_requested", outcome, by=request.get("by"), reason=request.get("reason"),
+             requested_at=request.get("at"), approval=request.get("approval"))
+
+
+def _already_rolling_back(rt: Runtime, live: LiveSaga) -> None:
+    # Requested while a failure's rollback was starting: the request is moot, but
+    # it is recorded, and an approval it waited for will never run.
+    request = take_request(live)
+    log_request(live, request, "already_rolling_back")
+    if request.get("approval") is None:
+        return
+    row = approval_row(rt.store, int(request["approval"]))
+    if row["status"] in ("pending", "approved"):
+        live.side.append(DecideApproval(
+            row["id"], row["version"], live.id, live.plan.saga.workflow, row["kind"],
+            "failed", decisions_of(row), decided=True,
+            outcome="the saga was already rolling back after a failure"))
 
 
 async def _undo_all(
@@ -209,17 +253,18 @@ async def _undo(
             await _recheck(rt, spec.preconditions, ctx)
         timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
         started = rt.clock.now()
+        observers = rt.observers
+        if observers:
+            notify(observers, "compensation_started", live.id, name, st.comp_attempts)
         try:
             try:
-                result = await invoke_for_record(fn, ctx, timeout,
-                                                 budget=deadline - rt.clock.now())
+                value = await invoke_for_record(fn, ctx, timeout,
+                                                budget=deadline - rt.clock.now())
             except AttemptTimedOut as timed_out:
                 # Never retried while it may still be running; the window bounds the wait.
                 late = await settle_timed_out(timed_out, min(
                     spec.compensation_timeout_s or 0.0, deadline - rt.clock.now()))
-                result = recordable(fn, late)
-            measure(rt, live, name, compensation, sla, started, None)
-            return result
+                value = recordable(fn, late)
         except Exception as exc:
             failure = classify(exc)
             measure(rt, live, name, compensation, sla, started, failure)
@@ -227,7 +272,15 @@ async def _undo(
             live.log("compensation_attempt_failed", failure.code, step=name,
                      phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
                      error=failure.message, retryable=failure.retryable)
+            if observers:
+                notify(observers, "compensation_finished", live.id, name, st.comp_attempts,
+                       failure.code, failure.message)
             raise
+        measure(rt, live, name, compensation, sla, started, None)
+        if observers:
+            notify(observers, "compensation_finished", live.id, name, st.comp_attempts, "ok",
+                   None)
+        return value
 
     try:
         result = await with_retries(spec.compensation_retry, rt.clock, deadline, attempt)

@@ -15,6 +15,7 @@ before anything is written.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
@@ -37,7 +38,7 @@ from ..evidence.records import (
 from ..evidence.signing import Signer
 from ..live import AuditEvent, LiveSaga
 from ..sensitive import redact, redaction_marker
-from ..states import TERMINAL_SAGA, SagaStatus
+from ..states import AT_REST_SAGA
 from .relations import statements
 
 __all__ = ["Writer", "Written"]
@@ -94,13 +95,18 @@ class Writer:
         self.db_time = now_sql is not None
         sets = ", ".join(f"{c} = {p}" for c in _SAGA_SET)
         where = f"WHERE id = {p} AND lease_token = {p} AND audit_seq = {p}"
+        # An operator's rollback request is set by others: only cleared (once
+        # consumed) here, and read back with every commit, so the owner sees it
+        # at its next step boundary without a query of its own.
+        consume = f"rollback_requested = CASE WHEN {p} = 1 THEN NULL ELSE rollback_requested END"
         self.saga_update = (
-            f"UPDATE reversa_sagas SET {sets}, lease_expires_at = {lease} {where}")
+            f"UPDATE reversa_sagas SET {sets}, lease_expires_at = {lease}, {consume} {where} "
+            "RETURNING rollback_requested")
         # A commit that signs the head replaces the signature; others leave the last
         # one in place (it still covers the prefix of the chain it signed).
         self.saga_update_signed = (
             f"UPDATE reversa_sagas SET {sets}, audit_key = {p}, audit_sig = {p}, "
-            f"lease_expires_at = {lease} {where}")
+            f"lease_expires_at = {lease}, {consume} {where} RETURNING rollback_requested")
         self.step_update = (
             f"UPDATE reversa_steps SET {', '.join(f'{c} = {p}' for c in _STEP_SET)} "
             f"WHERE saga_id = {p} AND name = {p}")
@@ -253,12 +259,13 @@ class Writer:
             digest = entry_hash(head, entry)
             rows.append((*(entry[c] for c in _AUDIT_COLS[:-2]), head, digest))
             head = digest
-        at_rest = live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED
+        at_rest = live.status in AT_REST_SAGA
         common = (live.status.value, now, live.failed_step, live.error, live.rollback_started_at,
                   live.checkpoint, live.resumes, seq, head, pre_json,
                   # The end state and the lease release share one commit.
                   None if at_rest else live.lease_owner)
-        fence = (None if at_rest else lease, live.id, live.token, old_seq)
+        fence = (None if at_rest else lease, 1 if live.consume_request else 0, live.id,
+                 live.token, old_seq)
         sign = False
         sign_clock: float | None = None
         if rows and self.signer is not None:
@@ -276,7 +283,8 @@ class Writer:
                                                   *fence))
         else:
             cur.execute(self.saga_update, (*common, *fence))
-        if cur.rowcount != 1:
+        returned = cur.fetchone()
+        if returned is None:
             raise LeaseLost(
                 f"saga {live.id}: lease token {live.token} is no longer current (another "
                 "worker took the saga over); this worker stops touching it",
@@ -294,7 +302,7 @@ class Writer:
         for statement, params in live.rows:
             cur.execute(self.extra[statement], params)
         return Written(seq, head, int(escalation_id) if escalation_id is not None else None,
-                       fields_json, at_rest, sign_clock)
+                       fields_json, at_rest, sign_clock, returned[0])
 
     def _input_scrubber(self, live: LiveSaga) -> Callable[[Any], Any]:
         paths = live.plan.redact_input
@@ -327,6 +335,9 @@ class Writer:
         adopt(live)
         for s in live.steps.values():
             s.dirty = False
+        live.consume_request = False
+        if written.rollback_request is not None:
+            live.rollback_request = json.loads(written.rollback_request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +352,8 @@ class Written:
         at_rest: The saga ended (or escalated) in this commit.
         signed_at: Monotonic time the saga's signing interval restarts from (set
             when this commit signed the head, or was the saga's first here).
+        rollback_request: An operator's rollback request pending on the saga row
+            (JSON), if any.
     """
 
     seq: int
@@ -349,6 +362,7 @@ class Written:
     audited: str | None = None
     at_rest: bool = False
     signed_at: float | None = None
+    rollback_request: str | None = None
 
 
 def _scrubber(secret: Mapping[str, Any], mark: Any) -> Callable[[str, Any], Any]:
