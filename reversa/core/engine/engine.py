@@ -32,6 +32,7 @@ from ..store import Store
 from ..views import AuditEntry, SagaResult, SagaView
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .forward import forward
+from .preview import preview
 from .recovery import continue_saga, load_live, tampered_reason
 from .rollback import rollback, run_recovery
 from .runtime import Runtime
@@ -296,6 +297,24 @@ class Engine:
         # A tampered plan raises PlanTampered here: a dry-run runs no handler from it.
         live = load_live(self._rt, saga_id, int(row["lease_token"]))
         return await dry_run(self._rt, live, rollback_targets(live))
+
+    def preview(self, saga: Saga, input: Mapping[str, Any] | None = None) -> DryRunReport:
+        """Dry-run the rollback of ``saga`` on ``input`` before it runs (see ``preview``).
+
+        Validates the plan and the input's ``$input`` references, then evaluates
+        the compensations' preconditions and cost estimates as if every step had
+        completed. Records nothing and calls no action or compensation.
+
+        Raises:
+            PlanError: The definition is invalid.
+        """
+        return self._sync(self.preview_async(saga, input))
+
+    async def preview_async(
+        self, saga: Saga, input: Mapping[str, Any] | None = None
+    ) -> DryRunReport:
+        """Async form of :meth:`preview`."""
+        return await preview(self._rt, self._plan(saga), to_jsonable(dict(input or {})))
 
     # -- human review -----------------------------------------------------------------
     def resolve(
