@@ -324,11 +324,13 @@ def db_upgrade(db: Db = None) -> None:
 
 def _register_extensions() -> None:
     from . import bench, demo, sim, worker
+    from .mcp import register as register_mcp
 
     demo.register(app)
     bench.register(app)
     worker.register(app)
     sim.register(app)
+    register_mcp(app)
 
 
 _register_extensions()

@@ -1,0 +1,67 @@
+"""``reversa mcp`` refuses a bad configuration with one line, before serving anything."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from reversa.mcp import token_digest
+from tests.core.clirun import cli, one_error_line
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = "tests.mcp.tinyapp:catalog"
+
+
+@pytest.fixture
+def policies(tmp_path: Path) -> dict[str, Path]:
+    texts = {
+        "two": "[agents.a]\nworkflows = ['*']\n[agents.b]\nworkflows = ['*']\n",
+        "tokenless": "[agents.a]\nworkflows = ['*']\n",
+        "token": f"[agents.a]\ntoken_sha256 = '{token_digest('t')}'\nworkflows = ['*']\n",
+    }
+    out = {}
+    for name, text in texts.items():
+        out[name] = tmp_path / f"{name}.toml"
+        out[name].write_text(text)
+    return out
+
+
+def refused(tmp_path: Path, *args: str) -> str:
+    proc = cli("mcp", "--db", str(tmp_path / "r.db"), *args, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    assert not (tmp_path / "r.db").exists()  # refused before the store was opened
+    return one_error_line(proc)
+
+
+def test_the_catalog_must_be_a_catalog(tmp_path: Path, policies: dict[str, Path]) -> None:
+    assert "is a Registry: it names handlers, not the workflows agents may start" in refused(
+        tmp_path, "--app", "reversa.demos.payments:registry", "--policy", str(policies["two"]))
+    assert "is not a reversa.mcp.Catalog" in refused(
+        tmp_path, "--app", "tests.mcp.tinyapp:NOT_A_CATALOG", "--policy", str(policies["two"]))
+
+
+def test_a_policy_is_required_and_checked(tmp_path: Path, policies: dict[str, Path]) -> None:
+    assert refused(tmp_path, "--app", TINY) == (
+        "error: --policy is required with --app: agents need identities and limits (see "
+        "docs/agents.md)")
+    assert "defines several agents; say which one this stdio connection speaks for with " \
+           "--agent (a, b)" in refused(tmp_path, "--app", TINY, "--policy", str(policies["two"]))
+    assert "defines no agent 'c' (agents: a, b)" in refused(
+        tmp_path, "--app", TINY, "--policy", str(policies["two"]), "--agent", "c")
+    assert "gives no agent a token_sha256, so over HTTP no request could be authenticated" in \
+        refused(tmp_path, "--app", TINY, "--policy", str(policies["tokenless"]),
+                "--transport", "http")
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path, policies: dict[str, Path]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert refused(tmp_path, "--app", TINY, "--policy", str(policies["token"]),
+                       "--transport", "http", "--port", str(port)) == (
+            f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose "
+            "another --port (or --host), or stop what holds it")
