@@ -83,7 +83,8 @@ def register(app: typer.Typer) -> None:
         configure_logging(LogFormat.TEXT)
         store = open_store(db)
         runner = SagaRunner(catalog, store, catalog.services)
-        server = ReversaMcp(Desk(catalog, store, runner), rules, Redactor(catalog.services),
+        redactor = Redactor(catalog.services)
+        server = ReversaMcp(Desk(catalog, store, runner, redactor), rules, redactor,
                             stdio_agent=speaker)
         runner.start_polling()
         try:

@@ -29,6 +29,7 @@ from ..core.views import SagaView
 from . import args
 from .catalog import Catalog, Workflow
 from .policy import AgentPolicy, Refused
+from .redact import Redactor
 from .runner import SagaRunner
 
 __all__ = ["Desk"]
@@ -43,12 +44,16 @@ class Desk:
         catalog: Workflows offered.
         store: The saga store.
         runner: Runs sagas (and approved ones) in this process.
+        redactor: Masks secrets in text this desk writes to the store (an
+            approval's reason quotes what the preview found).
     """
 
-    def __init__(self, catalog: Catalog, store: Store, runner: SagaRunner) -> None:
+    def __init__(self, catalog: Catalog, store: Store, runner: SagaRunner,
+                 redactor: Redactor) -> None:
         self.catalog = catalog
         self.store = store
         self.runner = runner
+        self.redactor = redactor
         self.inspector = Inspector(store)
 
     # -- workflows ----------------------------------------------------------------------
@@ -111,7 +116,8 @@ class Desk:
             if existing is not None:
                 return existing
         report, costs, value = self._assess(wf, data)
-        reasons = self._conditions(agent, wf, value, costs, report)
+        reasons = [self.redactor.text(r) for r in
+                   self._conditions(agent, wf, value, costs, report)]
         if reasons:
             approval = self.runner.engine.submit(
                 wf.saga, data, by=agent.identity, approval_reason="; ".join(reasons),

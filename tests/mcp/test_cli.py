@@ -65,3 +65,15 @@ def test_a_port_in_use_is_one_line(tmp_path: Path, policies: dict[str, Path]) ->
                        "--transport", "http", "--port", str(port)) == (
             f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose "
             "another --port (or --host), or stop what holds it")
+
+
+def test_the_demo_over_http_gets_a_fresh_token() -> None:
+    from reversa.cli.mcp import Transport, _policy
+
+    rules, shown = _policy(None, None, Transport.HTTP)
+    assert shown is not None
+    name, token = shown
+    agent = rules.by_token(token)
+    assert agent is not None and agent.name == name == "demo-agent"
+    assert _policy(None, None, Transport.HTTP)[1] != shown  # fresh each start
+    assert _policy(None, None, Transport.STDIO)[1] is None  # stdio needs none

@@ -260,6 +260,34 @@ def test_secrets_in_services_never_reach_an_agent(served: Served) -> None:
         assert secret not in everything
 
 
+def test_a_held_start_stores_no_secret_in_its_reason(served: Served) -> None:
+    # The vault's rollback dry-run fails (its precondition quotes the token), so the
+    # start waits for a human; the reason recorded for that human is masked too.
+    held = served.session.ok("start_saga", {"workflow": "test.vault", "input": {}})
+    assert held["status"] == "pending_approval"
+    assert held["reasons"] == ["its rollback dry-run finds problems: precondition "
+                               "'vault.read:preconditions' of step 'read' does not hold: vault "
+                               "refused token ***"]
+    with Inspector.open(served.db) as inspector:
+        stored = inspector.approval(held["approval_id"])
+        chain = json.dumps([e.detail for e in inspector.audit(held["saga_id"])])
+    assert stored.reason == held["reasons"][0]
+    assert VAULT_TOKEN not in chain and "refused token ***" in chain
+
+
+def test_a_request_id_makes_starts_safe_to_retry(served: Served) -> None:
+    key = "retry-" + uuid.uuid4().hex
+    arguments = {"workflow": CROSS, "input": payment("700.00", SANCTIONED), "request_id": key}
+    first = served.session.ok("start_saga", arguments)
+    again = served.session.ok("start_saga", arguments)
+    assert first["status"] == "started"
+    assert again["status"] == "already_started"
+    assert again["saga_id"] == first["saga_id"]
+    assert served.session.error("start_saga", {
+        "workflow": "test.vault", "input": {}, "request_id": key}).startswith(
+        f"error: request_id already started a {CROSS} saga")
+
+
 # -- identities over HTTP -----------------------------------------------------------------
 def test_http_identities_come_from_bearer_tokens(served: Served) -> None:
     if served.http is None:
@@ -274,6 +302,13 @@ def test_http_identities_come_from_bearer_tokens(served: Served) -> None:
         assert reader.error("request_rollback", {
             "saga_id": started["saga_id"], "reason": "testing"}).startswith(
             "error: refused: agent 'reader' may not request rollbacks")
+        # A saga of a workflow the reader may not use does not exist, for the reader.
+        vault = served.session.ok("start_saga", {"workflow": "test.vault", "input": {}})
+        assert reader.error("saga_status", {"saga_id": vault["saga_id"]}) == (
+            f"error: no saga '{vault['saga_id']}'; start_saga returns the ids of the sagas you "
+            "start")
+        assert vault["saga_id"] not in json.dumps(reader.ok("list_escalations",
+                                                             {"status": "all"}))
     finally:
         reader.close()
     with pytest.raises(Exception):  # noqa: B017 - the client reports 401 its own way
