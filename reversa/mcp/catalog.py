@@ -68,7 +68,9 @@ class Value:
         """
         raw = input.get(self.field)
         try:
-            amount = float(Decimal(str(raw))) * self.scale
+            # In decimal: a float product (10**21 * 1e-18 = 1000.0000000000001) would put
+            # an amount exactly at an agent's limit above it.
+            amount = float(Decimal(str(raw)) * Decimal(repr(self.scale)))
         except (InvalidOperation, ValueError):
             raise ConfigError(f"input {self.field!r} must be a number (the amount at stake), "
                               f"got {raw!r}") from None

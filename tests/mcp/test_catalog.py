@@ -56,6 +56,10 @@ def test_a_model_shapes_the_input() -> None:
 def test_values() -> None:
     assert Value("amount", unit="GBP").read({"amount": "100.25"}) == (100.25, "GBP")
     assert Value("wei", unit="TKA", scale=1e-18).read({"wei": 2 * 10**18}) == (2.0, "TKA")
+    # Exact at a limit's boundary: in floats 15,000 TKA came out a hair above 15,000.
+    for whole in (1000, 15_000, 20_000):
+        assert Value("wei", unit="TKA", scale=1e-18).read({"wei": whole * 10**18}) == (
+            float(whole), "TKA")
     assert Value("amount", unit_field="ccy").read({"amount": 3, "ccy": "EUR"}) == (3.0, "EUR")
     with pytest.raises(ConfigError, match="must be a number"):
         Value("amount", unit="GBP").read({"amount": "lots"})
