@@ -27,7 +27,7 @@ READER_TOKEN = "reader-" + uuid.uuid4().hex
 POLICY = f"""
 [agents.payments-bot]
 token_sha256 = "{token_digest(BOT_TOKEN)}"
-workflows = ["payments.ag166c.cross_border", "test.vault"]
+workflows = ["payments.ag166c.cross_border", "test.vault", "test.gated", "test.costly"]
 max_value = {{ GBP = 250000 }}
 approval_above = {{ GBP = 150000 }}
 max_rollback_cost = {{ GBP = 2000 }}
@@ -49,6 +49,11 @@ class Served:
     bank: PaymentsWorld
     session: Session
     http: HttpServer | None
+    gates: Path
+
+    def open_gate(self, saga_id: str) -> None:
+        """Let a ``test.gated`` saga's held step finish."""
+        (self.gates / saga_id).touch()
 
     def as_reader(self) -> Session:
         """A second agent's session (HTTP: its own token; stdio: its own process)."""
@@ -84,17 +89,19 @@ def served(request: pytest.FixtureRequest, bank: tuple[PaymentsWorld, str],
     policy = tmp / "policy.toml"
     policy.write_text(POLICY)
     world, url = bank
-    env = server_env({"REVERSA_TEST_BANK": url})
+    gates = tmp / "gates"
+    gates.mkdir()
+    env = server_env({"REVERSA_TEST_BANK": url, "REVERSA_TEST_GATES": str(gates)})
     args = ["--app", "tests.mcp.app:catalog", "--policy", str(policy), "--db", db]
     if transport == "stdio":
         session = stdio_session([*args, "--agent", "payments-bot"], env)
-        yield Served(transport, db, world, session, None)
+        yield Served(transport, db, world, session, None, gates)
         session.close()
         return
     http = HttpServer(args, env, tmp / "server.log")
     try:
         session = http.session(BOT_TOKEN)
-        yield Served(transport, db, world, session, http)
+        yield Served(transport, db, world, session, http, gates)
         session.close()
     finally:
         http.stop()

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from reversa import Inspector
 from reversa.mcp import token_digest
 from tests.core.clirun import cli, one_error_line
+from tests.mcp.harness import server_env, stdio_session
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = "tests.mcp.tinyapp:catalog"
@@ -77,3 +79,19 @@ def test_the_demo_over_http_gets_a_fresh_token() -> None:
     assert agent is not None and agent.name == name == "demo-agent"
     assert _policy(None, None, Transport.HTTP)[1] != shown  # fresh each start
     assert _policy(None, None, Transport.STDIO)[1] is None  # stdio needs none
+
+
+def test_services_replace_the_catalogs_over_stdio(tmp_path: Path,
+                                                  policies: dict[str, Path]) -> None:
+    db = f"sqlite:///{tmp_path}/tiny.db"
+    session = stdio_session(["--app", TINY, "--services", "tests.mcp.tinyapp:services",
+                             "--policy", str(policies["token"]), "--db", db], server_env({}))
+    try:
+        started = session.ok("start_saga", {"workflow": "tiny.note", "input": {"text": "hi"}})
+        status = session.wait_finished(started["saga_id"])
+    finally:
+        session.close()
+    assert status["status"] == "completed"
+    assert status["steps"][0]["result"] == {"noted": "hi", "stamp": "from --services"}
+    with Inspector.open(db) as inspector:
+        assert inspector.record(started["saga_id"]).status == "completed"

@@ -7,6 +7,7 @@ agent does and checks what the bank and the store then hold.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from typing import Any
 
@@ -91,7 +92,8 @@ def test_malformed_arguments_get_one_clear_line(served: Served) -> None:
 def test_workflows_show_rollback_semantics_and_limits(served: Served) -> None:
     listed = served.session.ok("list_workflows")
     assert listed["agent"] == "payments-bot"
-    assert [w["name"] for w in listed["workflows"]] == [CROSS, "test.vault"]
+    assert [w["name"] for w in listed["workflows"]] == [CROSS, "test.costly", "test.gated",
+                                                        "test.vault"]  # not test.forbidden
     steps = {s["name"]: s for s in listed["workflows"][0]["steps"]}
     assert steps["convert"]["reversibility"] == "reversible"
     assert steps["convert"]["compensation_kind"] == "reverse"
@@ -209,6 +211,57 @@ def test_a_rollback_request_of_a_completed_payment_reaches_a_human(served: Serve
     timeline = json.dumps(served.session.ok("saga_timeline", {"saga_id": started["saga_id"]}))
     assert "customer disputes the payment" in timeline
     assert "agent:payments-bot" in timeline
+    client = served.session.client
+    assert client is not None
+    read = served.session.run(client.read_resource(mine[0]["resource"]))
+    report = json.loads(read.contents[0].text)  # type: ignore[union-attr]
+    assert report["id"] == mine[0]["id"]
+    assert report["saga_id"] == started["saga_id"]
+    assert "TARGET2" in json.dumps(report)
+
+
+def test_a_running_saga_rolls_back_at_its_next_step_boundary(served: Served) -> None:
+    started = served.session.ok("start_saga", {"workflow": "test.gated", "input": {}})
+    saga_id = started["saga_id"]
+    deadline = time.monotonic() + 60
+    while True:  # until the first step is done and the second one is held
+        steps = {s["name"]: s["status"] for s in served.session.ok(
+            "saga_status", {"saga_id": saga_id})["steps"]}
+        if steps.get("first") == "completed" and steps.get("wait") == "running":
+            break
+        assert time.monotonic() < deadline, steps
+        time.sleep(0.05)
+    requested = served.session.ok("request_rollback", {"saga_id": saga_id,
+                                                       "reason": "the order was cancelled"})
+    assert requested["status"] == "requested"
+    assert requested["saga_status"] == "running"  # its owner rolls it back, not this call
+    served.open_gate(saga_id)
+    status = served.session.wait_finished(saga_id)
+    assert status["status"] == "compensated"
+    assert {s["name"]: s["status"] for s in status["steps"]} == {
+        "first": "compensated", "wait": "compensated", "last": "pending"}
+    timeline = json.dumps(served.session.ok("saga_timeline", {"saga_id": saga_id}))
+    assert "the order was cancelled" in timeline
+    assert "agent:payments-bot" in timeline
+
+
+def test_a_dear_rollback_waits_for_a_human_who_may_reject_it(served: Served) -> None:
+    held = served.session.ok("start_saga", {"workflow": "test.costly", "input": {}})
+    assert held["status"] == "pending_approval"
+    assert held["reasons"] == ["estimated rollback cost 5,000.00 GBP is above agent "
+                               "payments-bot's limit of 2,000.00 GBP"]
+    rejected = cli("approvals", "reject", str(held["approval_id"]), "--by", "alice",
+                   "--note", "too dear to unwind", "--db", served.db)
+    assert rejected.returncode == 0, rejected.stderr
+    status = served.session.ok("saga_status", {"saga_id": held["saga_id"]})
+    assert status["status"] == "rejected"
+    assert status["finished"] is True
+    assert [s["status"] for s in status["steps"]] == ["pending"]  # nothing ran
+    with Inspector.open(served.db) as inspector:
+        approval = inspector.approval(held["approval_id"])
+    assert approval.status == "rejected"
+    assert approval.requested_by == "agent:payments-bot"
+    assert [d.by for d in approval.decisions] == ["alice"]
 
 
 def test_sagas_and_escalations_are_resources(served: Served) -> None:
@@ -313,3 +366,17 @@ def test_http_identities_come_from_bearer_tokens(served: Served) -> None:
         reader.close()
     with pytest.raises(Exception):  # noqa: B017 - the client reports 401 its own way
         served.http.session("not-a-token")
+
+
+def test_http_requests_without_a_known_token_get_401(served: Served) -> None:
+    if served.http is None:
+        pytest.skip("stdio has no bearer tokens")
+    import httpx
+
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}}
+    headers = {"Accept": "application/json, text/event-stream"}
+    for extra in ({}, {"Authorization": "Bearer not-a-token"},
+                  {"Authorization": f"Basic {BOT_TOKEN}"}):
+        answer = httpx.post(served.http.url, json=ping, headers={**headers, **extra}, timeout=30)
+        assert answer.status_code == 401, (extra, answer.text)
+        assert "list_workflows" not in answer.text
