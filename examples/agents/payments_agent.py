@@ -1,7 +1,7 @@
 """A scripted agent (no language model) driving Reversa through the official MCP client.
 
 It starts ``reversa mcp`` over stdio, serving the cross-border payment of the
-payments demo under ``policy.toml`` next to this file, and then, as an LLM agent
+payments demo under ``agents.toml`` next to this file, and then, as an LLM agent
 would through tool calls:
 
 1. lists the workflows it may start and previews a payment (rollback cost, no effect);
@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 from mcp import Client, StdioServerParameters
 
-POLICY = Path(__file__).resolve().with_name("policy.toml")
+POLICY = Path(__file__).resolve().with_name("agents.toml")
 WORKFLOW = "payments.ag166c.cross_border"
 
 
@@ -122,7 +122,7 @@ async def main() -> int:
         db = os.environ.get("REVERSA_DB") or str(Path(tmp) / "agents.db")
         server = StdioServerParameters(command=sys.executable, args=[
             "-m", "reversa", "mcp", "--app", "reversa.mcp.demo:payments_catalog",
-            "--policy", str(POLICY), "--agent", "payments-bot", "--db", db])
+            "--agent-policy", str(POLICY), "--agent", "payments-bot", "--db", db])
         async with Client(server) as client:
             problems = await run(Agent(client))
     for problem in problems:

@@ -44,7 +44,8 @@ def register(app: typer.Typer) -> None:
             help="'package.module:factory' returning the services handed to handlers "
                  "(replaces the catalog's).")] = None,
         db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
-        policy: Annotated[str | None, typer.Option(
+        agent_policy: Annotated[str | None, typer.Option(
+            "--agent-policy",
             help="Per-agent policy file (TOML: identities, allowed workflows, limits). "
                  "Required with --app; the demo has a built-in one.")] = None,
         transport: Annotated[Transport, typer.Option(
@@ -66,7 +67,7 @@ def register(app: typer.Typer) -> None:
             catalog = _catalog(app_)
             if services:
                 catalog.services = load_services(services)
-            rules, demo_token = _policy(policy, app_, transport)
+            rules, demo_token = _policy(agent_policy, app_, transport)
             speaker = _speaker(rules, agent) if transport is Transport.STDIO else None
         except ReversaError as exc:
             fail(exc.message)
@@ -155,7 +156,7 @@ def _policy(path: str | None, app: str | None,
     if path is not None:
         rules = load_policy(path)
     elif app is not None:
-        raise ConfigError("--policy is required with --app: agents need identities and "
+        raise ConfigError("--agent-policy is required with --app: agents need identities and "
                           "limits (see docs/agents.md)")
     else:
         rules = demo_policy()

@@ -137,7 +137,7 @@ def catalog() -> Catalog:
 
 
 def demo_policy() -> Policy:
-    """The policy the demo runs under when no ``--policy`` is given."""
+    """The policy the demo runs under when no ``--agent-policy`` is given."""
     return Policy([AgentPolicy(
         name=DEMO_AGENT, workflows=("*",),
         max_value={"GBP": 250_000, "TKA": 20_000},

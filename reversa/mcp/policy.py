@@ -215,7 +215,7 @@ def load_policy(path: str | Path) -> Policy:
         data = tomllib.loads(where.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"policy file {where} does not exist; write one (see "
-                          "docs/agents.md) or leave --policy out to serve the demo") from None
+                          "docs/agents.md) or leave --agent-policy out to serve the demo") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read policy file {where}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:

@@ -92,7 +92,7 @@ def served(request: pytest.FixtureRequest, bank: tuple[PaymentsWorld, str],
     gates = tmp / "gates"
     gates.mkdir()
     env = server_env({"REVERSA_TEST_BANK": url, "REVERSA_TEST_GATES": str(gates)})
-    args = ["--app", "tests.mcp.app:catalog", "--policy", str(policy), "--db", db]
+    args = ["--app", "tests.mcp.app:catalog", "--agent-policy", str(policy), "--db", db]
     if transport == "stdio":
         session = stdio_session([*args, "--agent", "payments-bot"], env)
         yield Served(transport, db, world, session, None, gates)

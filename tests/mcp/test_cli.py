@@ -39,22 +39,24 @@ def refused(tmp_path: Path, *args: str) -> str:
 
 
 def test_the_catalog_must_be_a_catalog(tmp_path: Path, policies: dict[str, Path]) -> None:
+    two = ("--agent-policy", str(policies["two"]))
     assert "is a Registry: it names handlers, not the workflows agents may start" in refused(
-        tmp_path, "--app", "reversa.demos.payments:registry", "--policy", str(policies["two"]))
+        tmp_path, "--app", "reversa.demos.payments:registry", *two)
     assert "is not a reversa.mcp.Catalog" in refused(
-        tmp_path, "--app", "tests.mcp.tinyapp:NOT_A_CATALOG", "--policy", str(policies["two"]))
+        tmp_path, "--app", "tests.mcp.tinyapp:NOT_A_CATALOG", *two)
 
 
 def test_a_policy_is_required_and_checked(tmp_path: Path, policies: dict[str, Path]) -> None:
     assert refused(tmp_path, "--app", TINY) == (
-        "error: --policy is required with --app: agents need identities and limits (see "
+        "error: --agent-policy is required with --app: agents need identities and limits (see "
         "docs/agents.md)")
+    two = ("--agent-policy", str(policies["two"]))
     assert "defines several agents; say which one this stdio connection speaks for with " \
-           "--agent (a, b)" in refused(tmp_path, "--app", TINY, "--policy", str(policies["two"]))
+           "--agent (a, b)" in refused(tmp_path, "--app", TINY, *two)
     assert "defines no agent 'c' (agents: a, b)" in refused(
-        tmp_path, "--app", TINY, "--policy", str(policies["two"]), "--agent", "c")
+        tmp_path, "--app", TINY, "--agent-policy", str(policies["two"]), "--agent", "c")
     assert "gives no agent a token_sha256, so over HTTP no request could be authenticated" in \
-        refused(tmp_path, "--app", TINY, "--policy", str(policies["tokenless"]),
+        refused(tmp_path, "--app", TINY, "--agent-policy", str(policies["tokenless"]),
                 "--transport", "http")
 
 
@@ -63,7 +65,7 @@ def test_a_port_in_use_is_one_line(tmp_path: Path, policies: dict[str, Path]) ->
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert refused(tmp_path, "--app", TINY, "--policy", str(policies["token"]),
+        assert refused(tmp_path, "--app", TINY, "--agent-policy", str(policies["token"]),
                        "--transport", "http", "--port", str(port)) == (
             f"error: cannot listen on 127.0.0.1:{port}: Address already in use; choose "
             "another --port (or --host), or stop what holds it")
@@ -85,7 +87,7 @@ def test_services_replace_the_catalogs_over_stdio(tmp_path: Path,
                                                   policies: dict[str, Path]) -> None:
     db = f"sqlite:///{tmp_path}/tiny.db"
     session = stdio_session(["--app", TINY, "--services", "tests.mcp.tinyapp:services",
-                             "--policy", str(policies["token"]), "--db", db], server_env({}))
+                             "--agent-policy", str(policies["token"]), "--db", db], server_env({}))
     try:
         started = session.ok("start_saga", {"workflow": "tiny.note", "input": {"text": "hi"}})
         status = session.wait_finished(started["saga_id"])
