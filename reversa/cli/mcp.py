@@ -14,6 +14,8 @@ import typer
 from ..core.errors import ConfigError, ReversaError
 from .apps import load_attr
 from .common import DB_HELP, fail, load_services, open_store
+from .governance import Policy as GovernancePolicy
+from .governance import load_governance
 from .logs import LogFormat, configure_logging
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ def register(app: typer.Typer) -> None:
             "--agent-policy",
             help="Per-agent policy file (TOML: identities, allowed workflows, limits). "
                  "Required with --app; the demo has a built-in one.")] = None,
+        policy: GovernancePolicy = None,
         transport: Annotated[Transport, typer.Option(
             case_sensitive=False, help="stdio (the client starts this process) or http "
                                        "(streamable HTTP, bearer tokens).")] = Transport.STDIO,
@@ -71,6 +74,9 @@ def register(app: typer.Typer) -> None:
             speaker = _speaker(rules, agent) if transport is Transport.STDIO else None
         except ReversaError as exc:
             fail(exc.message)
+        # The four-eyes rules every engine applies: a rollback an agent requests of a
+        # saga they cover waits for a second person, as an operator's would.
+        governance = load_governance(policy)
         # Configuration first: a mistake is reported without paying for the SDK's import.
         try:
             from ..mcp.desk import Desk
@@ -83,7 +89,7 @@ def register(app: typer.Typer) -> None:
         sock = _bind(host, port) if transport is Transport.HTTP else None
         configure_logging(LogFormat.TEXT)
         store = open_store(db)
-        runner = SagaRunner(catalog, store, catalog.services)
+        runner = SagaRunner(catalog, store, catalog.services, governance=governance)
         redactor = Redactor(catalog.services)
         server = ReversaMcp(Desk(catalog, store, runner, redactor), rules, redactor,
                             stdio_agent=speaker)

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ..core.engine import Engine
 from ..core.errors import ReversaError
+from ..core.governance import Governance
 from ..core.inspector import Inspector
 from ..core.model import Saga
 from ..core.states import SagaStatus
@@ -37,6 +38,8 @@ class SagaRunner:
         catalog: Registry, services and workflows (only its workflows are run).
         store: The store sagas are recorded in.
         services: Services handed to handlers (the catalog's unless replaced).
+        governance: Four-eyes policy per workflow: a rollback an agent requests
+            of a saga it covers waits for a second person's approval.
         poll_s: Seconds between looks for sagas a human approved.
         threads: Sagas driven at once.
     """
@@ -47,12 +50,14 @@ class SagaRunner:
         store: Store,
         services: Mapping[str, Any],
         *,
+        governance: Governance | None = None,
         poll_s: float = 0.5,
         threads: int = 4,
     ) -> None:
         self.catalog = catalog
         self.store = store
-        self.engine = Engine(catalog.registry, store, services=services, clock=catalog.clock)
+        self.engine = Engine(catalog.registry, store, services=services, clock=catalog.clock,
+                             governance=governance)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="reversa-mcp")
         self._poll_s = poll_s
         self._stop = threading.Event()

@@ -39,6 +39,13 @@ workflows = ["payments.ag166c.cross_border"]
 max_value = {{ GBP = 1000 }}
 """
 
+# The operator's four-eyes rules (reversa approvals' --policy): a rollback of a
+# payment of GBP 50,000 or more needs a second person, whoever asks for it.
+GOVERNANCE = """
+[four_eyes."payments.ag166c.cross_border"]
+min_value = { "*" = 50000 }
+"""
+
 
 @dataclass
 class Served:
@@ -62,16 +69,6 @@ class Served:
         raise AssertionError("stdio sessions speak for one agent")
 
 
-@pytest.fixture(scope="module")
-def bank() -> Iterator[tuple[PaymentsWorld, str]]:
-    """The simulated bank (ledger and FX venue) on loopback, for the module."""
-    from reversa.simulators.ledger.http import start_server
-
-    world = build_world(sanctioned=(cross_border.SANCTIONED,))
-    with start_server(world.ledger, world.venue) as server:
-        yield world, server.url
-
-
 def _database(request: pytest.FixtureRequest, backend: str, tmp: Path) -> str:
     if backend == "sqlite":
         return f"sqlite:///{tmp}/reversa.db"
@@ -80,19 +77,35 @@ def _database(request: pytest.FixtureRequest, backend: str, tmp: Path) -> str:
 
 
 @pytest.fixture(scope="module", params=["stdio-sqlite", "http-sqlite", "http-postgres"])
-def served(request: pytest.FixtureRequest, bank: tuple[PaymentsWorld, str],
+def served(request: pytest.FixtureRequest,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``reversa mcp`` over one transport and backend, with the payments agent connected."""
+    """``reversa mcp`` over one transport and backend, with the payments agent connected.
+
+    Each server acts on its own bank: the payments one server's tests make (a
+    GBP 200,000 one among them) would otherwise drain the customer's account for
+    the next.
+    """
+    from reversa.simulators.ledger.http import start_server
+
+    world = build_world(sanctioned=(cross_border.SANCTIONED,))
+    with start_server(world.ledger, world.venue) as bank:
+        yield from _serve(request, world, bank.url, tmp_path_factory)
+
+
+def _serve(request: pytest.FixtureRequest, world: PaymentsWorld, url: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     transport, backend = request.param.split("-")
     tmp = tmp_path_factory.mktemp(request.param)
     db = _database(request, backend, tmp)
     policy = tmp / "policy.toml"
     policy.write_text(POLICY)
-    world, url = bank
+    governance = tmp / "governance.toml"
+    governance.write_text(GOVERNANCE)
     gates = tmp / "gates"
     gates.mkdir()
     env = server_env({"REVERSA_TEST_BANK": url, "REVERSA_TEST_GATES": str(gates)})
-    args = ["--app", "tests.mcp.app:catalog", "--agent-policy", str(policy), "--db", db]
+    args = ["--app", "tests.mcp.app:catalog", "--agent-policy", str(policy),
+            "--policy", str(governance), "--db", db]
     if transport == "stdio":
         session = stdio_session([*args, "--agent", "payments-bot"], env)
         yield Served(transport, db, world, session, None, gates)

@@ -60,6 +60,13 @@ def test_a_policy_is_required_and_checked(tmp_path: Path, policies: dict[str, Pa
                 "--transport", "http")
 
 
+def test_a_missing_governance_policy_is_one_line(tmp_path: Path,
+                                                 policies: dict[str, Path]) -> None:
+    assert refused(tmp_path, "--app", TINY, "--agent-policy", str(policies["token"]),
+                   "--policy", str(tmp_path / "nope.toml")) == (
+        f"error: no policy file at {tmp_path / 'nope.toml'}; check the path")
+
+
 def test_a_port_in_use_is_one_line(tmp_path: Path, policies: dict[str, Path]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -220,6 +220,31 @@ def test_a_rollback_request_of_a_completed_payment_reaches_a_human(served: Serve
     assert "TARGET2" in json.dumps(report)
 
 
+def test_four_eyes_holds_a_rollback_an_agent_requests(served: Served) -> None:
+    started = served.session.ok("start_saga", {"workflow": CROSS, "input": payment("60000.00")})
+    assert served.session.wait_finished(started["saga_id"])["status"] == "completed"
+    before = effects(served.bank)
+    requested = served.session.ok("request_rollback", {
+        "saga_id": started["saga_id"], "reason": "paid twice, says the customer"})
+    assert requested["status"] == "pending_approval"
+    assert requested["reasons"] == ["four-eyes: value 60000 * is at or above 50000 *"]
+    # Nothing is undone while a second person decides; the request is on record.
+    assert served.session.ok("saga_status", {"saga_id": started["saga_id"]})["status"] == (
+        "completed")
+    assert effects(served.bank) == before
+    with Inspector.open(served.db) as inspector:
+        approval = inspector.approval(requested["approval_id"])
+    assert (approval.kind, approval.status) == ("rollback", "pending")
+    assert approval.requested_by == "agent:payments-bot"
+    assert approval.payload["reason"] == "paid twice, says the customer"
+    rejected = cli("approvals", "reject", str(approval.id), "--by", "alice",
+                   "--note", "not a duplicate", "--db", served.db)
+    assert rejected.returncode == 0, rejected.stderr
+    assert served.session.ok("saga_status", {"saga_id": started["saga_id"]})["status"] == (
+        "completed")
+    assert effects(served.bank) == before
+
+
 def test_a_running_saga_rolls_back_at_its_next_step_boundary(served: Served) -> None:
     started = served.session.ok("start_saga", {"workflow": "test.gated", "input": {}})
     saga_id = started["saga_id"]
