@@ -1,9 +1,10 @@
 """A user's workflow for the governance CLI tests; copied into a test's directory.
 
-``python govflows.py DB complete|submit`` starts one saga and prints what it
+``python govflows.py DB complete|submit|hold`` starts one saga and prints what it
 became. ``book.json`` next to it is the external system. Rolling a completed
 order back escalates: ``unship`` refuses (the parcel left) unless ``parcel-back``
-exists next to this file.
+exists next to this file. In ``hold`` mode ``ship`` writes ``shipping`` and waits
+(at most 120 s) for ``go`` to appear: a saga a live process is running.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import pathlib
 import sys
+import time
 from typing import Any
 
 from reversa import (
@@ -27,6 +29,7 @@ from reversa import (
 
 HERE = pathlib.Path(__file__).resolve().parent
 BOOK = HERE / "book.json"
+HOLD = False
 
 
 class Book:
@@ -61,6 +64,11 @@ def registry() -> Registry:
 
     @reg.action("ship")
     def ship(ctx: StepContext) -> dict[str, bool]:
+        if HOLD:
+            (HERE / "shipping").write_text(ctx.saga_id)
+            deadline = time.monotonic() + 120
+            while not (HERE / "go").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
         return {"shipped": True}
 
     @reg.compensation("unship")
@@ -83,8 +91,9 @@ def saga() -> Saga:
 
 
 if __name__ == "__main__":
-    engine = Engine(registry(), Store.open(sys.argv[1]), services=services(), heartbeat=False)
     mode = sys.argv[2]
+    HOLD = mode == "hold"
+    engine = Engine(registry(), Store.open(sys.argv[1]), services=services(), heartbeat=False)
     if mode == "submit":
         held = engine.submit(saga(), {"amount": 5000, "currency": "GBP"}, by="agent:bot",
                              approval_reason="amount above the agent's limit")

@@ -199,3 +199,54 @@ def test_policy_file(tmp_path: object) -> None:
         load_policy(path)
     with pytest.raises(ConfigError, match="no policy file"):
         load_policy(path.with_name("missing.toml"))
+
+
+def test_a_decision_made_on_a_stale_read_records_nothing(
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reversa.core.engine import approvals as approvals_module
+    from reversa.core.errors import LeaseLost
+    from reversa.core.store.governance import approval_row
+
+    world = World()
+    engine = _engine(store, clock, world)
+    pending = engine.submit(chain_saga(), {"amount": 5000}, by="agent:bot",
+                            approval_reason="two approvers", required=2)
+    assert isinstance(pending, Approval)
+    stale = approval_row(store, pending.id)  # what a second console read a moment ago
+    engine.approve(pending.id, by="user:bob")
+    with monkeypatch.context() as patched:
+        patched.setattr(approvals_module, "approval_row", lambda *_: dict(stale))
+        with pytest.raises(LeaseLost, match="decided by someone else"):
+            engine.approve(pending.id, by="user:carol")
+    # Nothing of carol's decision was recorded: not in the row, not in the chain.
+    assert [d.by for d in Inspector(store).approval(pending.id).decisions] == ["user:bob"]
+    decided = [e for e in _events(store, pending.saga_id) if e[0] == "approval_decided"]
+    assert [e[2]["by"] for e in decided] == ["user:bob"]
+    # Deciding again on a fresh read works at once, and is in the chain.
+    assert engine.approve(pending.id, by="user:carol").status is ApprovalStatus.APPROVED
+    decided = [e for e in _events(store, pending.saga_id) if e[0] == "approval_decided"]
+    assert [e[2]["by"] for e in decided] == ["user:bob", "user:carol"]
+    assert store.verify_audit(pending.saga_id).ok
+
+
+def test_a_decision_while_another_call_holds_the_saga_is_refused(
+    store: Store, clock: FakeClock
+) -> None:
+    from reversa.core.errors import LeaseLost
+
+    world = World()
+    engine, saga_id, esc = _escalated(store, clock, world,
+                                      governance={"*": FourEyes(always=True)})
+    proposal = engine.resolve(esc, action="mark_resolved", author="user:alice")
+    assert isinstance(proposal, Approval)
+    # Another console is mid-commit on this (escalated, so owner-less) saga.
+    assert store.claim("other-console", 30, saga_id=saga_id, force=True)
+    with pytest.raises(LeaseLost, match="being changed by another call"):
+        engine.reject(proposal.id, by="user:bob", note="not yet")
+    assert Inspector(store).approval(proposal.id).status is ApprovalStatus.PENDING
+    clock.advance(31)  # that call died; its lease lapses
+    engine.reject(proposal.id, by="user:bob", note="not yet")
+    verdicts = [(e[1], e[2]["by"]) for e in _events(store, saga_id)
+                if e[0] == "approval_decided"]
+    assert verdicts == [("rejected", "user:bob")]  # recorded in the chain, once

@@ -6,10 +6,12 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from reversa import Store
 from tests.core.clirun import cli, one_error_line
 
 GOVAPP = Path(__file__).with_name("govapp.py")
@@ -102,6 +104,41 @@ def test_completed_rollback_within_window(project: Path, db_url: str) -> None:
     again = cli("sagas", "rollback", saga_id, "--by", "user:olga", "--reason", "again",
                 "--db", db_url, *CODE, cwd=project)
     assert again.returncode == 2 and "already compensated" in one_error_line(again)
+
+
+def test_running_saga_rolled_back_by_its_live_owner(project: Path, db_url: str) -> None:
+    (project / "parcel-back").touch()
+    owner = subprocess.Popen([sys.executable, "govflows.py", db_url, "hold"], cwd=project,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (project / "shipping").exists():
+            assert owner.poll() is None and time.monotonic() < deadline, owner.stderr
+            time.sleep(0.05)
+        saga_id = (project / "shipping").read_text()
+        asked = cli("sagas", "rollback", saga_id, "--by", "user:olga", "--reason",
+                    "customer cancelled", "--db", db_url, *CODE, cwd=project)
+        assert asked.returncode == 0, asked.stderr
+        assert "its owner rolls it back at its next step boundary" in asked.stdout
+        again = cli("sagas", "rollback", saga_id, "--by", "user:bob", "--reason", "twice",
+                    "--db", db_url, *CODE, cwd=project)
+        assert again.returncode == 2 and "already requested" in one_error_line(again)
+        (project / "go").touch()
+        out, err = owner.communicate(timeout=120)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+    assert owner.returncode == 0, err
+    assert out.split()[:2] == [saga_id, "compensated"]
+    assert _book(project) == {"alice": 100, "shop": 0}
+    shown = json.loads(cli("sagas", "show", saga_id, "--db", db_url, "--json",
+                           cwd=project).stdout)
+    assert shown["status"] == "compensated" and shown["rollback_requested"] is None
+    store = Store.open(db_url)
+    requested = [json.loads(e["detail_json"]) for e in store.rows("audit", saga_id=saga_id)
+                 if e["event"] == "rollback_requested"]
+    store.close()
+    assert [(d["by"], d["reason"]) for d in requested] == [("user:olga", "customer cancelled")]
 
 
 def test_notify_needs_its_secret_and_reads_only_when_listing(tmp_path: Path) -> None:

@@ -273,3 +273,38 @@ def test_refusals_name_why(store: Store, clock: FakeClock, status: str) -> None:
     assert store.load(saga_id)[0]["status"] == status
     with pytest.raises(ConfigError, match=match):
         engine.request_rollback(saga_id, by=OPERATOR, reason="r")
+
+
+def test_the_window_counts_from_completion_not_from_later_decisions(
+    store: Store, clock: FakeClock
+) -> None:
+    world = World()
+    done = _engine(store, clock, world, "agent").run(chain_saga(rollback_window_s=60),
+                                                    {"amount": 500, "currency": "GBP"})
+    console = _engine(store, clock, world, "console", _plain(world),
+                      governance={"transfer": FourEyes(always=True)})
+    clock.advance(10)
+    first = console.request_rollback(done.saga_id, by=OPERATOR, reason="fraud suspected")
+    assert isinstance(first, Approval)
+    clock.advance(40)
+    console.reject(first.id, by="user:bob", note="not fraud")
+    clock.advance(20)  # 70 s after completion; 20 s after the last commit on the saga
+    with pytest.raises(ConfigError, match="past its rollback window"):
+        console.request_rollback(done.saga_id, by=OPERATOR, reason="fraud after all")
+    assert store.load(done.saga_id)[0]["status"] == "completed"
+
+
+def test_a_request_during_the_last_step_rolls_the_completed_saga_back(
+    store: Store, clock: FakeClock
+) -> None:
+    world, asked = World(), []
+    reg = _asking_during(world, store, clock, "credit", asked)
+    result = _engine(store, clock, world, "agent", reg).run(_saga("credit"))
+    assert isinstance(asked[0], SagaResult) and asked[0].status is SagaStatus.RUNNING
+    # Nothing was left to withdraw: the saga completed, then was rolled back at once.
+    assert result.status is SagaStatus.COMPENSATED
+    assert world.balances == {"a": 100, "b": 0, "c": 0}
+    names = [e[0] for e in _events(store, result.saga_id)]
+    assert names.index("saga_completed") < names.index("rollback_requested")
+    assert store.load(result.saga_id)[0]["rollback_requested"] is None
+    assert store.verify_audit(result.saga_id).ok

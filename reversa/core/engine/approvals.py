@@ -12,9 +12,10 @@ records the request and the decisions when it acts on them (see
 from __future__ import annotations
 
 import json
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, LeaseLost, NotFound
+from ..errors import ConfigError, LeaseLost, NotFound, ReversaError
 from ..governance import Approval, ApprovalKind, FourEyes, policy_for
 from ..inspector import Inspector
 from ..live import LiveSaga
@@ -53,13 +54,25 @@ class Governor:
         return self.engine.clock.now()
 
     def _claim_at(self, saga_id: str, *, handlers: bool) -> LiveSaga | None:
-        """Claim the saga whatever its status; None when a live process holds it."""
+        """Claim the saga whatever its status; None when a live process runs it.
+
+        Raises:
+            LeaseLost: The saga is at rest (nobody runs it) yet another call holds
+                it this moment (deciding on it): nothing was recorded; try again.
+        """
         seen = None
         for _ in range(3):
             row, _steps = self.store.load(saga_id)
             status = SagaStatus(row["status"])
             if status == seen:
-                return None  # same status, lease still held: a live owner has it
+                if status in AT_REST_SAGA:
+                    # Not a live owner: another governance call is mid-commit. Its
+                    # decision must not be bypassed by one recorded outside the chain.
+                    raise LeaseLost(
+                        f"saga {saga_id} is being changed by another call right now; "
+                        "nothing was recorded: look at it again and retry",
+                        details={"saga": saga_id})
+                return None  # same status, lease still held: a live owner runs it
             seen = status
             claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
                                        saga_id=saga_id, statuses=[status])
@@ -73,8 +86,17 @@ class Governor:
         return None
 
     def _commit(self, live: LiveSaga) -> None:
-        """Write what was queued on a claimed saga, and give its lease back."""
-        self.store.flush(live, self._now())
+        """Write what was queued on a claimed saga, and give its lease back.
+
+        A commit that fails (a decision made on a stale read, a database error)
+        records nothing and gives the lease back too: the next call claims at once.
+        """
+        try:
+            self.store.flush(live, self._now())
+        except BaseException:
+            with suppress(Exception):  # the original error is the one to report
+                self.store.release(live.id, live.token)
+            raise
         if live.status not in AT_REST_SAGA:
             self.store.release(live.id, live.token)
 
@@ -303,7 +325,7 @@ class Governor:
             row, _steps = self.store.load(saga_id)
             status = SagaStatus(row["status"])
             _refuse(saga_id, status, self.store)
-            why = self._needs(row["workflow"], saga_id, json.loads(row["input_json"]))
+            why = await self._needs_for_rollback(row)
             if status is SagaStatus.COMPLETED:
                 self._check_window(row)
             request = {"by": by, "reason": reason, "at": self._now()}
@@ -328,9 +350,38 @@ class Governor:
         raise LeaseLost(f"saga {saga_id} kept changing while a rollback was requested; "
                         "look at it again and retry")
 
+    async def _needs_for_rollback(self, row: dict[str, Any]) -> str | None:
+        """Why an operator rollback of the saga in ``row`` needs a second approver.
+
+        A saga that never rolled back has no recorded cost: when the policy sets
+        a rollback-cost threshold, the rollback is dry-run now (nothing executes)
+        and its estimate judged. An estimate that cannot be made needs the second
+        approver too: the threshold exists because the cost may be high.
+        """
+        policy: FourEyes | None = policy_for(self.engine.governance, row["workflow"])
+        if policy is None:
+            return None
+        input = json.loads(row["input_json"])
+        costs = _rollback_costs(self.store, row["id"])
+        why = policy.applies(input, costs)
+        if why is not None or not policy.min_rollback_cost:
+            return why
+        try:
+            report = await self.engine.dry_run_async(row["id"])
+        except ReversaError as exc:
+            return (f"four-eyes: the rollback's cost could not be estimated ({exc.message}); "
+                    "a second approver decides")
+        # Today's estimate supersedes one recorded by an earlier rollback.
+        return policy.applies(input, {**costs, **report.costs})
+
     def _check_window(self, row: dict[str, Any]) -> None:
         window = float(json.loads(row["plan_json"])["saga"]["rollback_window_s"])
-        age = self._now() - float(row["updated_at"])
+        # Counted from completion as the chain records it: later commits on the
+        # saga (a rollback request held for approval, its rejection) move
+        # updated_at, and must not reopen or extend the window.
+        completed = self.store.rows("audit", saga_id=row["id"], event="saga_completed")
+        since = float(completed[-1]["ts"]) if completed else float(row["updated_at"])
+        age = self._now() - since
         if age > window:
             raise ConfigError(
                 f"saga {row['id']} completed {age:.0f}s ago, past its rollback window of "
