@@ -34,6 +34,7 @@ from ..core.registry import Registry
 __all__ = [
     "BUILT_IN",
     "TRUST_ENV",
+    "load_attr",
     "load_registry",
     "load_services",
     "saga_code",
@@ -124,6 +125,16 @@ def _check_trusted(saga_id: str, what: str, spec: str, flag: str, trust: bool) -
         f"saga {saga_id} records its {what} as {spec!r}, which is not imported "
         f"automatically (a database row must not choose the code run here); pass "
         f"{flag} {spec}, or --trust-recorded-app, or add {root!r} to {TRUST_ENV}")
+
+
+def load_attr(spec: str, flag: str, form: str) -> Any:
+    """Import ``module:attribute`` named on the command line by ``flag``.
+
+    Raises:
+        ConfigError: The spec is malformed, the module does not import, or it
+            has no such attribute; the message names the flag and the fix.
+    """
+    return _attr(spec, flag, form)
 
 
 def _attr(spec: str, flag: str, form: str) -> Any:

@@ -359,6 +359,7 @@ def db_upgrade(db: Db = None) -> None:
 
 def _register_extensions() -> None:
     from . import audit, bench, demo, governance, sim, sla, worker
+    from .mcp import register as register_mcp
 
     audit.register(app)
     governance.register(app, sagas_app)
@@ -367,6 +368,7 @@ def _register_extensions() -> None:
     bench.register(app)
     worker.register(app)
     sim.register(app)
+    register_mcp(app)
 
 
 _register_extensions()

@@ -95,6 +95,8 @@ def _import_with_only(module: str, extra: str | None) -> subprocess.CompletedPro
     ("reversa.simulators.fx_exchange", "payments-sim"),
     ("reversa.simulators.evm", "evm-sim"),
     ("reversa.simulators.robot", "robot-sim"),
+    ("reversa.mcp", None),
+    ("reversa.mcp.server", "mcp"),
     ("reversa.notify", "notify"),
     ("reversa.observability.otel", "otel"),
     ("reversa.observability.metrics", "metrics"),

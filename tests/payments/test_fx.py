@@ -9,6 +9,7 @@ from reversa import FakeClock, OutcomeUnknown, PermanentError, TransientError
 from reversa.adapters.payments import (
     ReversalPolicy,
     estimate_reversal,
+    estimate_round_trip,
     to_minor,
     walk_book,
 )
@@ -103,6 +104,20 @@ def test_estimated_vs_realized_within_the_documented_tolerance() -> None:
             # The bound is tight enough here to tell a depth walk from a mid-only guess,
             # which misses spread, slippage and fees.
             assert abs(realized - naive) > tolerance
+
+
+def test_round_trip_estimate_equals_converting_and_reversing_at_once() -> None:
+    _, venue, ex = venue_and_exchange()
+    est = estimate_round_trip(ex, sell_currency="GBP", buy_currency="EUR", amount=100_000.0)
+    assert venue.orders == {}  # an estimate places nothing
+    parts = est.entry_cost + est.rate_move + est.spread + est.slippage + est.fees
+    assert parts == pytest.approx(est.cost, abs=0.03)
+    assert est.rate_move == 0.0 and est.entry_cost > 0
+    there = venue.create_order("GBP/EUR", "sell", amount=100_000.0, client_order_id="f1")
+    back = venue.create_order("GBP/EUR", "buy", cost=there["cost"] - there["fee"]["cost"],
+                              client_order_id="f2")
+    realized = 100_000.0 - (back["filled"] - back["fee"]["cost"])
+    assert to_minor(realized, "GBP") == pytest.approx(to_minor(est.cost, "GBP"), abs=1)
 
 
 def test_policy_thresholds() -> None:

@@ -34,6 +34,7 @@ from .fx import (
     ReversalPolicy,
     conversion_side,
     estimate_reversal,
+    estimate_round_trip,
     walk_book,
 )
 from .fx_api import FxFenced
@@ -85,7 +86,7 @@ __all__ = [
     "LedgerSnapshot", "LedgerConsistency", "UNDO_CODES",
     # FX reversal cost
     "ReversalPolicy", "ReversalEstimate", "BookWalk", "estimate_reversal", "walk_book",
-    "conversion_side", "FxFenced",
+    "conversion_side", "FxFenced", "estimate_round_trip",
     # the ledger boundary
     "LedgerAPI", "Account", "AccountRole", "Transfer", "TransferKind", "TransferRequest",
     "PendingState", "Payment", "PaymentRequest", "PaymentStatus", "Recall", "RecallStatus",

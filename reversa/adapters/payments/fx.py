@@ -33,6 +33,7 @@ __all__ = [
     "ReversalPolicy",
     "conversion_side",
     "estimate_reversal",
+    "estimate_round_trip",
     "walk_book",
 ]
 
@@ -224,6 +225,38 @@ def estimate_reversal(
         cost_bps=round(cost / original_amount * 10_000, 3) if original_amount else 0.0,
         book_timestamp=book.get("timestamp"), book_nonce=book.get("nonce"),
     )
+
+
+def estimate_round_trip(
+    exchange: Any, *, sell_currency: str, buy_currency: str, amount: float
+) -> ReversalEstimate:
+    """What converting ``amount`` now and reversing it at once would cost, from the live book.
+
+    The estimate an agent sees before a conversion runs (a saga preview): the
+    entry cost (spread, depth and fee of the conversion itself) plus the
+    reversal's, with no rate move. It reads the book and places nothing.
+
+    Args:
+        exchange: Any ccxt exchange.
+        sell_currency: What the conversion would sell.
+        buy_currency: What it would buy.
+        amount: How much it would sell (major units).
+    """
+    symbol, side = conversion_side(exchange.load_markets(), sell_currency, buy_currency)
+    book = exchange.fetch_order_book(symbol)
+    walk = walk_book(book, side, amount)
+    bids, asks = book["bids"], book["asks"]
+    mid = (float(bids[0][0]) + float(asks[0][0])) / 2 if bids and asks else walk.best
+    fee_info = exchange.calculate_fee(symbol, "market", side, _fee_amount(side, walk), walk.vwap)
+    fee = float(fee_info.get("cost") or 0.0)
+    if fee_info.get("currency") not in (None, buy_currency):
+        # Charged in the currency given: value it at the walk's price.
+        fee = fee * walk.vwap if side == "sell" else fee / walk.vwap if walk.vwap else 0.0
+    bought = max(walk.received - fee, 0.0)
+    return estimate_reversal(
+        exchange, hold_currency=buy_currency, hold_amount=bought,
+        original_currency=sell_currency, original_amount=amount,
+        captured_rate=bought / amount if amount else 0.0, mid_at_conversion=mid)
 
 
 def _price_for(side: str, hold_amount: float, original_amount: float) -> float:

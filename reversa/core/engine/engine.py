@@ -37,6 +37,7 @@ from .dependents import assess
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .forward import forward
 from .governed import GovernanceApi
+from .preview import preview
 from .reconcile import Reconciliation, reconcile
 from .recovery import continue_saga, load_live, tampered_reason
 from .rollback import rollback, run_recovery
@@ -357,6 +358,24 @@ class Engine(GovernanceApi):
         row, _ = self.store.load(saga_id)
         live = load_live(self._rt, saga_id, int(row["lease_token"]))
         return await reconcile(self._rt, live)
+
+    def preview(self, saga: Saga, input: Mapping[str, Any] | None = None) -> DryRunReport:
+        """Dry-run the rollback of ``saga`` on ``input`` before it runs (see ``preview``).
+
+        Validates the plan and the input's ``$input`` references, then evaluates
+        the compensations' preconditions and cost estimates as if every step had
+        completed. Records nothing and calls no action or compensation.
+
+        Raises:
+            PlanError: The definition is invalid.
+        """
+        return self._sync(self.preview_async(saga, input))
+
+    async def preview_async(
+        self, saga: Saga, input: Mapping[str, Any] | None = None
+    ) -> DryRunReport:
+        """Async form of :meth:`preview`."""
+        return await preview(self._rt, self._plan(saga), to_jsonable(dict(input or {})))
 
     # -- human review -----------------------------------------------------------------
     def resolve(
