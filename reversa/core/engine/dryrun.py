@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..canonical import to_recordable
 from ..context import CostEstimate
 from ..live import LiveSaga
 from ..model import Reversibility
@@ -124,8 +125,8 @@ async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunRepo
             try:
                 checks = as_checks(await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre),
                                                 ctx, None))
-                rows = [{"name": pre, "ok": c.ok, "reason": c.reason, "detail": dict(c.detail)}
-                        for c in checks]
+                rows = [{"name": pre, "ok": c.ok, "reason": c.reason,
+                         "detail": to_recordable(c.detail)} for c in checks]
             except Exception as exc:  # a failing check is a finding, not a crash
                 rows = [{"name": pre, "ok": False, "reason": classify(exc).message}]
             for check_row in rows:
@@ -199,5 +200,5 @@ async def _estimate(
             finding.problems.append(f"compensation of step {finding.step!r} costs too much: "
                                     f"{est.reason or 'over policy'}")
         out.append({"amount": est.amount, "unit": est.unit, "acceptable": est.acceptable,
-                    "reason": est.reason, "detail": dict(est.detail)})
+                    "reason": est.reason, "detail": to_recordable(est.detail)})
     return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..canonical import to_recordable
 from ..context import Probe
 from ..errors import PlanError, PlanTampered
 from ..live import LiveSaga, LiveStep
@@ -117,7 +118,7 @@ async def _resolve_for_resume(rt: Runtime, live: LiveSaga, name: str) -> None:
             live.log("probe_failed", classify(exc).code, step=name, error=classify(exc).message)
     if verdict is Probe.HAPPENED:
         st.move(StepStatus.COMPLETED)
-        st.result = result
+        st.result = to_recordable(result)
         st.outcome = "ok"
         decision = "recorded as happened; resuming after it"
     else:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from ..canonical import to_jsonable
+from ..canonical import to_recordable
 from ..context import Probe
 from ..errors import PreconditionFailed, ReversaSignal
 from ..live import LiveSaga
@@ -326,7 +326,7 @@ async def _settle_in_doubt(rt: Runtime, live: LiveSaga, name: str) -> tuple[str,
         if st.status in (StepStatus.RUNNING, StepStatus.ESCALATED):
             st.move(StepStatus.COMPLETED)
         if result is not None:
-            st.result = to_jsonable(result)
+            st.result = to_recordable(result)
         decision = f"happened ({how}); compensating"
     elif verdict is Probe.NOT_HAPPENED and how == "block":
         st.move(StepStatus.SKIPPED)
@@ -416,7 +416,7 @@ async def drive_to_safe_state(
         return {"action": name, "ok": False, "error": failure.message}
 
     live.log("safe_state_reached", "ok", phase=Phase.SAFE_STATE.value, action=name)
-    return {"action": name, "ok": True, "result": to_jsonable(result)}
+    return {"action": name, "ok": True, "result": to_recordable(result)}
 
 
 async def _conclude(
@@ -436,7 +436,7 @@ async def _conclude(
 
         check = Check(False, f"predicate raised {classify(exc).message}")
     record.update(post_state=post, predicate={"ok": check.ok, "reason": check.reason,
-                                              "detail": dict(check.detail)})
+                                              "detail": to_recordable(check.detail)})
     live.log("predicate_evaluated", "holds" if check.ok else "violated", ok=check.ok,
              reason=check.reason)
     if not check.ok:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canonical import to_jsonable
+from ..canonical import to_jsonable, to_recordable
 from ..clock import Clock
 from ..context import Check, PredicateContext, SnapshotContext, StepContext, idempotency_key
 from ..errors import ShutdownRequested
@@ -146,7 +146,7 @@ class Runtime:
         ``snapshot=False`` runs no handler at all (a tampered plan must not
         choose what code runs, not even its snapshot function).
         """
-        report = {
+        report = to_recordable({
             "reason": reason,
             "saga": {"id": live.id, "workflow": live.plan.saga.workflow,
                      "status_before": live.status.value, "failed_step": live.failed_step,
@@ -156,7 +156,7 @@ class Runtime:
             "current_state": (await self.safe_snapshot(live) if snapshot else
                               {"snapshot_skipped": "no handler runs from this plan"}),
             **(extra or {}),
-        }
+        })
         for step in live.steps.values():
             if step.status is StepStatus.RUNNING:
                 # An unresolved in-doubt step is part of what the human must decide.
