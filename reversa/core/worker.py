@@ -117,6 +117,11 @@ class Worker:
             # process cannot run): the saga stays recorded as it was, for a retry.
             log.warning("saga %s not finished this round: %s", saga_id, exc.message)
             return None
+        except Exception:
+            # Not even a bug met while finishing one saga may stop the worker: every
+            # other saga still needs it. The traceback goes to the log for a fix.
+            log.exception("saga %s not finished this round: unexpected error", saga_id)
+            return None
 
     def _escalate(self, saga_id: str, token: int, row: dict[str, Any]) -> SagaResult | None:
         reason = (f"rollback window of {row['rollback_window_s']:g}s elapsed while the "
@@ -124,6 +129,12 @@ class Worker:
         try:
             return self.engine.escalate_claimed(saga_id, token, reason=reason)
         except LeaseLost:
+            return None
+        except ReversaError as exc:
+            log.warning("saga %s not escalated this round: %s", saga_id, exc.message)
+            return None
+        except Exception:
+            log.exception("saga %s not escalated this round: unexpected error", saga_id)
             return None
 
     # -- forever ----------------------------------------------------------------------

@@ -82,11 +82,21 @@ class GroupCommitter:
             results = self.store.write_batch(
                 [(i.live, now, i.escalation, i.rollback) for i in batch],
                 single=len(batch) == 1, lease_s=self.lease_s)
-        except (StoreError, LeaseLost) as exc:
+        except StoreError as exc:
             for item in batch:
                 item.future.set_exception(StoreAbort(exc))
             return
-        except BaseException as exc:  # a bug: fail every waiter loudly, never hang them
+        except Exception as exc:
+            # Not the step's failure, whatever it is (a value the driver cannot encode,
+            # a driver bug): the saga's record cannot move on. Stop the saga where the
+            # store has it instead of retrying the step or rolling it back.
+            error = StoreError(
+                f"the saga's state cannot be recorded ({type(exc).__name__}: {exc}); it is "
+                "left as last recorded for a worker or a human", code="unrecordable")
+            for item in batch:
+                item.future.set_exception(StoreAbort(error))
+            return
+        except BaseException as exc:  # a signal: fail every waiter, never hang them
             for item in batch:
                 item.future.set_exception(exc)
             raise

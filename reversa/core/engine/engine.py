@@ -227,6 +227,7 @@ class Engine:
         if task is not None:
             with self._lock:
                 self._tasks[live.id] = (asyncio.get_running_loop(), task)
+        aborted = False
         try:
             await body()
         except asyncio.CancelledError:
@@ -250,7 +251,10 @@ class Engine:
             self.store.release(live.id, live.token)
         except StoreAbort as abort:
             # Nothing more can be recorded: leave the saga as the store has it
-            # (visibly in doubt) for a worker to recover, and report the cause.
+            # (visibly in doubt) for a worker to recover, and report the cause. The
+            # lease is kept, not released: it lapses, so a saga that cannot be
+            # recorded is retried at the lease's pace, not in a tight loop.
+            aborted = True
             with self._lock:
                 self._rt.held.pop(live.id, None)
             raise abort.error from None
@@ -262,6 +266,8 @@ class Engine:
             if lost:
                 with self._lock:
                     self._rt.held.pop(live.id, None)
+            elif aborted:
+                pass
             elif live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED:
                 self._release(live)
         return _result(live)
