@@ -217,8 +217,12 @@ def test_no_block_no_probe_escalates(store: Store, clock: FakeClock) -> None:
     result = engine.run(saga)
     engine.close()
     assert result.status is SagaStatus.ESCALATED
-    assert "neither block nor probe" in (engine.inspect(result.saga_id).step("convert").error
-                                         or "")
+    view = engine.inspect(result.saga_id)
+    assert "neither block nor probe" in (view.step("convert").error or "")
+    assert view.step("convert").status is StepStatus.ESCALATED
+    # The debit it consumed is held in effect, not undone under a credit that may land.
+    assert view.step("debit").status is StepStatus.COMPLETED
+    assert world.landed == ["do:debit"]
 
 
 def test_block_that_finds_the_effect_compensates_it(store: Store, clock: FakeClock) -> None:

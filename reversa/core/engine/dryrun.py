@@ -108,12 +108,10 @@ async def dry_run(rt: Runtime, live: LiveSaga, targets: list[str]) -> DryRunRepo
             continue
         in_doubt = st.status in (StepStatus.RUNNING, StepStatus.FAILED) or (
             st.status is StepStatus.ESCALATED and (st.outcome or "").startswith("in_doubt"))
+        # An in-doubt step that declares neither block nor probe is escalated on its
+        # own by the rollback (what it consumed is held); the other branches are still
+        # compensated, so it does not make the whole rollback infeasible.
         finding = StepFinding(name, _settle_action(spec) if in_doubt else "compensate")
-        if finding.action == "escalate_in_doubt":
-            finding.feasible = False
-            finding.problems.append(
-                f"step {name!r} is in doubt and declares neither block nor probe: whether its "
-                "effect happened, or may still happen, cannot be known; a human must decide")
         assert spec.compensation is not None  # plan validation guarantees it
         if not rt.registry.has(HandlerKind.COMPENSATION, spec.compensation):
             finding.feasible = False
