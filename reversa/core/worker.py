@@ -19,6 +19,7 @@ from typing import Any
 from .clock import Clock
 from .engine import Engine
 from .errors import LeaseLost, ReversaError
+from .redact import scrub
 from .registry import Registry
 from .states import SagaStatus
 from .store import Store
@@ -68,10 +69,23 @@ class Worker:
 
     # -- one round --------------------------------------------------------------------
     def run_once(self) -> list[SagaResult]:
-        """Run the watchdog, then claim and finish orphaned sagas; return what ended."""
-        finished = self.watchdog()
-        claimed = self.store.claim(self.engine.owner, self.engine.lease_s, limit=self.batch,
-                                   statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
+        """Run the watchdog, then claim and finish orphaned sagas; return what ended.
+
+        Never raises for a store that is down or a saga that cannot be finished: the
+        problem is logged and the next round tries again (the worker must outlive a
+        database restart or one bad saga, since every other saga depends on it).
+        """
+        try:
+            finished = self.watchdog()
+        except Exception as exc:
+            log.warning("watchdog round skipped: %s", _why(exc))
+            finished = []
+        try:
+            claimed = self.store.claim(self.engine.owner, self.engine.lease_s, limit=self.batch,
+                                       statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
+        except Exception as exc:
+            log.warning("no saga claimed this round: %s", _why(exc))
+            return finished
         for saga_id, token in claimed:
             if self._stop.is_set():
                 self.store.release(saga_id, token)
@@ -146,7 +160,12 @@ class Worker:
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
             while not self._stop.is_set():
-                self.run_once()
+                try:
+                    self.run_once()
+                except Exception:
+                    # run_once handles what it expects; whatever it did not, the next
+                    # round retries rather than leave every saga without a worker.
+                    log.exception("worker round failed; retrying in %gs", self.poll_s)
                 self._stop.wait(self.poll_s)
         finally:
             self.engine.close()
@@ -160,3 +179,8 @@ class Worker:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop()
+
+
+def _why(exc: Exception) -> str:
+    text = exc.message if isinstance(exc, ReversaError) else f"{type(exc).__name__}: {exc}"
+    return scrub(text)

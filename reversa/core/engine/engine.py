@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import threading
@@ -25,6 +26,7 @@ from ..errors import (
 from ..live import LiveSaga, LiveStep
 from ..model import Saga
 from ..plan import Plan, validate
+from ..redact import scrub
 from ..registry import Registry
 from ..states import TERMINAL_SAGA, SagaStatus, StepStatus
 from ..store import Store
@@ -39,6 +41,7 @@ from .runtime import Runtime
 __all__ = ["Engine"]
 
 T = TypeVar("T")
+log = logging.getLogger("reversa.engine")
 
 
 class Engine:
@@ -406,8 +409,11 @@ class Engine:
                 continue
             try:
                 lost = self.store.heartbeat(leases, self._rt.lease_s)
-            except ReversaError:
-                continue  # the next beat retries; a lapse only risks a takeover
+            except Exception as exc:
+                # Whatever the store raised (an outage, a closed connection), the next
+                # beat retries: a dead heartbeat thread would cost every lease held.
+                log.warning("heartbeat skipped: %s: %s", type(exc).__name__, scrub(str(exc)))
+                continue
             for saga_id in lost:
                 self._lose(saga_id)
 

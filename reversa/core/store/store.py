@@ -29,7 +29,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..audit import AuditProblem, AuditReport, verify_chain
 from ..canonical import sha256_hex
@@ -142,11 +142,14 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 yield conn
-        except OperationalError as exc:
+        except DBAPIError as exc:
+            # Every driver error is the store's (a closed connection is an
+            # InterfaceError, not an OperationalError); only a constraint violation is
+            # not worth retrying.
             raise StoreError(
                 f"database error on {self.url}: {exc.orig}; check that the database is "
                 "reachable and writable",
-                retryable=True,
+                retryable=not isinstance(exc, IntegrityError),
             ) from exc
 
     # -- writes -----------------------------------------------------------------------
