@@ -86,6 +86,9 @@ class LiveSaga:
     app: str | None = None
     escalation_id: int | None = None
     last_rollback: dict[str, Any] | None = None
+    resolving: dict[str, Any] | None = None
+    """A human's resolution of an open escalation, recorded by the next flush together
+    with the saga's own transition (one commit: never one without the other)."""
 
     def move(self, new: SagaStatus) -> None:
         """Transition, enforcing the saga state machine."""

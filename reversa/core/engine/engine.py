@@ -339,8 +339,11 @@ class Engine:
         if tampered is not None and action != "mark_resolved":
             self.store.release(live.id, live.token)
             raise tampered
-        self.store.resolve_escalation(escalation_id, resolution=action, author=author,
-                                      note=note, now=self.clock.now())
+        # Recorded by the body's first commit, together with the saga's move out of
+        # "escalated": a crash in between can never close the escalation and leave
+        # the saga escalated with nothing open for a worker or a human to act on.
+        live.resolving = {"escalation_id": escalation_id, "resolution": action,
+                          "author": author, "note": note}
         live.log("escalation_resolved", action, escalation=escalation_id, author=author,
                  note=note)
 

@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 
 from ..audit import entry_hash
 from ..canonical import canonical_json
-from ..errors import LeaseLost, StoreError
+from ..errors import LeaseLost, NotFound, StoreError
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
 
@@ -66,6 +66,10 @@ class Writer:
         self.rollback_insert = _insert("reversa_rollbacks", _ROLLBACK_COLS, p)
         self.escalation_insert = _insert("reversa_escalations", _ESCALATION_COLS, p) + (
             "" if self.sqlite else " RETURNING id")
+        self.escalation_resolve = (
+            f"UPDATE reversa_escalations SET status = 'resolved', resolution = {p}, "
+            f"resolved_by = {p}, resolved_at = {p}, note = {p} "
+            f"WHERE id = {p} AND saga_id = {p} AND status = 'open'")
 
     @contextmanager
     def transaction(self, url: str) -> Iterator[Any]:
@@ -158,6 +162,13 @@ class Writer:
                 live.id, now, escalation["reason"], canonical_json(escalation["report"]),
                 "open"))
             escalation_id = cur.lastrowid if self.sqlite else cur.fetchone()[0]
+        if live.resolving is not None:
+            r = live.resolving
+            cur.execute(self.escalation_resolve, (r["resolution"], r["author"], now, r["note"],
+                                                  r["escalation_id"], live.id))
+            if cur.rowcount != 1:
+                raise NotFound(f"no open escalation #{r['escalation_id']} for saga {live.id}; "
+                               "another resolution closed it first")
         if rollback is not None:
             cur.execute(self.rollback_insert, (
                 live.id, rollback.get("failed_step"), rollback["scope"], rollback["outcome"],
@@ -170,6 +181,7 @@ class Writer:
         """Adopt the written state once the transaction has committed."""
         live.seq, live.head = written.seq, written.head
         live.events.clear()
+        live.resolving = None
         for s in live.steps.values():
             s.dirty = False
 
