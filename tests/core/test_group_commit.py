@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from sqlalchemy import text
 
-from reversa import Engine, FakeClock, LeaseLost, SagaStatus, Store
+from reversa import Engine, FakeClock, LeaseLost, SagaStatus, Store, StoreError
 from reversa.core.engine.recovery import load_live
 from reversa.core.store.writer import Written
 from tests.core.kit import World, chain_saga, reject, transfer_registry
@@ -71,3 +72,14 @@ def test_a_lost_lease_rolls_back_only_that_sagas_part(store: Store, clock: FakeC
     events = {sid: [e["event"] for e in store.rows("audit", saga_id=sid)] for sid in ids}
     assert "probe" not in events[ids[0]] and events[ids[1]][-1] == "probe"
     assert store.verify_audit().ok
+
+
+def test_a_duplicate_saga_id_is_not_retryable(store: Store, clock: FakeClock) -> None:
+    world = World()
+    engine = Engine(transfer_registry(world), store, clock=clock, heartbeat=False)
+    engine.run(chain_saga(), saga_id="once")
+    with pytest.raises(StoreError, match="already exists") as caught:
+        engine.run(chain_saga(), saga_id="once")
+    engine.close()
+    assert not caught.value.retryable
+    assert world.calls["rv:once:debit:action"] == 1

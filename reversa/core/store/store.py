@@ -208,7 +208,13 @@ class Store:
         lease: float,
     ) -> Written:
         if not live.created:
-            self._writer.create(cur, live, live.app)
+            try:
+                self._writer.create(cur, live, live.app)
+            except self._writer.integrity_error as exc:
+                raise StoreError(
+                    f"saga {live.id} already exists in {self.url}; start the new saga under "
+                    "another id (or recover the existing one)", retryable=False,
+                    code="duplicate_saga", details={"saga": live.id}) from exc
         return self._writer.write(cur, live, now, escalation, rollback, lease)
 
     def flush(

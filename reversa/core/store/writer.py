@@ -47,6 +47,7 @@ class Writer:
         self.sqlite = engine.dialect.name == "sqlite"
         p = "?" if self.sqlite else "%s"
         self._dbapi_error: type[BaseException] = engine.dialect.loaded_dbapi.Error
+        self.integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         # Leases are judged on the store's clock (database time), so the expiry a
         # commit extends to is computed by the database too, never by the caller.
         lease = f"{now_sql} + {p}" if now_sql is not None else p
@@ -83,9 +84,12 @@ class Writer:
             raw.commit()
         except self._dbapi_error as exc:
             _rollback(raw)
+            # A constraint violation is the same on every retry; anything else (a lost
+            # connection, a busy database) may pass.
             raise StoreError(
                 f"database error on {url}: {exc}; the transaction was rolled back and "
-                "nothing of it was recorded", retryable=True) from exc
+                "nothing of it was recorded",
+                retryable=not isinstance(exc, self.integrity_error)) from exc
         except BaseException:
             _rollback(raw)
             raise
