@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..clock import Clock
-from ..errors import LeaseLost, StoreAbort, StoreError
+from ..errors import StoreAbort, StoreError
 from ..live import LiveSaga
 from ..store import Store
 
@@ -32,7 +32,9 @@ class _Item:
 
 @dataclass
 class _LoopState:
-    pending: dict[str, _Item] = field(default_factory=dict)
+    # Keyed by the LiveSaga object, not the saga id: two callers starting sagas under
+    # one id are two writes (the second fails alone as a duplicate), never one merged.
+    pending: dict[int, _Item] = field(default_factory=dict)
     scheduled: bool = False
 
 
@@ -59,11 +61,11 @@ class GroupCommitter:
         """
         loop = asyncio.get_running_loop()
         state = self._loops.setdefault(loop, _LoopState())
-        item = state.pending.get(live.id)
+        item = state.pending.get(id(live))
         if item is None:
             # Two branches of one saga flushing together share a single write.
             item = _Item(live, loop.create_future())
-            state.pending[live.id] = item
+            state.pending[id(live)] = item
         item.escalation = escalation or item.escalation
         item.rollback = rollback or item.rollback
         if not state.scheduled:
@@ -101,7 +103,7 @@ class GroupCommitter:
                 item.future.set_exception(exc)
             raise
         for item, result in zip(batch, results, strict=True):
-            if isinstance(result, LeaseLost):
+            if isinstance(result, StoreError):
                 item.future.set_exception(StoreAbort(result))
             else:
                 item.future.set_result(result.escalation_id)

@@ -22,6 +22,7 @@ from ..errors import (
     ReversaError,
     ShutdownRequested,
     StoreAbort,
+    StoreError,
 )
 from ..live import LiveSaga, LiveStep
 from ..model import Saga
@@ -388,6 +389,13 @@ class Engine:
     # -- leases -----------------------------------------------------------------------
     def _hold(self, live: LiveSaga) -> None:
         with self._lock:
+            if not live.created and live.id in self._rt.held:
+                # Checked and taken under one lock, before anything is written: a second
+                # run under the id of a saga this engine drives must not touch its lease.
+                raise StoreError(
+                    f"saga {live.id} already exists (this engine is running it); start the "
+                    "new saga under another id", retryable=False, code="duplicate_saga",
+                    details={"saga": live.id})
             self._rt.held[live.id] = live.token
         if self._heartbeat_enabled and self._heartbeat is None:
             self._heartbeat = threading.Thread(target=self._beat, name="reversa-heartbeat",

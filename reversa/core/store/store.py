@@ -34,7 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from ..audit import AuditProblem, AuditReport, verify_chain
 from ..canonical import sha256_hex
 from ..clock import Clock
-from ..errors import ConfigError, LeaseLost, NotFound, StoreError
+from ..errors import ConfigError, NotFound, StoreError
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
 from . import schema as t
@@ -164,19 +164,21 @@ class Store:
         *,
         single: bool = False,
         lease_s: float = 30.0,
-    ) -> list[Written | LeaseLost]:
+    ) -> list[Written | StoreError]:
         """Write several sagas' pending state in ONE commit (group commit).
 
-        Each saga is written inside its own savepoint, so one saga's lost lease
-        rolls back only that saga's part; it is returned as ``LeaseLost`` in its
-        slot. ``single`` raises it instead. A saga not yet created is inserted
-        first (plan, hash, input, pre-state) in the same commit.
+        Each saga is written inside its own savepoint, so what concerns one saga
+        only (a lost lease, a duplicate saga id, an escalation already resolved)
+        rolls back only that saga's part: it is returned as that ``StoreError``
+        (``LeaseLost``...) in its slot, and every other saga of the batch is
+        recorded. ``single`` raises it instead. A saga not yet created is
+        inserted first (plan, hash, input, pre-state) in the same commit.
 
         Raises:
             StoreError: The database failed; nothing of the batch was recorded.
-            LeaseLost: With ``single``, when the one saga's lease was lost.
+                With ``single``, also the one saga's own error (``LeaseLost``...).
         """
-        out: list[Written | LeaseLost] = []
+        out: list[Written | StoreError] = []
         lease = lease_s if self.clock is None else self.clock.now() + lease_s
         with self._writer.transaction(self.url) as cur:
             for index, (live, now, escalation, rollback) in enumerate(items):
@@ -186,9 +188,9 @@ class Store:
                 cur.execute(f"SAVEPOINT rv{index}")
                 try:
                     out.append(self._write_one(cur, live, now, escalation, rollback, lease))
-                except LeaseLost as lost:
+                except StoreError as own:
                     cur.execute(f"ROLLBACK TO SAVEPOINT rv{index}")
-                    out.append(lost)
+                    out.append(own)
                 else:
                     cur.execute(f"RELEASE SAVEPOINT rv{index}")
         # Adopt new chain heads only once the commit succeeded.
@@ -234,7 +236,7 @@ class Store:
             LeaseLost: Another worker owns the saga now; nothing was written.
         """
         (written,) = self.write_batch([(live, now, escalation, rollback)], single=True)
-        assert isinstance(written, Written)  # single=True raises LeaseLost instead
+        assert isinstance(written, Written)  # single=True raises the saga's error instead
         return written.escalation_id
 
     # -- leases -----------------------------------------------------------------------
