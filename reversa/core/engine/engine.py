@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -274,6 +275,12 @@ class Engine:
                 pass
             elif live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED:
                 self._release(live)
+            # However the drive ended (an interrupt, a cancelled task, a bug), this
+            # engine no longer drives the saga: stop renewing its lease, so it lapses
+            # and a worker recovers the saga instead of a heartbeat holding it forever.
+            with self._lock:
+                if self._rt.held.get(live.id) == live.token:
+                    del self._rt.held[live.id]
         return _result(live)
 
     async def _emergency(self, live: LiveSaga, stop: EmergencyStop) -> None:
@@ -480,7 +487,15 @@ class Engine:
             # asyncio.run per saga, and async clients bound to it keep working.
             runner = asyncio.Runner()
             self._local.runner = runner
-        return runner.run(coro)
+        try:
+            return runner.run(coro)
+        except BaseException:
+            # An interrupt can leave tasks of this run pending in the loop; the next
+            # run must not resume them (and meet their exception). Start afresh.
+            self._local.runner = None
+            with contextlib.suppress(Exception):
+                runner.close()
+            raise
 
 
 def _result(live: LiveSaga) -> SagaResult:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..canonical import to_recordable
 from ..context import Probe
-from ..errors import PreconditionFailed, ReversaSignal
+from ..errors import PreconditionFailed
 from ..live import LiveSaga
 from ..model import OnInfeasible, Reversibility
 from ..registry import HandlerKind
@@ -125,11 +125,12 @@ async def _undo_all(
         if not ready:
             continue
         outcomes = await asyncio.gather(
-            *(_undo(rt, live, n, deadline, record) for n in ready), return_exceptions=True)
+            *(_contained(_undo(rt, live, n, deadline, record)) for n in ready),
+            return_exceptions=True)
         failures = []
         for name, outcome in zip(ready, outcomes, strict=True):
-            if isinstance(outcome, ReversaSignal):
-                raise outcome
+            if isinstance(outcome, _Escaped):
+                raise outcome.exc
             if isinstance(outcome, BaseException):
                 raise outcome
             if outcome.hold_upstream:
@@ -148,6 +149,25 @@ async def _undo_all(
     if escalations:
         return "step(s) need a human: " + "; ".join(escalations)
     return True
+
+
+class _Escaped:
+    """An interrupt raised inside a rollback branch, carried back to the saga's task."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _contained(branch: Any) -> Any:
+    # asyncio re-raises KeyboardInterrupt and SystemExit out of the event loop from
+    # the branch's own task, leaving the saga's task pending (it then resurfaced in
+    # the next, unrelated run). Caught here, it is re-raised by the saga's task.
+    try:
+        return await branch
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return _Escaped(exc)
 
 
 async def _undo(
