@@ -75,8 +75,12 @@ class Worker:
         problem is logged and the next round tries again (the worker must outlive a
         database restart or one bad saga, since every other saga depends on it).
         """
+        return self.engine._sync(self.run_once_async())
+
+    async def run_once_async(self) -> list[SagaResult]:
+        """Async form of :meth:`run_once` (for an event loop you run, or a simulation)."""
         try:
-            finished = self.watchdog()
+            finished = await self.watchdog_async()
         except Exception as exc:
             log.warning("watchdog round skipped: %s", _why(exc))
             finished = []
@@ -88,15 +92,19 @@ class Worker:
             return finished
         for saga_id, token in claimed:
             if self._stop.is_set():
-                self.store.release(saga_id, token)
+                self._release(saga_id, token)
                 continue
-            result = self._continue(saga_id, token, "owner lease expired")
+            result = await self._continue(saga_id, token, "owner lease expired")
             if result is not None:
                 finished.append(result)
         return finished
 
     def watchdog(self) -> list[SagaResult]:
         """Find stalled sagas and compensate or escalate them."""
+        return self.engine._sync(self.watchdog_async())
+
+    async def watchdog_async(self) -> list[SagaResult]:
+        """Async form of :meth:`watchdog`."""
         out: list[SagaResult] = []
         for row in self.store.stalled(self.stall_after_s):
             now = row["now"]
@@ -109,9 +117,9 @@ class Worker:
                            and row["rollback_started_at"] is not None
                            and now - row["rollback_started_at"] >= row["rollback_window_s"])
             if window_over:
-                result = self._escalate(saga_id, token, row)
+                result = await self._escalate(saga_id, token, row)
             else:
-                result = self._continue(
+                result = await self._continue(
                     saga_id, token,
                     f"watchdog: no progress for {row['idle_s']:.1f}s "
                     f"(threshold {row['threshold_s']:g}s)", stalled=True)
@@ -119,11 +127,12 @@ class Worker:
                 out.append(result)
         return out
 
-    def _continue(
+    async def _continue(
         self, saga_id: str, token: int, reason: str, *, stalled: bool = False
     ) -> SagaResult | None:
         try:
-            return self.engine.take_over(saga_id, token, reason=reason, stalled=stalled)
+            return await self.engine.take_over_async(saga_id, token, reason=reason,
+                                                     stalled=stalled)
         except LeaseLost:
             return None  # another worker took it meanwhile: it is theirs now
         except ReversaError as exc:
@@ -137,11 +146,12 @@ class Worker:
             log.exception("saga %s not finished this round: unexpected error", saga_id)
             return None
 
-    def _escalate(self, saga_id: str, token: int, row: dict[str, Any]) -> SagaResult | None:
+    async def _escalate(self, saga_id: str, token: int, row: dict[str, Any]
+                        ) -> SagaResult | None:
         reason = (f"rollback window of {row['rollback_window_s']:g}s elapsed while the "
                   "compensation stalled; a stale reversal is not attempted")
         try:
-            return self.engine.escalate_claimed(saga_id, token, reason=reason)
+            return await self.engine.escalate_claimed_async(saga_id, token, reason=reason)
         except LeaseLost:
             return None
         except ReversaError as exc:
@@ -150,6 +160,12 @@ class Worker:
         except Exception:
             log.exception("saga %s not escalated this round: unexpected error", saga_id)
             return None
+
+    def _release(self, saga_id: str, token: int) -> None:
+        try:
+            self.store.release(saga_id, token)
+        except Exception as exc:  # the lease lapses on its own
+            log.warning("lease of saga %s not released: %s", saga_id, _why(exc))
 
     # -- forever ----------------------------------------------------------------------
     def run_forever(self) -> None:

@@ -164,19 +164,30 @@ class Engine:
         Used by workers after ``Store.claim``: the saga is rebuilt from the
         stored plan and finished per its policy (see ``continue_saga``).
         """
+        return self._sync(self.take_over_async(saga_id, token, reason=reason, stalled=stalled))
+
+    async def take_over_async(
+        self, saga_id: str, token: int, *, reason: str, stalled: bool = False
+    ) -> SagaResult:
+        """Async form of :meth:`take_over`."""
         live = self._load_claimed(saga_id, token)
-        return self._sync(self._drive(live, self._guard(
-            live, lambda: continue_saga(self._rt, live, reason=reason, stalled=stalled))))
+        return await self._drive(live, self._guard(
+            live, lambda: continue_saga(self._rt, live, reason=reason, stalled=stalled)))
 
     def escalate_claimed(self, saga_id: str, token: int, *, reason: str) -> SagaResult:
         """Hand a claimed saga to a human now, with a state snapshot (stale rollbacks)."""
+        return self._sync(self.escalate_claimed_async(saga_id, token, reason=reason))
+
+    async def escalate_claimed_async(self, saga_id: str, token: int, *, reason: str
+                                     ) -> SagaResult:
+        """Async form of :meth:`escalate_claimed`."""
         live = self._load_claimed(saga_id, token)
 
         async def body() -> None:
             live.log("watchdog_window_elapsed", "escalating", reason=reason)
             await self._rt.escalate(live, reason)
 
-        return self._sync(self._drive(live, self._guard(live, body)))
+        return await self._drive(live, self._guard(live, body))
 
     def _guard(self, live: LiveSaga, body: Any) -> Any:
         """``body``, unless the saga's stored plan was tampered with: then escalate it."""
@@ -421,19 +432,35 @@ class Engine:
     def _beat(self) -> None:
         interval = self._rt.lease_s / 3
         while not self._stop.wait(interval):
-            with self._lock:
-                leases = list(self._rt.held.items())
-            if not leases:
-                continue
             try:
-                lost = self.store.heartbeat(leases, self._rt.lease_s)
+                self.beat()
             except Exception as exc:
                 # Whatever the store raised (an outage, a closed connection), the next
                 # beat retries: a dead heartbeat thread would cost every lease held.
                 log.warning("heartbeat skipped: %s: %s", type(exc).__name__, scrub(str(exc)))
-                continue
-            for saga_id in lost:
-                self._lose(saga_id)
+
+    def beat(self) -> list[str]:
+        """One heartbeat: extend the leases this engine holds, stop sagas whose lease was lost.
+
+        The background thread (``heartbeat=True``) calls it every ``lease_s / 3``;
+        call it yourself when you schedule time (a simulation, an engine built with
+        ``heartbeat=False`` that runs long steps). A saga another worker took over is
+        stopped in this process at once.
+
+        Returns:
+            The ids of the sagas whose lease was lost.
+
+        Raises:
+            StoreError: The store could not be reached; nothing was extended.
+        """
+        with self._lock:
+            leases = list(self._rt.held.items())
+        if not leases:
+            return []
+        lost = self.store.heartbeat(leases, self._rt.lease_s)
+        for saga_id in lost:
+            self._lose(saga_id)
+        return lost
 
     def _lose(self, saga_id: str) -> None:
         """Another worker owns ``saga_id`` now: stop driving it in this process at once."""
