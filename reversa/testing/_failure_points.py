@@ -21,13 +21,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .core.engine import Engine
-from .core.errors import PermanentError, PlanError
-from .core.model import Reversibility, Saga
-from .core.plan import Plan
-from .core.registry import HandlerKind, Registry
-from .core.states import SagaStatus
-from .core.views import SagaResult
+from ..core.engine import Engine
+from ..core.errors import PermanentError, PlanError
+from ..core.model import Reversibility, Saga
+from ..core.plan import Plan
+from ..core.registry import HandlerKind, Registry
+from ..core.states import SagaStatus
+from ..core.views import SagaResult
 
 __all__ = [
     "FailurePoint",
@@ -163,7 +163,7 @@ def _plan(saga: Saga) -> Plan:
 
 
 def _canonical(saga: Saga) -> str:
-    from .core.canonical import canonical_json
-    from .core.plan import PLAN_FORMAT
+    from ..core.canonical import canonical_json
+    from ..core.plan import PLAN_FORMAT
 
     return canonical_json({"format": PLAN_FORMAT, "saga": saga.model_dump(mode="json")})
