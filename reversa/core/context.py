@@ -141,7 +141,8 @@ class StepContext:
         deadline: Absolute clock time by which this call must finish, if any.
         clock: The engine's clock.
         services: Resources the engine was given (clients, simulators...).
-        generation: How many checkpoint resumes preceded this call (0 normally).
+        generation: The checkpoint-resume generation of this step's effect (0
+            unless a resume re-ran the step); its keys carry it.
         journal: The saga store's effect journal (write-ahead records of what an
             operation sent, e.g. signed transactions), fenced by this saga's lease.
     """

@@ -44,6 +44,8 @@ class Worker:
         stall_after_s: Default watchdog threshold; a saga's own
             ``stall_after_s`` overrides it per workflow.
         owner: Name in leases.
+        heartbeat: Run the engine's heartbeat thread. Turn it off only when you
+            call ``worker.engine.beat()`` yourself (a simulation on virtual time).
     """
 
     def __init__(
@@ -58,9 +60,10 @@ class Worker:
         batch: int = 8,
         stall_after_s: float = 300.0,
         owner: str | None = None,
+        heartbeat: bool = True,
     ) -> None:
         self.engine = Engine(registry, store, clock=clock, services=services, owner=owner,
-                             lease_s=lease_s)
+                             lease_s=lease_s, heartbeat=heartbeat)
         self.store = store
         self.poll_s = poll_s
         self.batch = batch

@@ -52,3 +52,12 @@ def test_a_re_run_step_is_compensated_under_a_key_of_its_generation(
     comp_keys = world.keys["credit:compensation"]
     assert len(set(comp_keys)) == 2  # two effects, two distinct undo keys
 
+
+def test_every_compensation_names_the_effect_its_step_made(
+    store: Store, clock: FakeClock
+) -> None:
+    world, _, undone_about = _resumed_then_failed(store, clock)
+    made = {step: set(world.keys[f"{step}:action"]) for step in ("debit", "convert", "credit")}
+    assert undone_about, "nothing was compensated"
+    for step, action_key in undone_about:
+        assert action_key in made[step], f"{step} undone under {action_key}, made {made[step]}"

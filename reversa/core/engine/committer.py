@@ -85,8 +85,7 @@ class GroupCommitter:
                 [(i.live, now, i.escalation, i.rollback) for i in batch],
                 single=len(batch) == 1, lease_s=self.lease_s)
         except StoreError as exc:
-            for item in batch:
-                item.future.set_exception(StoreAbort(exc))
+            _fail(batch, StoreAbort(exc))
             return
         except Exception as exc:
             # Not the step's failure, whatever it is (a value the driver cannot encode,
@@ -95,15 +94,23 @@ class GroupCommitter:
             error = StoreError(
                 f"the saga's state cannot be recorded ({type(exc).__name__}: {exc}); it is "
                 "left as last recorded for a worker or a human", code="unrecordable")
-            for item in batch:
-                item.future.set_exception(StoreAbort(error))
+            _fail(batch, StoreAbort(error))
             return
         except BaseException as exc:  # a signal: fail every waiter, never hang them
-            for item in batch:
-                item.future.set_exception(exc)
+            _fail(batch, exc)
             raise
         for item, result in zip(batch, results, strict=True):
+            if item.future.done():
+                continue  # its waiter was cancelled meanwhile (a lost lease, a shutdown)
             if isinstance(result, StoreError):
                 item.future.set_exception(StoreAbort(result))
             else:
                 item.future.set_result(result.escalation_id)
+
+
+def _fail(batch: list[_Item], exc: BaseException) -> None:
+    # A waiter cancelled meanwhile has a done future: setting it would raise and
+    # leave every later waiter of the batch hanging forever.
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)

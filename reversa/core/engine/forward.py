@@ -153,6 +153,7 @@ async def _reopen(rt: Runtime, live: LiveSaga, names: list[str]) -> None:
         st = live.steps[name]
         if st.status in (StepStatus.COMPENSATED, StepStatus.FAILED, StepStatus.SKIPPED):
             st.move(StepStatus.PENDING)
+            st.generation = live.resumes
             st.attempts = st.comp_attempts = 0
             st.result = st.comp_result = st.error = st.outcome = None
             st.started_at = st.finished_at = st.comp_started_at = st.comp_finished_at = None

@@ -51,7 +51,7 @@ def load_live(rt: Runtime, saga_id: str, token: int, *, quarantine: bool = False
             state=_load(r["state_json"]),
             error=r["error"], outcome=r["outcome"], started_at=r["started_at"],
             finished_at=r["finished_at"], comp_started_at=r["comp_started_at"],
-            comp_finished_at=r["comp_finished_at"],
+            comp_finished_at=r["comp_finished_at"], generation=r["generation"],
         )
         for r in step_rows
     }

@@ -62,8 +62,12 @@ class Runtime:
 
     # -- contexts ---------------------------------------------------------------------
     def key(self, live: LiveSaga, step: str, phase: Phase) -> str:
-        """Idempotency key; a checkpoint resume starts a new generation of keys."""
-        return idempotency_key(live.id, step, phase.value, live.resumes)
+        """Idempotency key, in the generation of the step's effect.
+
+        A checkpoint resume starts a new generation for the steps it re-runs only;
+        the steps before the checkpoint keep the keys their effects carry.
+        """
+        return idempotency_key(live.id, step, phase.value, live.steps[step].generation)
 
     def step_ctx(
         self,
@@ -81,7 +85,7 @@ class Runtime:
             input=live.input, params=spec.params,
             results=live.results(live.plan.upstream(spec.name)),
             result=step.result, pre_state=live.pre_state, deadline=deadline,
-            clock=self.clock, services=self.services, generation=live.resumes,
+            clock=self.clock, services=self.services, generation=step.generation,
             action_key=self.key(live, spec.name, Phase.ACTION), fencing_token=live.token,
             journal=self.store.journal(live.id, live.token),
         )

@@ -85,10 +85,13 @@ def _steps_table(meta: MetaData, *, version: int) -> Table:
     if version >= 3:
         # Snapshot taken when a checkpoint step completed (rollback-to-checkpoint baseline).
         columns.append(Column("state_json", Text))
+    if version >= 6:
+        # The checkpoint-resume generation of the step's effect (its keys carry it).
+        columns.append(Column("generation", Integer, nullable=False, server_default="0"))
     return Table("reversa_steps", meta, *columns)
 
 
-steps = _steps_table(metadata, version=3)
+steps = _steps_table(metadata, version=6)
 
 audit = Table(
     "reversa_audit",
@@ -210,7 +213,17 @@ def _v5(conn: Connection) -> None:
                       "ON reversa_journal (kind, ref, seq)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+def _v6(conn: Connection) -> None:
+    # Each step remembers the generation its effect belongs to: after a checkpoint
+    # resume, the steps before the checkpoint keep the keys they ran under, and only
+    # re-run steps move to the new generation's keys.
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_steps")}
+    if "generation" not in columns:
+        conn.execute(text("ALTER TABLE reversa_steps ADD COLUMN generation INTEGER NOT NULL "
+                          "DEFAULT 0"))
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

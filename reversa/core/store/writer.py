@@ -28,7 +28,7 @@ _SAGA_SET = ("status", "updated_at", "failed_step", "error", "rollback_started_a
              "lease_owner")
 _STEP_SET = ("status", "attempts", "comp_attempts", "result_json", "comp_result_json",
              "state_json", "error", "outcome", "started_at", "finished_at", "comp_started_at",
-             "comp_finished_at")
+             "comp_finished_at", "generation")
 _AUDIT_COLS = ("saga_id", "seq", "ts", "step", "phase", "attempt", "event", "outcome",
                "detail_json", "prev_hash", "hash")
 _SAGA_COLS = ("id", "workflow", "status", "plan_hash", "plan_json", "input_json",
@@ -156,7 +156,8 @@ class Writer:
             cur.executemany(self.step_update, [(
                 s.status.value, s.attempts, s.comp_attempts, _dump(s.result),
                 _dump(s.comp_result), _dump(s.state), s.error, s.outcome, s.started_at,
-                s.finished_at, s.comp_started_at, s.comp_finished_at, live.id, s.name)
+                s.finished_at, s.comp_started_at, s.comp_finished_at, s.generation, live.id,
+                s.name)
                 for s in dirty])
         if rows:
             cur.executemany(self.audit_insert, rows)
