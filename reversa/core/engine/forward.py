@@ -51,6 +51,7 @@ async def forward(rt: Runtime, live: LiveSaga) -> None:
 async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
     st = live.steps[spec.name]
     fn = rt.registry.get(HandlerKind.ACTION, spec.action)
+    doubt: list[Failure] = []  # attempts whose effect may have happened
 
     async def attempt() -> Any:
         rt.boundary()
@@ -73,6 +74,8 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
                 return recordable(fn, await settle_timed_out(timed_out, spec.timeout_s))
         except Exception as exc:
             failure = classify(exc)
+            if failure.in_doubt:
+                doubt.append(failure)
             st.error, st.outcome = failure.message, failure.code
             live.log("step_attempt_failed", failure.code, step=spec.name,
                      phase=Phase.ACTION.value, attempt=st.attempts, error=failure.message,
@@ -83,6 +86,11 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
         result = await with_retries(spec.retry, rt.clock, None, attempt)
     except Exception as exc:
         failure = classify(exc)
+        if doubt and not failure.in_doubt:
+            # A later attempt's clean failure says nothing about an earlier one whose
+            # outcome was unknown: the step stays in doubt, and the rollback settles it.
+            failure = Failure(failure.code, f"{failure.message} (an earlier attempt's outcome "
+                              f"is unknown: {doubt[-1].message})", False, True)
         st.move(StepStatus.FAILED)
         st.finished_at = rt.clock.now()
         st.error = failure.message
