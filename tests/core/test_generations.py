@@ -12,7 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from reversa import Engine, FakeClock, OnFailure, SagaStatus, StepContext, Store
+import pytest
+
+from reversa import (
+    Engine,
+    FakeClock,
+    OnCrash,
+    OnFailure,
+    SagaStatus,
+    StepContext,
+    Store,
+    Worker,
+)
 from tests.core.kit import World, chain_saga, reject, transfer_registry
 
 
@@ -61,3 +72,42 @@ def test_every_compensation_names_the_effect_its_step_made(
     assert undone_about, "nothing was compensated"
     for step, action_key in undone_about:
         assert action_key in made[step], f"{step} undone under {action_key}, made {made[step]}"
+
+
+class _Crash(BaseException):
+    """The owner dies at a commit boundary."""
+
+
+class _DiesBeforeResume(Store):
+    def write_batch(self, items: Any, **kwargs: Any) -> Any:
+        if any(e.event == "saga_resumed" for live, *_ in items for e in live.events):
+            raise _Crash()
+        return super().write_batch(items, **kwargs)
+
+
+def test_a_crash_between_the_rollback_and_the_resume_is_recovered(
+    store: Store, clock: FakeClock
+) -> None:
+    """Found by the simulator (reversa chaos --seed 247): the rollback to the checkpoint
+    and the re-opening of its steps were two commits; a crash between them left a running
+    saga with compensated steps, which no worker could move (illegal transition, forever)."""
+    world = World()
+    world.fail["do:credit"] = [reject("declined once")]
+    saga = chain_saga(["debit", "convert", "credit"], on_failure=OnFailure.RETRY_FROM_CHECKPOINT,
+                      checkpoint_retries=1, on_crash=OnCrash.RESUME)
+    saga = saga.model_copy(update={"steps": tuple(
+        s.model_copy(update={"checkpoint": s.name == "debit"}) for s in saga.steps)})
+    agent = Engine(transfer_registry(world), _DiesBeforeResume(store.engine, clock),
+                   clock=clock, lease_s=5, heartbeat=False)
+    with pytest.raises(_Crash):
+        agent.run(saga, saga_id="resuming")
+    clock.advance(10)
+    worker = Worker(transfer_registry(world), store, clock=clock, lease_s=5)
+    (result,) = worker.run_once()
+    worker.engine.close()
+    # The rollback to the checkpoint never concluded durably: the worker finishes the
+    # rollback (all of it: the checkpoint is recorded with the conclusion).
+    assert result.status is SagaStatus.COMPENSATED
+    assert world.landed == ["do:debit", "do:convert", "undo:convert", "undo:debit"]
+    assert world.balances == {"a": 100, "b": 0, "c": 0}
+    assert store.verify_audit().ok

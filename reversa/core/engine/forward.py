@@ -166,4 +166,5 @@ async def _reopen(rt: Runtime, live: LiveSaga, names: list[str]) -> None:
             st.result = st.comp_result = st.error = st.outcome = None
             st.started_at = st.finished_at = st.comp_started_at = st.comp_finished_at = None
     live.log("saga_resumed", "running", generation=live.resumes)
-    await rt.flush(live)
+    # One commit with the rollback's conclusion (see rollback._conclude).
+    await rt.flush(live, rollback=live.last_rollback)

@@ -471,6 +471,11 @@ async def _conclude(
     live.log("rollback_recorded", record["outcome"], record=record)
     live.log("saga_" + end_status.value, "ok")
     live.last_rollback = record
+    if end_status is SagaStatus.RUNNING:
+        # A resume from the checkpoint: the caller re-opens the steps and commits this
+        # conclusion with them. Two commits would let a crash leave a running saga
+        # with compensated steps, which nothing can move forward.
+        return True
     await rt.flush(live, rollback=record)
     return True
 
