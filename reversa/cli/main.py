@@ -275,12 +275,13 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import bench, demo, sim, worker
+    from . import bench, chaos, demo, sim, worker
 
     demo.register(app)
     bench.register(app)
     worker.register(app)
     sim.register(app)
+    chaos.register(app)
 
 
 _register_extensions()
