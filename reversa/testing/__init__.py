@@ -9,7 +9,9 @@
 """
 
 from ._failure_points import (
+    KINDS,
     FailurePoint,
+    InjectedCrash,
     InjectedFault,
     expected_status,
     failure_points,
@@ -18,7 +20,9 @@ from ._failure_points import (
 )
 
 __all__ = [
+    "KINDS",
     "FailurePoint",
+    "InjectedCrash",
     "InjectedFault",
     "expected_status",
     "failure_points",
