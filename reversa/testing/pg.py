@@ -76,8 +76,9 @@ class PgServer:
 
     def restart(self, *, mode: str = "fast") -> None:
         """Restart the server (``pg_ctl restart``): every connection is dropped."""
+        # -l: the new server must not inherit (and hold open) pg_ctl's output pipes.
         _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode,
-                    "-w", "-t", "60", "restart"])
+                    "-l", str(self.root / "log"), "-w", "-t", "60", "restart"])
 
     def terminate_backends(self, dbname: str, *, application: str | None = None) -> int:
         """``pg_terminate_backend`` every other connection to ``dbname``; how many."""

@@ -53,9 +53,10 @@ class Effects:
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None,
                                     check_same_thread=False)
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT, step TEXT, kind TEXT)")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS calls "
+                          "(key TEXT, step TEXT, kind TEXT, saga TEXT)")
         self.conn.execute("CREATE TABLE IF NOT EXISTS applied "
-                          "(key TEXT PRIMARY KEY, step TEXT, kind TEXT)")
+                          "(key TEXT PRIMARY KEY, step TEXT, kind TEXT, saga TEXT)")
         self.conn.execute("CREATE TABLE IF NOT EXISTS epochs (saga TEXT PRIMARY KEY, "
                           "epoch INTEGER)")
         self.conn.execute("CREATE TABLE IF NOT EXISTS tombstones (key TEXT PRIMARY KEY)")
@@ -79,12 +80,12 @@ class Effects:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             # Every request that reaches the service is counted, refused or not.
-            self.conn.execute("INSERT INTO calls VALUES (?, ?, ?)",
-                              (ctx.idempotency_key, ctx.step, kind))
+            self.conn.execute("INSERT INTO calls VALUES (?, ?, ?, ?)",
+                              (ctx.idempotency_key, ctx.step, kind, ctx.saga_id))
             self._admit(ctx)
             self._check_key(ctx.idempotency_key)
-            self.conn.execute("INSERT OR IGNORE INTO applied VALUES (?, ?, ?)",
-                              (ctx.idempotency_key, ctx.step, kind))
+            self.conn.execute("INSERT OR IGNORE INTO applied VALUES (?, ?, ?, ?)",
+                              (ctx.idempotency_key, ctx.step, kind, ctx.saga_id))
         finally:
             self.conn.execute("COMMIT")
         return {"step": ctx.step}
