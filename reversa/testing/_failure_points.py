@@ -133,13 +133,14 @@ def failure_points(saga: Saga, kinds: Sequence[str] = ("permanent",)) -> list[Fa
 def expected_status(saga: Saga, point: FailurePoint) -> SagaStatus:
     """The end state Reversa guarantees for ``point`` under the saga's policies.
 
-    An action failure ends compensated (failed, when nothing had happened before
-    it), unless an irreversible step without forward recovery had completed, or
-    the failed call is in doubt and the step cannot settle it (no block for "did
-    not happen", neither block nor probe at all): then a human is needed. A
-    crash is recovered per ``on_crash``: resumed to completion, or compensated.
-    A compensation that fails ends escalated (AG-166 4.6, AG-384 4.2); one whose
-    process crashed is finished by the recovery.
+    An action failure ends compensated (failed, when it was rejected outright
+    and nothing had happened before it), unless an irreversible step without
+    forward recovery had completed, or the failed call is in doubt and the step
+    cannot settle it (no block for "did not happen", neither block nor probe at
+    all): then a human is needed. A crash is recovered per ``on_crash``: resumed
+    to completion, or compensated. A compensation that fails ends escalated
+    (AG-166 4.6, AG-384 4.2); one whose process crashed is finished by the
+    recovery.
     """
     plan = _plan(saga)
     if point.phase == "compensation":
@@ -164,7 +165,9 @@ def expected_status(saga: Saga, point: FailurePoint) -> SagaStatus:
         if spec.reversibility is Reversibility.IRREVERSIBLE and spec.forward_recovery is None:
             return SagaStatus.ESCALATED
         return SagaStatus.COMPENSATED
-    return SagaStatus.FAILED if not before else SagaStatus.COMPENSATED
+    # "failed" says nothing was in effect when the rollback began; an in-doubt first
+    # step was, until its block settled it, so that rollback ends "compensated".
+    return SagaStatus.FAILED if not before and not in_doubt else SagaStatus.COMPENSATED
 
 
 def inject(registry: Registry, saga: Saga, point: FailurePoint) -> Registry:
