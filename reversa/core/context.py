@@ -8,6 +8,8 @@ through ``ctx.services``, handed to the engine once.
 
 from __future__ import annotations
 
+import functools
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -25,6 +27,7 @@ __all__ = [
     "Check",
     "CostEstimate",
     "EffectJournal",
+    "FENCE_HEADER",
     "Fence",
     "JournalRecord",
     "PredicateContext",
@@ -74,6 +77,10 @@ class CostEstimate:
     detail: Mapping[str, Any] = field(default_factory=dict)
     acceptable: bool = True
     reason: str = ""
+
+
+FENCE_HEADER = "Reversa-Fence"
+"""HTTP header carrying :meth:`Fence.header` on every call to a fenced service."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +226,10 @@ class SnapshotContext:
     services: Mapping[str, Any]
     clock: Clock
 
+    def service(self, name: str, kind: type[T] | None = None) -> T:
+        """The service registered as ``name`` (see :meth:`StepContext.service`)."""
+        return lookup_service(self.services, name, kind, where=f"snapshot of {self.workflow!r}")
+
 
 @dataclass(frozen=True, slots=True)
 class PredicateContext:
@@ -244,7 +255,12 @@ class PredicateContext:
     clock: Clock
     checkpoint_state: Mapping[str, Any] | None = None
 
+    def service(self, name: str, kind: type[T] | None = None) -> T:
+        """The service registered as ``name`` (see :meth:`StepContext.service`)."""
+        return lookup_service(self.services, name, kind, where=f"predicate of {self.workflow!r}")
 
+
+@functools.lru_cache(maxsize=8192)
 def idempotency_key(saga_id: str, step: str, phase: str, generation: int = 0) -> str:
     """The one key format: ``rv:<saga>:<step>:<phase>[#<generation>]``.
 
@@ -261,7 +277,13 @@ def idempotency_key(saga_id: str, step: str, phase: str, generation: int = 0) ->
 
 
 def _escape(component: str) -> str:
+    # Per-step hot path: most ids and names need no escaping at all.
+    if _PLAIN.fullmatch(component):
+        return component
     return quote(component, safe="._-")
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9._\-]*")
 
 
 def lookup_service(services: Mapping[str, Any], name: str, kind: type[T] | None,

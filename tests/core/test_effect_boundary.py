@@ -218,6 +218,8 @@ def test_no_block_no_probe_escalates(store: Store, clock: FakeClock) -> None:
     engine.close()
     assert result.status is SagaStatus.ESCALATED
     view = engine.inspect(result.saga_id)
+    (esc,) = view.escalations
+    assert "neither block nor probe" in esc.reason
     assert "neither block nor probe" in (view.step("convert").error or "")
     assert view.step("convert").status is StepStatus.ESCALATED
     # The debit it consumed is held in effect, not undone under a credit that may land.
@@ -333,6 +335,11 @@ def test_journal_writes_are_fenced_and_blocked_keys_refused(store: Store, clock:
     engine.close()
     token = int(store.load(sid)[0]["lease_token"])
     mine = store.journal(sid, token)
+    with pytest.raises(LeaseLost, match="is compensated"):  # a saga at rest sends nothing
+        mine.put(JournalRecord("k0", "evm.tx", "0xabc", 6, True, {}))
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE reversa_sagas SET status='compensating' WHERE id = :s"),
+                     {"s": sid})
     record = JournalRecord("k1", "evm.tx", "0xabc", 7, True, {"hash": "0x1"})
     mine.put(record)
     assert mine.get("k1") == record

@@ -79,14 +79,17 @@ class Runtime:
     ) -> StepContext:
         """Build the context handed to one call."""
         step = live.steps[spec.name]
+        action_key = self.key(live, spec.name, Phase.ACTION)
         return StepContext(
             saga_id=live.id, workflow=live.plan.saga.workflow, step=spec.name, phase=phase,
-            attempt=attempt, idempotency_key=self.key(live, spec.name, phase),
+            attempt=attempt,
+            idempotency_key=action_key if phase is Phase.ACTION else self.key(
+                live, spec.name, phase),
             input=live.input, params=spec.params,
             results=live.results(live.plan.upstream(spec.name)),
             result=step.result, pre_state=live.pre_state, deadline=deadline,
             clock=self.clock, services=self.services, generation=step.generation,
-            action_key=self.key(live, spec.name, Phase.ACTION), fencing_token=live.token,
+            action_key=action_key, fencing_token=live.token,
             journal=self.store.journal(live.id, live.token),
         )
 

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TOMBSTONE", "StoreJournal"]
 
+_AT_REST = frozenset({"completed", "compensated", "failed", "resolved"})
+
 TOMBSTONE = "tombstone"
 """``kind`` of a record that blocks its key: nothing may be journaled under it."""
 
@@ -85,10 +87,16 @@ class StoreJournal:
     def _fence(self, conn: Any, key: str) -> None:
         # The fence and the write share one transaction: lock the saga row.
         sagas = t.sagas.c
-        fence = select(sagas.lease_token).where(sagas.id == self.saga_id)
+        fence = select(sagas.lease_token, sagas.status).where(sagas.id == self.saga_id)
         if self.store.dialect == "postgresql":
             fence = fence.with_for_update()
-        current = conn.execute(fence).scalar()
+        row = conn.execute(fence).first()
+        current, status = (None, None) if row is None else (row[0], row[1])
+        if status in _AT_REST:
+            # A saga at rest sends nothing: its record is final.
+            raise LeaseLost(
+                f"saga {self.saga_id} is {status}; journal write of {key!r} refused, so the "
+                "effect it records must not be sent", details={"saga": self.saga_id})
         if current != self.token:
             raise LeaseLost(
                 f"saga {self.saga_id}: lease token {self.token} is no longer current "
