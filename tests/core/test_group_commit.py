@@ -169,3 +169,36 @@ def test_the_committer_never_merges_two_sagas_sharing_an_id(store: Store) -> Non
     assert "already exists" in str(outcomes[1]) and not second.created
     (entry,) = store.rows("audit", saga_id="same")
     assert entry["outcome"] == "first"
+
+
+def test_a_cancelled_waiter_does_not_hang_the_rest_of_its_batch(store: Store) -> None:
+    """Found by the simulator: a saga whose task was cancelled while its flush waited (a
+    lost lease, a process shutting down) made the shared commit's callback raise
+    InvalidStateError on its future, and every later waiter of the batch hung forever."""
+    from reversa.core.engine.committer import GroupCommitter
+    from reversa.core.live import LiveSaga, LiveStep
+
+    engine = Engine(transfer_registry(World()), store, clock=FakeClock(), heartbeat=False)
+    plan = engine._plan(chain_saga())
+    committer = GroupCommitter(store, FakeClock(), 30)
+    errors: list[Any] = []
+
+    def live(sid: str) -> LiveSaga:
+        saga = LiveSaga(id=sid, plan=plan, input={}, status=SagaStatus.RUNNING,
+                        steps={n: LiveStep(n, i) for i, n in enumerate(plan.order)}, token=1,
+                        seq=0, head=plan.hash, created_at=0.0, updated_at=0.0)
+        saga.log("plan_recorded", "ok")
+        return saga
+
+    async def scenario() -> Any:
+        asyncio.get_running_loop().set_exception_handler(lambda loop, ctx: errors.append(ctx))
+        cancelled = asyncio.ensure_future(committer.flush(live("gone")))
+        waiting = asyncio.ensure_future(committer.flush(live("kept")))
+        await asyncio.sleep(0)  # both are queued in one batch...
+        cancelled.cancel()  # ...and one waiter goes away before it commits
+        return await asyncio.wait_for(waiting, 5)
+
+    assert engine._sync(scenario()) is None
+    engine.close()
+    assert errors == []
+    assert {r["id"] for r in store.rows("sagas")} == {"gone", "kept"}
