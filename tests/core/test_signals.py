@@ -15,7 +15,16 @@ from typing import Any
 
 import pytest
 
-from reversa import Engine, FakeClock, SagaStatus, StepContext, Store, Worker
+from reversa import (
+    EmergencyStop,
+    Engine,
+    FakeClock,
+    LeaseLost,
+    SagaStatus,
+    StepContext,
+    Store,
+    Worker,
+)
 from tests.core.kit import World, chain_saga, reject, transfer_registry
 
 
@@ -96,3 +105,29 @@ def test_an_interrupted_compensation_does_not_resurface_in_the_next_run(
     result = engine.run(chain_saga(["notify"]))
     engine.close()
     assert result.status is SagaStatus.COMPLETED
+
+
+@pytest.mark.parametrize("signal", ["shutdown", "emergency_stop"])
+def test_a_signal_met_after_the_lease_was_lost_ends_as_a_lease_error(
+    store: Store, clock: FakeClock, signal: str
+) -> None:
+    """Found by the simulator (reversa chaos --seed 2285): a worker paused in a step lost
+    its saga's lease, then was told to shut down; recording the hand-over failed on the
+    lost lease and StoreAbort (a BaseException) escaped the engine and Worker.run_once."""
+    world = World()
+    reg = transfer_registry(world)
+    engine = Engine(reg, store, clock=clock, lease_s=5, heartbeat=False)
+
+    def lose_then_signal(ctx: StepContext) -> Any:
+        store.claim("thief", 30, saga_id=ctx.saga_id, force=True)  # taken over meanwhile
+        if signal == "emergency_stop":
+            raise EmergencyStop("operator hit the stop", category=0, source="test")
+        engine.shutdown()
+        return world.effect(ctx, "do:convert", {"b": 10})
+
+    reg.add("action", "convert.lost", lose_then_signal)
+    with pytest.raises(LeaseLost):
+        engine.run(_with(chain_saga(), "convert", action="convert.lost"), saga_id="lost")
+    engine.close()
+    assert engine.held() == {}
+    assert store.load("lost")[0]["lease_owner"] == "thief"

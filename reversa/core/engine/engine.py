@@ -245,31 +245,33 @@ class Engine:
                 self._tasks[live.id] = (asyncio.get_running_loop(), task)
         aborted = False
         try:
-            await body()
-        except asyncio.CancelledError:
-            if live.id not in self._rt.lost:
-                raise
-            # Our heartbeat found the lease taken: this process stops the saga now.
-            if task is not None:
-                task.uncancel()
-            raise LeaseLost(
-                f"saga {live.id}: lease token {live.token} was taken over by another worker "
-                "while a step ran; this process stopped the saga",
-                details={"saga": live.id, "token": live.token}) from None
-        except EmergencyStop as stop:
-            await self._emergency(live, stop)
-        except ShutdownRequested:
-            # Record what already happened, then give the saga back at once.
-            live.log("handed_over", "shutdown", owner=self.owner)
-            await self._rt.flush(live)
-            with self._lock:
-                self._rt.held.pop(live.id, None)
-            self.store.release(live.id, live.token)
+            try:
+                await body()
+            except asyncio.CancelledError:
+                if live.id not in self._rt.lost:
+                    raise
+                # Our heartbeat found the lease taken: this process stops the saga now.
+                if task is not None:
+                    task.uncancel()
+                raise LeaseLost(
+                    f"saga {live.id}: lease token {live.token} was taken over by another "
+                    "worker while a step ran; this process stopped the saga",
+                    details={"saga": live.id, "token": live.token}) from None
+            except EmergencyStop as stop:
+                await self._emergency(live, stop)
+            except ShutdownRequested:
+                # Record what already happened, then give the saga back at once.
+                live.log("handed_over", "shutdown", owner=self.owner)
+                await self._rt.flush(live)
+                with self._lock:
+                    self._rt.held.pop(live.id, None)
+                self.store.release(live.id, live.token)
         except StoreAbort as abort:
-            # Nothing more can be recorded: leave the saga as the store has it
-            # (visibly in doubt) for a worker to recover, and report the cause. The
-            # lease is kept, not released: it lapses, so a saga that cannot be
-            # recorded is retried at the lease's pace, not in a tight loop.
+            # From the body or from recording a stop or a hand-over: nothing more can be
+            # recorded. Leave the saga as the store has it (visibly in doubt) for a
+            # worker to recover, and report the cause as the StoreError it is (never the
+            # BaseException carrier). The lease is kept, not released: it lapses, so a
+            # saga that cannot be recorded is retried at the lease's pace, not in a loop.
             aborted = True
             with self._lock:
                 self._rt.held.pop(live.id, None)
