@@ -125,7 +125,7 @@ async def _undo_all(
         if not ready:
             continue
         outcomes = await asyncio.gather(
-            *(_contained(_undo(rt, live, n, deadline, record)) for n in ready),
+            *(_contained(_undo, rt, live, n, deadline, record) for n in ready),
             return_exceptions=True)
         failures = []
         for name, outcome in zip(ready, outcomes, strict=True):
@@ -160,12 +160,13 @@ class _Escaped:
         self.exc = exc
 
 
-async def _contained(branch: Any) -> Any:
+async def _contained(branch: Any, *args: Any) -> Any:
     # asyncio re-raises KeyboardInterrupt and SystemExit out of the event loop from
     # the branch's own task, leaving the saga's task pending (it then resurfaced in
-    # the next, unrelated run). Caught here, it is re-raised by the saga's task.
+    # the next, unrelated run). Caught here, it is re-raised by the saga's task. The
+    # coroutine is made here, so a branch cancelled before it starts leaves none behind.
     try:
-        return await branch
+        return await branch(*args)
     except (KeyboardInterrupt, SystemExit) as exc:
         return _Escaped(exc)
 
