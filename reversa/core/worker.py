@@ -191,6 +191,11 @@ class Worker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (SIGTERM): no new round should start."""
+        return self._stop.is_set()
+
     def stop(self) -> None:
         """Ask :meth:`run_forever` to hand its sagas over at the next step boundary and exit."""
         self._stop.set()

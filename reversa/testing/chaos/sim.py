@@ -116,7 +116,8 @@ class _Simulation:
         self.lives: Counter[str] = Counter()
         self.procs: dict[str, Process] = {}
         self.workers: dict[str, Worker] = {}
-        self.finished = False
+        self.finished = False  # the quiet phase: no new faults, recovery goes on
+        self.over = False  # the run is ending: workers stop and are not restarted
         self.network = Network(schedule.seed, self)
         self.stats: Counter[str] = Counter()
         self._index(schedule.faults)
@@ -243,7 +244,7 @@ class _Simulation:
 
     # -- workers ----------------------------------------------------------------------
     async def _supervise(self, actor: str) -> None:
-        while not self.finished:
+        while not self.over:
             proc = self._process(actor)
             worker = Worker(self.registry, proc.store, clock=proc.clock,
                             services=self._services(proc), lease_s=LEASE_S, poll_s=POLL_S,
@@ -253,7 +254,7 @@ class _Simulation:
             work = proc.spawn(self._work(proc, worker))
             proc.spawn(self._heartbeats(proc))
             await asyncio.wait({work})
-            if not self.finished:
+            if not self.over:
                 await asyncio.sleep(RESTART_S)
 
     def _idle(self) -> bool:
@@ -272,7 +273,7 @@ class _Simulation:
         return row is None
 
     async def _work(self, proc: Process, worker: Worker) -> None:
-        while proc.alive and not worker._stop.is_set():
+        while proc.alive and not worker.stopping:
             if self._idle():
                 await asyncio.sleep(POLL_S)
                 continue
@@ -376,6 +377,7 @@ class _Simulation:
             if self.clock.now() >= deadline:
                 break
             await asyncio.sleep(POLL_S)
+        self.over = True
         for actor, worker in self.workers.items():
             if self.procs[actor].alive:
                 worker.stop()
