@@ -40,6 +40,7 @@ from .core.errors import (
     TransientError,
 )
 from .core.fencing import FenceGate
+from .core.inspector import Inspector
 from .core.model import (
     CompensationKind,
     Escalation,
@@ -61,6 +62,7 @@ from .core.views import (
     EscalationView,
     RollbackView,
     SagaResult,
+    SagaSummary,
     SagaView,
     StepView,
 )
@@ -79,8 +81,10 @@ __all__ = [
     "Fence", "FenceGate", "EffectJournal", "JournalRecord",
     # running
     "Engine", "Store", "Worker", "Clock", "SystemClock", "FakeClock", "DryRunReport", "StepFinding",
+    # inspecting
+    "Inspector",
     # state and records
-    "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaView", "StepView",
+    "SagaStatus", "StepStatus", "Phase", "SagaResult", "SagaSummary", "SagaView", "StepView",
     "AttemptView", "AuditEntry", "RollbackView", "EscalationView", "AuditReport",
     "AuditProblem",
     # errors

@@ -38,27 +38,33 @@ def main() -> None:
     parser.add_argument("--no-postgres", action="store_true")
     args = parser.parse_args()
     server = None if args.no_postgres else pg.start()
-    try:
-        for backend in ("sqlite", "postgres"):
-            if backend == "postgres" and server is None:
-                continue
-            for conc in args.concurrency:
-                if backend == "sqlite":
-                    db = str(Path(tempfile.mkdtemp()) / "bench.db")
-                else:
-                    assert server is not None
-                    db = server.create_database(f"bench_{conc}")
-                r = bench(db, args.sagas, args.steps, conc)
-                dbos = r.get("dbos", {})
-                print(json.dumps({
-                    "backend": backend, "concurrency": conc,
-                    "reversa_steps_per_s": round(float(r["steps_per_s"]), 1),
-                    "dbos_steps_per_s": round(float(dbos.get("steps_per_s", 0)), 1),
-                    "ratio": r.get("ratio_vs_dbos", {}).get("steps_per_s"),
-                    "dbos_error": dbos.get("error")}), flush=True)
-    finally:
-        if server is not None:
-            server.stop()
+    # SQLite files go in one folder removed at the end, also on error.
+    with tempfile.TemporaryDirectory(prefix="reversa-peers-") as tmp:
+        try:
+            _compare(args, server, Path(tmp))
+        finally:
+            if server is not None:
+                server.stop()
+
+
+def _compare(args: argparse.Namespace, server: pg.PgServer | None, tmp: Path) -> None:
+    for backend in ("sqlite", "postgres"):
+        if backend == "postgres" and server is None:
+            continue
+        for conc in args.concurrency:
+            if backend == "sqlite":
+                db = str(tmp / f"bench_{conc}.db")
+            else:
+                assert server is not None
+                db = server.create_database(f"bench_{conc}")
+            r = bench(db, args.sagas, args.steps, conc)
+            dbos = r.get("dbos", {})
+            print(json.dumps({
+                "backend": backend, "concurrency": conc,
+                "reversa_steps_per_s": round(float(r["steps_per_s"]), 1),
+                "dbos_steps_per_s": round(float(dbos.get("steps_per_s", 0)), 1),
+                "ratio": r.get("ratio_vs_dbos", {}).get("steps_per_s"),
+                "dbos_error": dbos.get("error")}), flush=True)
 
 
 if __name__ == "__main__":

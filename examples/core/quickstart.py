@@ -1,4 +1,7 @@
-"""Quick start: a three-step transfer whose last step fails, governed back.
+"""Quick start: the README's transfer saga, typed, with a consistency predicate.
+
+The debit succeeds, the partner's credit fails, so the debit is refunded; the
+predicate then confirms the balance equals the snapshot taken before step 1.
 
 Run: python examples/core/quickstart.py   (writes ./reversa.db, or $REVERSA_DB)
 """
@@ -21,32 +24,27 @@ from reversa import (
     Store,
 )
 
-balances = {"alice": 100, "bob": 0}
-applied: set[str] = set()  # the "bank" deduplicates by idempotency key
+# An in-file stand-in for the bank: one posting per idempotency key, so a retried
+# or repeated call posts once (as a real bank API that deduplicates by key would).
+bank: dict[str, int] = {}
+OPENING_BALANCE = 100
 registry = Registry()
-
-
-def move(ctx: StepContext, frm: str, to: str, amount: int) -> dict[str, Any]:
-    if ctx.idempotency_key not in applied:
-        applied.add(ctx.idempotency_key)
-        balances[frm] -= amount
-        balances[to] += amount
-    return {"moved": amount}
 
 
 @registry.action("bank.debit")
 def debit(ctx: StepContext) -> dict[str, Any]:
-    return move(ctx, "alice", "bob", ctx.params["amount"])
+    bank[ctx.idempotency_key] = -ctx.input["amount"]
+    return {"amount": ctx.input["amount"]}
 
 
 @registry.compensation("bank.refund")
-def refund(ctx: StepContext) -> dict[str, Any]:
-    return move(ctx, "bob", "alice", ctx.result["moved"])
+def refund(ctx: StepContext) -> None:
+    bank[ctx.idempotency_key] = ctx.result["amount"]
 
 
 @registry.action("partner.credit")
 def credit(ctx: StepContext) -> None:
-    raise PermanentError("partner bank rejects the credit (sanctions screening)")
+    raise PermanentError("the partner bank rejects the credit (sanctions screening)")
 
 
 @registry.compensation("partner.cancel")
@@ -54,34 +52,33 @@ def cancel(ctx: StepContext) -> None:
     return None  # nothing reached the partner; "nothing to undo" is success
 
 
-@registry.snapshot("bank.balances")
-def snapshot(ctx: SnapshotContext) -> dict[str, Any]:
-    return dict(balances)
+@registry.snapshot("bank.balance")
+def balance(ctx: SnapshotContext) -> dict[str, Any]:
+    return {"balance": OPENING_BALANCE + sum(bank.values())}
 
 
 @registry.predicate("bank.restored")
 def restored(ctx: PredicateContext) -> Check:
     ok = ctx.post_state == ctx.pre_state
-    return Check(ok, "balances equal the pre-workflow snapshot" if ok else "balances differ")
+    return Check(ok, "balance equals the pre-workflow snapshot" if ok else "balance differs")
 
 
 saga = Saga.chain(
-    "quickstart-transfer",
+    "transfer",
     [
-        Step(name="debit", action="bank.debit", compensation="bank.refund",
-             params={"amount": 40}),
+        Step(name="debit", action="bank.debit", compensation="bank.refund"),
         Step(name="credit", action="partner.credit", compensation="partner.cancel"),
     ],
-    snapshot="bank.balances",
+    snapshot="bank.balance",
     predicate="bank.restored",
 )
 
 if __name__ == "__main__":
     store = Store.open()  # $REVERSA_DB or ./reversa.db (SQLite, WAL)
     engine = Engine(registry, store)
-    result = engine.run(saga, {"reference": "INV-1"})
+    result = engine.run(saga, {"amount": 40})
     engine.close()
     print(f"saga {result.saga_id}: {result.status} (failed at {result.failed_step!r})")
-    print(f"balances: {balances}")
+    print(f"balance: {OPENING_BALANCE + sum(bank.values())}")
     print(f"audit verified: {store.verify_audit(result.saga_id).ok}")
     raise SystemExit(0 if result.status is SagaStatus.COMPENSATED else 1)

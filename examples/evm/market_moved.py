@@ -14,13 +14,18 @@ import os
 import tempfile
 
 from reversa import Engine, SagaStatus, Store, SystemClock
+from reversa.demos.evm.rig import inprocess_rig
 from reversa.simulators.evm import UNIT
-from reversa.simulators.evm.rig import inprocess_rig
 
 
 def main() -> int:
-    db_url = os.environ.get("REVERSA_DB",
-                            f"sqlite:///{tempfile.mkdtemp(prefix='reversa-evm-')}/reversa.db")
+    # The record goes in a folder removed on exit (also on error) unless REVERSA_DB is set.
+    with tempfile.TemporaryDirectory(prefix="reversa-evm-") as workdir:
+        return run(os.environ.get("REVERSA_DB", f"sqlite:///{workdir}/reversa.db"))
+
+
+def run(db_url: str) -> int:
+    """Run the scenario, recording it at ``db_url``."""
     rig = inprocess_rig(poll_interval_s=0.01)
     try:
         rig.whale_after_first_swap(50_000 * UNIT)
@@ -37,6 +42,7 @@ def main() -> int:
         print(f"  escalation #{result.escalation_id}: "
               f"{store.rows('escalations', id=result.escalation_id)[0]['reason'][:120]}…")
         print(f"  holdings now: {rig.holdings()}")
+        store.close()
         return 0 if result.status is SagaStatus.ESCALATED else 1
     finally:
         rig.close()

@@ -13,15 +13,17 @@ import tempfile
 
 from rich.console import Console
 
-from reversa.adapters.evm.demos import DEMOS
+from reversa.demos.evm.demos import DEMOS
 
 
 def main() -> int:
-    db_url = os.environ.get("REVERSA_DB",
-                            f"sqlite:///{tempfile.mkdtemp(prefix='reversa-evm-')}/reversa.db")
-    console = Console(width=120)
-    codes = [DEMOS[name](db_url, console) for name in ("evm-pending-replacement", "evm-reorg")]
-    return max(codes)
+    # The record goes in a folder removed on exit (also on error) unless REVERSA_DB is set.
+    with tempfile.TemporaryDirectory(prefix="reversa-evm-") as workdir:
+        db_url = os.environ.get("REVERSA_DB", f"sqlite:///{workdir}/reversa.db")
+        console = Console(width=120)
+        runs = [DEMOS[name](db_url, console)
+                for name in ("evm-pending-replacement", "evm-reorg")]
+    return max(run.code for run in runs)
 
 
 if __name__ == "__main__":

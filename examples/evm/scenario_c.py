@@ -21,11 +21,10 @@ from reversa.adapters.evm import (
     EvmWallet,
     LocalSigner,
     PrivateEndpoint,
-    SqliteTxJournal,
     SubmissionPolicy,
     register_evm,
 )
-from reversa.adapters.evm.scenarios import scenario_c
+from reversa.demos.evm.scenarios import scenario_c
 from reversa.simulators.evm import (
     UNIT,
     InProcessChain,
@@ -36,7 +35,14 @@ from reversa.simulators.evm import (
 
 
 def main() -> int:
-    workdir = tempfile.mkdtemp(prefix="reversa-evm-")
+    # Everything the example writes (record, transaction journal) goes in a folder
+    # removed on exit, also on error; set REVERSA_DB to keep the record.
+    with tempfile.TemporaryDirectory(prefix="reversa-evm-") as workdir:
+        return run(workdir)
+
+
+def run(workdir: str) -> int:
+    """Run scenario C, writing its files under ``workdir``."""
     db_url = os.environ.get("REVERSA_DB", f"sqlite:///{workdir}/reversa.db")
 
     # The simulated chain: Vyper tokens, pools, router and vault.
@@ -57,7 +63,8 @@ def main() -> int:
             submission=SubmissionPolicy(),
             poll_interval_s=0.01, confirm_timeout_s=5, on_poll=chain.tick,
         )
-        wallet = EvmWallet(network, signer, journal=SqliteTxJournal(f"{workdir}/txs.db"))
+        # No journal to configure: transactions are journaled in the saga store.
+        wallet = EvmWallet(network, signer)
         registry = Registry()
         handlers = register_evm(registry)
         addresses = {name: world.address(name)
@@ -65,10 +72,11 @@ def main() -> int:
         saga, data = scenario_c(registry, handlers, addresses, amount_a=10_000 * UNIT,
                                 max_loss_bps=100)
 
-        engine = Engine(registry, Store.open(db_url), clock=SystemClock(),
-                        services={"evm": wallet})
+        store = Store.open(db_url)
+        engine = Engine(registry, store, clock=SystemClock(), services={"evm": wallet})
         result = engine.run(saga, data)
         engine.close()
+        store.close()
 
     record = result.rollback or {}
     print(f"saga {result.saga_id}: {result.status} (failed step {result.failed_step})")
@@ -84,7 +92,8 @@ def main() -> int:
     print(f"  predicate: {record.get('predicate', {}).get('reason')}")
     allowance = world.allowance("TKA", signer.address, world.address("router"))
     print(f"  router allowance now: {allowance}")
-    print(f"  record: {db_url}")
+    kept = "REVERSA_DB" in os.environ
+    print(f"  record: {db_url}" + ("" if kept else " (removed on exit; set REVERSA_DB to keep it)"))
     return 0 if result.status is SagaStatus.COMPENSATED else 1
 
 

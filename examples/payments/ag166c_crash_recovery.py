@@ -14,7 +14,8 @@ from __future__ import annotations
 import sys
 import tempfile
 
-from reversa.adapters.payments.scenarios.crash import run_crash_story
+from reversa.core.context import key_prefix
+from reversa.demos.payments.crash import run_crash_story
 
 
 def main() -> int:
@@ -24,8 +25,10 @@ def main() -> int:
     print(f"agent exit code: {outcome.agent_returncode} (SIGKILL)")
     print(f"recovery process: {outcome.recover_output['status']}")
     print(f"venue orders: {len(world.venue.orders)} (conversion + one reversal)")
-    for t in world.ledger.find_transfers(prefix=f"rv:{outcome.saga_id}:"):
-        print(f"  {t.id.split(':', 2)[2]:<28} {t.code:<17} {t.currency} {t.amount / 100:>12,.2f}")
+    prefix = key_prefix(outcome.saga_id)
+    for t in world.ledger.find_transfers(prefix=prefix):
+        print(f"  {t.id.removeprefix(prefix):<28} {t.code:<17} {t.currency} "
+              f"{t.amount / 100:>12,.2f}")
     bob = world.ledger.get_account("cust:bob")
     print(f"sender balance: GBP {bob.posted / 100:,.2f} (was 500,000.00)")
     ok = outcome.recover_output["status"] == "compensated" and bob.posted == 500_000_00

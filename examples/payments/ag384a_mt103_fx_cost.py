@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 from reversa import Engine, SagaStatus, Store
-from reversa.adapters.payments.scenarios import build_world, mt103, registry
+from reversa.demos.payments import build_world, mt103, registry
 from reversa.simulators.ledger import FaultKind
 
 

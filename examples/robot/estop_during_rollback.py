@@ -14,8 +14,9 @@ from __future__ import annotations
 import sys
 import time
 
-from reversa import EmergencyStop, Engine, SagaStatus, Store
-from reversa.adapters.robot import connect_cell, robot_registry, transfer_saga
+from reversa import EmergencyStop, Engine, Fence, SagaStatus, Store
+from reversa.adapters.robot import Stamp, connect_cell, robot_registry
+from reversa.demos.robot import transfer_saga
 from reversa.simulators.robot import start_gripper, start_rosbridge
 
 
@@ -38,7 +39,10 @@ def main() -> int:
         print("arm stopped at an intermediate pose:", world.snapshot()["pose"] is None)
 
         try:
-            cell.move(cell.layout.pose("home"), speed=0.5, label="try to move anyway")
+            # A jog of its own (every command carries a key and a fencing token).
+            jog = Stamp("manual-jog-1", Fence("manual-jog", 1))
+            cell.move(cell.layout.pose("home"), speed=0.5, label="try to move anyway",
+                      stamp=jog)
         except EmergencyStop as stop:
             print("motion refused while latched:", stop.message[:80], "...")
 

@@ -20,7 +20,8 @@ from __future__ import annotations
 import sys
 
 from reversa import Engine, OnInfeasible, SagaStatus, Store
-from reversa.adapters.robot import connect_cell, robot_registry, scenario_b_saga
+from reversa.adapters.robot import connect_cell, robot_registry
+from reversa.demos.robot import scenario_b_saga
 from reversa.simulators.robot import start_gripper, start_rosbridge
 
 

@@ -7,6 +7,7 @@ so it runs in its own subprocess: ``python -m reversa.benchkit.peers URL N K F C
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -24,11 +25,13 @@ def run_dbos(url: str, sagas: int, steps: int, fail_last: bool, concurrency: int
     SQLite URLs get a sibling file; PostgreSQL URLs are used as given (DBOS
     keeps its tables in its own schema).
     """
-    if url.startswith("sqlite"):
-        url = f"sqlite:///{tempfile.mkdtemp(prefix='reversa-dbos-')}/dbos.db"
-    cmd = [sys.executable, "-m", "reversa.benchkit.peers", url, str(sagas), str(steps),
-           "1" if fail_last else "0", str(concurrency)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
+    with contextlib.ExitStack() as cleanup:
+        if url.startswith("sqlite"):
+            tmp = cleanup.enter_context(tempfile.TemporaryDirectory(prefix="reversa-dbos-"))
+            url = f"sqlite:///{tmp}/dbos.db"
+        cmd = [sys.executable, "-m", "reversa.benchkit.peers", url, str(sagas), str(steps),
+               "1" if fail_last else "0", str(concurrency)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, check=False)
     if proc.returncode != 0:
         return {"error": (proc.stderr or proc.stdout)[-500:]}
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))

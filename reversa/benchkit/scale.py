@@ -30,22 +30,31 @@ def run_workers(
     procs = [subprocess.Popen(
         [sys.executable, "-m", "reversa.benchkit.scale", "share", url, str(n), str(steps),
          "1" if fail_last else "0", str(concurrency), str(start_at)],
-        stdout=subprocess.PIPE, text=True) for n in share]
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in share]
     outs = []
-    for proc in procs:
-        stdout, _ = proc.communicate(timeout=3600)
-        if proc.returncode != 0:
-            raise RuntimeError(f"bench worker exited {proc.returncode}")
-        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=3600)
+            if proc.returncode != 0:
+                last = (stderr.strip().splitlines() or ["no error output"])[-1]
+                raise RuntimeError(f"bench worker exited {proc.returncode}: {last}")
+            outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:  # one failed (or we were interrupted): stop the others
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
     total_steps = sum(o["steps"] for o in outs)
     latencies = sorted(x for o in outs for x in o["step_ms"])
-    return {
+    out: dict[str, Any] = {
         "sagas_per_s": sagas / wall, "steps_per_s": total_steps / wall, "elapsed_s": wall,
-        "p50_step_ms": latencies[len(latencies) // 2] if latencies else 0.0,
-        "p99_step_ms": latencies[int(len(latencies) * 0.99)] if latencies else 0.0,
         "per_worker_steps_per_s": [o["steps"] / (o["end"] - o["start"]) for o in outs],
     }
+    if latencies:  # one-step sagas have no gap between calls to measure
+        out["p50_step_ms"] = latencies[len(latencies) // 2]
+        out["p99_step_ms"] = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    return out
 
 
 def measure_recovery(url: str, lease_s: float) -> float:

@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import tempfile
+from collections.abc import Iterator
+from enum import StrEnum
 from typing import Annotated, Any
 
 import typer
 
 from ..core.store import Store, resolve_url
-from .common import console, emit_json
+from .common import console, emit_json, err_console, fail, open_store
+from .progress import Phases, interactive, phases
+
+
+class Synchronous(StrEnum):
+    """SQLite ``synchronous`` pragma values (``FULL`` fsyncs every commit)."""
+
+    OFF = "OFF"
+    NORMAL = "NORMAL"
+    FULL = "FULL"
+    EXTRA = "EXTRA"
+
+
+@contextlib.contextmanager
+def _database(db: str | None) -> Iterator[tuple[str, bool]]:
+    """The URL to bench on, and whether it is a temporary file removed afterwards."""
+    if db is not None:
+        yield resolve_url(db), False
+        return
+    # Removed on the way out, also when the run fails or is interrupted.
+    with tempfile.TemporaryDirectory(prefix="reversa-bench-") as tmp:
+        yield resolve_url(f"{tmp}/bench.db"), True
 
 
 def register(app: typer.Typer) -> None:
@@ -17,71 +40,106 @@ def register(app: typer.Typer) -> None:
 
     @app.command("bench")
     def bench(
-        sagas: Annotated[int, typer.Option(help="Number of sagas.")] = 500,
-        steps: Annotated[int, typer.Option(help="No-op steps per saga.")] = 5,
+        sagas: Annotated[int, typer.Option(min=1, help="Number of sagas.")] = 500,
+        steps: Annotated[int, typer.Option(
+            min=1, help="No-op steps per saga (with --fail-last and 1 step, the saga fails "
+                        "with nothing to compensate).")] = 5,
         fail_last: Annotated[bool, typer.Option("--fail-last/--no-fail-last",
                                                 help="Fail the last step (K-1 compensations).")]
         = True,
         db: Annotated[str | None, typer.Option("--db", help="Database URL or path (default: a "
-                                               "fresh temporary SQLite file).")] = None,
-        concurrency: Annotated[int, typer.Option(help="Sagas in flight per process.")] = 1,
-        workers: Annotated[int, typer.Option(help="Worker processes (PostgreSQL).")] = 1,
+                                               "temporary SQLite file, removed afterwards).")]
+        = None,
+        concurrency: Annotated[int, typer.Option(min=1, help="Sagas in flight per process.")]
+        = 1,
+        workers: Annotated[int, typer.Option(
+            min=1, help="Worker processes; more than 1 needs a postgresql:// --db.")] = 1,
         recovery: Annotated[bool, typer.Option("--recovery/--no-recovery",
                                                help="Also measure crash recovery time.")]
         = False,
-        lease_s: Annotated[float, typer.Option(help="Lease for the recovery measurement.")]
-        = 2.0,
+        lease_s: Annotated[float, typer.Option(
+            min=0.1, help="Lease (seconds) for the recovery measurement.")] = 2.0,
         peers: Annotated[bool, typer.Option("--peers/--no-peers",
                                             help="Run the same workload on DBOS Transact.")]
         = False,
-        synchronous: Annotated[str, typer.Option(help="SQLite synchronous pragma.")] = "FULL",
+        synchronous: Annotated[Synchronous, typer.Option(
+            case_sensitive=False, help="SQLite synchronous pragma.")] = Synchronous.FULL,
         json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
     ) -> None:
         """Run N sagas of K no-op steps (the last failing) and report steps/s."""
-        from ..benchkit.workload import plain_loop, run_durable
-
-        tmp = None
-        if db is None:
-            tmp = tempfile.mkdtemp(prefix="reversa-bench-")
-            db = os.path.join(tmp, "bench.db")
-        url = resolve_url(db)
-        out: dict[str, Any] = {"db": Store.open(url).url, "sagas": sagas, "steps": steps,
-                               "fail_last": fail_last, "concurrency": concurrency,
-                               "workers": workers, "synchronous": synchronous}
         if workers > 1:
-            from ..benchkit.scale import run_workers
-
-            out.update(run_workers(url, sagas, steps, fail_last, workers, concurrency))
-        else:
-            store = Store.open(url, synchronous=synchronous)
-            out.update(run_durable(store, sagas, steps, fail_last, concurrency).summary())
-            store.close()
-        plain = plain_loop(sagas, steps, fail_last)
-        out["plain_loop"] = plain
-        out["overhead_ratio"] = plain["steps_per_s"] / out["steps_per_s"]
-        if recovery:
-            from ..benchkit.scale import measure_recovery
-
-            out["recovery_s"], out["lease_s"] = measure_recovery(url, lease_s), lease_s
-        if peers:
-            from ..benchkit.peers import run_dbos
-
-            out["dbos"] = run_dbos(url, sagas, steps, fail_last, concurrency)
-            if "steps_per_s" in out["dbos"]:
-                out["ratio_vs_dbos"] = {
-                    "sagas_per_s": out["sagas_per_s"] / out["dbos"]["sagas_per_s"],
-                    "steps_per_s": out["steps_per_s"] / out["dbos"]["steps_per_s"]}
+            if db is None or not resolve_url(db).startswith("postgresql"):
+                # SQLite has one writer: more processes only queue on its file lock,
+                # which would be reported as (poor) scale-out.
+                fail(f"--workers {workers} measures scale-out on PostgreSQL only; pass "
+                     "--db postgresql://USER@HOST/DB, or drop --workers to bench SQLite")
+            if workers > sagas:
+                fail(f"--workers {workers} is more than --sagas {sagas}; every worker "
+                     "needs at least one saga")
+        with _database(db) as (url, temporary), \
+                phases(interactive(json_out), err_console) as progress:
+            out = _run(url, progress, sagas=sagas, steps=steps, fail_last=fail_last,
+                       concurrency=concurrency, workers=workers, recovery=recovery,
+                       lease_s=lease_s, peers=peers, synchronous=synchronous)
+            out["temporary_db"] = temporary
         if json_out:
             emit_json(out)
             return
+        where = "a temporary SQLite database (removed)" if temporary else out["db"]
         console.print(f"[bold]reversa bench[/] {sagas} sagas x {steps} steps "
-                      f"(fail last: {fail_last}) on {out['db']}")
+                      f"(fail last: {fail_last}) on {where}")
         for key in ("sagas_per_s", "steps_per_s", "p50_step_ms", "p99_step_ms",
                     "overhead_ratio", "recovery_s"):
             if key in out:
                 console.print(f"  {key:<16} {out[key]:,.3f}")
-        console.print(f"  plain loop       {plain['steps_per_s']:,.0f} steps/s (no durability)")
+        console.print(f"  plain loop       {out['plain_loop']['steps_per_s']:,.0f} steps/s "
+                      "(no durability)")
         if "dbos" in out:
             console.print(f"  dbos             {out['dbos']}")
             if "ratio_vs_dbos" in out:
                 console.print(f"  reversa/dbos     {out['ratio_vs_dbos']}")
+
+
+def _run(url: str, progress: Phases, *, sagas: int, steps: int, fail_last: bool,
+         concurrency: int, workers: int, recovery: bool, lease_s: float, peers: bool,
+         synchronous: Synchronous) -> dict[str, Any]:
+    from ..benchkit.workload import plain_loop, run_durable
+
+    check = open_store(url)  # one line (exit 2 or 3) if it cannot be opened
+    out: dict[str, Any] = {"db": check.url, "sagas": sagas, "steps": steps,
+                           "fail_last": fail_last, "concurrency": concurrency,
+                           "workers": workers, "synchronous": synchronous.value}
+    check.close()
+    if workers > 1:
+        from ..benchkit.scale import run_workers
+
+        progress.start(f"{sagas} sagas on {workers} worker processes")
+        out.update(run_workers(url, sagas, steps, fail_last, workers, concurrency))
+    else:
+        store = Store.open(url, synchronous=synchronous.value)
+        try:
+            advance = progress.start(f"{sagas} sagas x {steps} steps", total=sagas)
+            out.update(run_durable(store, sagas, steps, fail_last, concurrency,
+                                   on_saga=advance).summary())
+        finally:
+            store.close()
+    progress.start("the same calls in a plain loop")
+    plain = plain_loop(sagas, steps, fail_last)
+    out["plain_loop"] = plain
+    out["overhead_ratio"] = plain["steps_per_s"] / out["steps_per_s"]
+    if recovery:
+        from ..benchkit.scale import measure_recovery
+
+        progress.start(f"recovery after SIGKILL (lease {lease_s:g}s)")
+        out["recovery_s"], out["lease_s"] = measure_recovery(url, lease_s), lease_s
+    if peers:
+        from ..benchkit.peers import run_dbos
+
+        progress.start("the same workload on DBOS Transact")
+        out["dbos"] = run_dbos(url, sagas, steps, fail_last, concurrency)
+        if "steps_per_s" in out["dbos"]:
+            out["ratio_vs_dbos"] = {
+                "sagas_per_s": out["sagas_per_s"] / out["dbos"]["sagas_per_s"],
+                "steps_per_s": out["steps_per_s"] / out["dbos"]["steps_per_s"]}
+    progress.done()
+    return out

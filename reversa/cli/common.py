@@ -14,10 +14,8 @@ Conventions every command follows (documented in the README):
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
-from collections.abc import Iterable
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, NoReturn
@@ -34,9 +32,10 @@ from ..core.errors import (
     ReversaError,
     StoreError,
 )
+from ..core.inspector import Inspector
 from ..core.redact import scrub
-from ..core.registry import Registry
 from ..core.store import Store, resolve_url
+from .apps import load_registry, load_services
 
 __all__ = [
     "APP_HELP",
@@ -50,6 +49,7 @@ __all__ = [
     "load_registry",
     "load_services",
     "one_line",
+    "open_inspector",
     "open_store",
     "parse_age",
     "ts",
@@ -81,8 +81,8 @@ console = _console(stderr=False)
 err_console = _console(stderr=True)
 
 DB_HELP = "Database: SQLite path or postgresql:// URL (default $REVERSA_DB or ./reversa.db)."
-APP_HELP = ("Registry to load handlers from, as 'package.module:attribute' (repeatable). "
-            "Needed to execute or dry-run compensations of your own workflows.")
+APP_HELP = ("Registry to load handlers from, as 'package.module:attribute' (repeatable; "
+            "found from the current directory too). Overrides the one the saga recorded.")
 
 
 def one_line(message: str) -> str:
@@ -118,54 +118,22 @@ def exit_code_for(exc: ReversaError) -> ExitCode:
 
 
 def open_store(db: str | None, *, read_only: bool = False) -> Store:
-    """Open the store or exit with one line naming the problem and the fix."""
+    """Open the store or exit with one line naming the problem and the fix.
+
+    ``read_only`` (inspecting commands) never creates a file, a schema or a
+    migration: a missing or outdated database is an error instead.
+    """
     try:
-        return Store.open(db)
+        return Store.open(db, read_only=read_only)
     except ReversaError as exc:
         fail(exc.message, exit_code_for(exc))
     except Exception as exc:
         fail(f"cannot open database {resolve_url(db)}: {exc}", ExitCode.STORE)
 
 
-def load_registry(apps: Iterable[str], hints: Iterable[str | None] = ()) -> Registry:
-    """Import registries named ``module:attr``; built-in ``reversa.*`` hints are trusted.
-
-    Hints come from the stored plan's ``app`` field. Only Reversa's own demo
-    registries are imported from a hint; anything else must be passed with
-    ``--app`` so a database row can never choose what code this process runs.
-    """
-    registry = Registry()
-    wanted = list(apps) + [h for h in hints if h and h.startswith("reversa.")]
-    for spec in dict.fromkeys(wanted):
-        module_name, _, attr = spec.partition(":")
-        if not attr:
-            raise ConfigError(f"--app {spec!r}: use 'package.module:attribute'")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ConfigError(f"--app {spec!r}: cannot import {module_name}: {exc}") from exc
-        found = getattr(module, attr, None)
-        if callable(found) and not isinstance(found, Registry):
-            found = found()
-        if not isinstance(found, Registry):
-            raise ConfigError(f"--app {spec!r}: {attr} is not a reversa.Registry")
-        registry = registry.merged(found)
-    return registry
-
-
-def load_services(spec: str) -> dict[str, Any]:
-    """Import ``module:factory`` and call it for the services mapping."""
-    module_name, _, attr = spec.partition(":")
-    if not attr:
-        raise ConfigError(f"--services {spec!r}: use 'package.module:factory'")
-    try:
-        factory = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"--services {spec!r}: cannot load it: {exc}") from exc
-    services = factory() if callable(factory) else factory
-    if not isinstance(services, dict):
-        raise ConfigError(f"--services {spec!r} must return a dict of name -> resource")
-    return services
+def open_inspector(db: str | None) -> Inspector:
+    """A read-only :class:`Inspector` on ``db``, or exit with one line."""
+    return Inspector(open_store(db, read_only=True))
 
 
 def emit_json(data: Any) -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import importlib
 import io
-import time
-from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -15,14 +13,15 @@ from rich.table import Table
 
 from ..core.engine.inspect import saga_view
 from ..core.store import Store, resolve_url
+from ..demos.outcome import Demo
 from .common import DB_HELP, console, emit_json, fail
+from .progress import interactive, phases
 
-Demo = Callable[[str, Console], int]
-
+# Keyed by the extra that installs what the demo runs on (its domain's simulators).
 ADAPTER_DEMOS = {
-    "payments": "reversa.adapters.payments.demos",
-    "evm": "reversa.adapters.evm.demos",
-    "robot": "reversa.adapters.robot.demos",
+    "payments-sim": "reversa.demos.payments.demos",
+    "evm-sim": "reversa.demos.evm.demos",
+    "robot-sim": "reversa.demos.robot.scenarios",
 }
 DEFAULT = "onboarding"
 
@@ -76,17 +75,24 @@ def register(app: typer.Typer) -> None:
             fail(f"no demo scenario {name!r}; choose one of: {hint} (reversa demo --list)")
         url = resolve_url(db)
         if not json_out:
-            raise typer.Exit(found[name](url, console))
-        started = time.time()
-        code = found[name](url, Console(file=io.StringIO(), width=120))
+            # The narrative prints through the same console, above the spinner.
+            with phases(interactive(json_out), console) as progress:
+                progress.start(f"demo {name}")
+                run = found[name](url, console)
+            raise typer.Exit(run.code)
+        run = found[name](url, Console(file=io.StringIO(), width=120))
         store = Store.open(url)
-        sagas = [row["id"] for row in store.list_sagas(created_after=started - 1)]
-        views = [saga_view(store, sid) for sid in sagas]
+        try:
+            # Exactly the sagas this run started: other runs may share the database.
+            views = [saga_view(store, sid) for sid in run.saga_ids]
+            audit_ok = all(store.verify_audit(sid).ok for sid in run.saga_ids)
+            shown = store.url
+        finally:
+            store.close()
         emit_json({
-            "scenario": name, "exit_code": code, "db": store.url,
-            "audit_ok": store.verify_audit().ok,
+            "scenario": name, "exit_code": run.code, "db": shown, "audit_ok": audit_ok,
             "sagas": [{"id": v.id, "workflow": v.workflow, "status": v.status.value,
                        "failed_step": v.failed_step,
                        "rollbacks": [r.model_dump(mode="json") for r in v.rollbacks],
                        "escalations": [e.id for e in v.escalations]} for v in views]})
-        raise typer.Exit(code)
+        raise typer.Exit(run.code)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict
-from typing import Annotated
+from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,8 +17,11 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as _cx  # type: ignore[no-redef]
 
 from ..core.engine import Engine
-from ..core.engine.inspect import escalation_view, saga_view
 from ..core.errors import ReversaError
+from ..core.inspector import Inspector
+from ..core.registry import Registry
+from ..core.states import SagaStatus
+from .apps import TRUST_ENV, saga_code
 from .common import (
     APP_HELP,
     DB_HELP,
@@ -27,8 +30,8 @@ from .common import (
     emit_json,
     exit_code_for,
     fail,
-    load_registry,
     one_line,
+    open_inspector,
     open_store,
     parse_age,
     ts,
@@ -38,10 +41,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=True,
                   help="Reversa: governed rollback for multi-step agent workflows.")
 sagas_app = typer.Typer(no_args_is_help=True, help="List and inspect sagas.")
 esc_app = typer.Typer(no_args_is_help=True, help="Human review of escalated sagas.")
-audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident log.")
 app.add_typer(sagas_app, name="sagas")
 app.add_typer(esc_app, name="escalations")
-app.add_typer(audit_app, name="audit")
 
 
 
@@ -58,59 +59,89 @@ def _root(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
     = False,
+    signing_key: Annotated[str | None, typer.Option(
+        "--signing-key", help="Audit signing key file (default $REVERSA_SIGNING_KEY).")] = None,
+    witness: Annotated[str | None, typer.Option(
+        "--witness-dir", help="Checkpoint witness directory (default $REVERSA_WITNESS_DIR).")]
+    = None,
 ) -> None:
     """Reversa: governed rollback for multi-step agent workflows."""
+    from .audit import apply_root_options
+
+    apply_root_options(signing_key, witness)
 
 
 Db = Annotated[str | None, typer.Option("--db", help=DB_HELP)]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 Apps = Annotated[list[str] | None, typer.Option("--app", help=APP_HELP)]
+Services = Annotated[str | None, typer.Option(
+    "--services", help="Services factory as 'package.module:factory' (found from the current "
+    "directory too). Overrides the one the saga recorded.")]
+Trust = Annotated[bool, typer.Option(
+    "--trust-recorded-app", help=f"Import the registry and services the saga recorded even "
+    f"outside reversa.* and {TRUST_ENV} (they come from the database: trust it first).")]
+
+
+class Resolution(StrEnum):
+    """What a human decides for an escalation."""
+
+    RETRY = "retry"
+    FORWARD_RECOVERY = "forward_recovery"
+    MARK_RESOLVED = "mark_resolved"
+
+
+def clip(text: str | None, width: int) -> str:
+    """Shorten long text for a terminal; output that is not a terminal keeps all of it."""
+    text = text or ""
+    return text[:width] if console.is_terminal else text
 
 
 @sagas_app.command("list")
 def sagas_list(
     db: Db = None,
     json_out: Json = False,
-    status: Annotated[list[str] | None, typer.Option("--status", help="Filter (repeatable).")]
-    = None,
+    status: Annotated[list[SagaStatus] | None, typer.Option(
+        "--status", help="Filter (repeatable).")] = None,
     workflow: Annotated[str | None, typer.Option(help="Filter by workflow name.")] = None,
     older_than: Annotated[str | None, typer.Option(help="Created at least this long ago "
                                                    "(e.g. 15m, 2h).")] = None,
     newer_than: Annotated[str | None, typer.Option(help="Created within this long.")] = None,
-    limit: int = 100,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many sagas.")] = 100,
 ) -> None:
     """List sagas, newest first, filtered by status, workflow and age."""
-    store = open_store(db)
-    now = time.time()
     older, newer = parse_age(older_than), parse_age(newer_than)
-    rows = store.list_sagas(status=status, workflow=workflow,
-                            created_before=None if older is None else now - older,
-                            created_after=None if newer is None else now - newer, limit=limit)
+    inspector = open_inspector(db)
+    now = time.time()
+    rows = inspector.sagas(status=status, workflow=workflow,
+                           created_before=None if older is None else now - older,
+                           created_after=None if newer is None else now - newer, limit=limit)
     if json_out:
-        emit_json(rows)
+        emit_json([r.model_dump(mode="json") for r in rows])
         return
-    table = Table(title=f"sagas in {store.url}")
+    table = Table(title=f"sagas in {inspector.url}")
     for col in ("id", "workflow", "status", "created", "failed step", "lease owner"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["id"], r["workflow"], r["status"], ts(r["created_at"]),
-                      r["failed_step"] or "-", r["lease_owner"] or "-")
+        table.add_row(r.id, r.workflow, r.status.value, ts(r.created_at),
+                      r.failed_step or "-", r.lease_owner or "-")
     console.print(table)
 
 
 @sagas_app.command("show")
-def sagas_show(saga_id: str, db: Db = None, json_out: Json = False) -> None:
+def sagas_show(
+    saga_id: Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it.")],
+    db: Db = None,
+    json_out: Json = False,
+) -> None:
     """Show one saga: every step, compensation, attempt, timestamp and outcome code."""
-    store = open_store(db)
-    try:
-        view = saga_view(store, saga_id)
-    except ReversaError as exc:
-        fail(exc.message)
+    view = open_inspector(db).saga(saga_id)
     if json_out:
         emit_json(view.model_dump(mode="json"))
         return
     console.print(f"[bold]saga {view.id}[/] workflow={view.workflow} status=[bold]{view.status}"
                   f"[/] plan={view.plan_hash[:16]}… created={ts(view.created_at)}")
+    if view.app or view.services:
+        console.print(f"app: {view.app or '-'}  services: {view.services or '-'}")
     if view.failed_step:
         console.print(f"failed step: [red]{view.failed_step}[/] — {view.error}")
     table = Table(title="steps")
@@ -127,7 +158,7 @@ def sagas_show(saga_id: str, db: Db = None, json_out: Json = False) -> None:
     for s in view.steps:
         for a in s.history:
             calls.add_row(s.name, a.phase, str(a.attempt), ts(a.started_at), ts(a.finished_at),
-                          a.outcome, (a.error or "")[:60])
+                          a.outcome, clip(a.error, 60))
     console.print(calls)
     for rb in view.rollbacks:
         pred = rb.record.get("predicate", {})
@@ -139,20 +170,29 @@ def sagas_show(saga_id: str, db: Db = None, json_out: Json = False) -> None:
 
 
 @app.command("dry-run")
-def dry_run(saga_id: str, db: Db = None, json_out: Json = False, app_: Apps = None) -> None:
-    """Evaluate a saga's rollback now without executing anything."""
-    store = open_store(db)
+def dry_run(
+    saga_id: Annotated[str, typer.Argument(help="Saga id, or a unique prefix of it.")],
+    db: Db = None,
+    json_out: Json = False,
+    app_: Apps = None,
+    services: Services = None,
+    trust: Trust = False,
+) -> None:
+    """Evaluate a saga's rollback now without executing anything (writes nothing)."""
+    inspector = open_inspector(db)
+    record = inspector.record(saga_id)
+    registry, resources = saga_code(record.id, record.app, record.services, apps=app_,
+                                    services=services, trust_recorded=trust)
+    engine = Engine(registry, inspector.store, services=resources, heartbeat=False)
     try:
-        row, _ = store.load(saga_id)
-        engine = Engine(load_registry(app_ or [], [row["app"]]), store, heartbeat=False)
-        report = engine.dry_run(saga_id)
-    except ReversaError as exc:
-        fail(exc.message)
+        report = engine.dry_run(record.id)
+    finally:
+        engine.close()
     if json_out:
         emit_json(report.to_dict())
-        raise typer.Exit(0 if report.feasible else 1)
+        raise typer.Exit(ExitCode.OK if report.feasible else ExitCode.CHECK_FAILED)
     verdict = "[green]feasible[/]" if report.feasible else "[red]infeasible[/]"
-    console.print(f"rollback of saga {saga_id}: {verdict}")
+    console.print(f"rollback of saga {record.id}: {verdict}")
     table = Table()
     for col in ("step", "would", "feasible", "preconditions", "cost"):
         table.add_column(col)
@@ -164,7 +204,7 @@ def dry_run(saga_id: str, db: Db = None, json_out: Json = False, app_: Apps = No
     console.print(table)
     for problem in report.problems:
         console.print(f"[red]- {problem}[/]")
-    raise typer.Exit(0 if report.feasible else 1)
+    raise typer.Exit(ExitCode.OK if report.feasible else ExitCode.CHECK_FAILED)
 
 
 @esc_app.command("list")
@@ -174,9 +214,7 @@ def escalations_list(
     all_: Annotated[bool, typer.Option("--all", help="Include resolved ones.")] = False,
 ) -> None:
     """List escalations awaiting a human (or all of them)."""
-    store = open_store(db)
-    rows = store.rows("escalations") if all_ else store.rows("escalations", status="open")
-    views = [escalation_view(r) for r in rows]
+    views = open_inspector(db).escalations(status=None if all_ else "open")
     if json_out:
         emit_json([v.model_dump(mode="json") for v in views])
         return
@@ -184,18 +222,14 @@ def escalations_list(
     for col in ("id", "saga", "created", "status", "reason"):
         table.add_column(col)
     for v in views:
-        table.add_row(str(v.id), v.saga_id, ts(v.created_at), v.status, v.reason[:90])
+        table.add_row(str(v.id), v.saga_id, ts(v.created_at), v.status, clip(v.reason, 90))
     console.print(table)
 
 
 @esc_app.command("show")
 def escalations_show(escalation_id: int, db: Db = None, json_out: Json = False) -> None:
-    """Show an escalation with its full state report."""
-    store = open_store(db)
-    rows = store.rows("escalations", id=escalation_id)
-    if not rows:
-        fail(f"no escalation #{escalation_id}; list them with `reversa escalations list`")
-    view = escalation_view(rows[0])
+    """Show an escalation with its full state report (needs no workflow code)."""
+    view = open_inspector(db).escalation(escalation_id)
     if json_out:
         emit_json(view.model_dump(mode="json"))
         return
@@ -206,7 +240,7 @@ def escalations_show(escalation_id: int, db: Db = None, json_out: Json = False) 
         table.add_column(col)
     for s in view.report.get("steps", []):
         table.add_row(s["step"], s["status"], "YES" if s["effect_remains"] else "no",
-                      (s.get("error") or "")[:70])
+                      clip(s.get("error"), 70))
     console.print(table)
     if view.resolution:
         console.print(f"resolved: {view.resolution} by {view.resolved_by} — {view.note}")
@@ -215,53 +249,50 @@ def escalations_show(escalation_id: int, db: Db = None, json_out: Json = False) 
 @esc_app.command("resolve")
 def escalations_resolve(
     escalation_id: int,
-    action: Annotated[str, typer.Option(help="retry | forward_recovery | mark_resolved")],
+    action: Annotated[Resolution, typer.Option(
+        help="retry the rollback, run the forward recovery, or mark_resolved (fixed by hand; "
+             "runs nothing and needs no workflow code).")],
     author: Annotated[str, typer.Option(help="Who takes responsibility.")],
     note: Annotated[str, typer.Option(help="Why; recorded in the audit log.")] = "",
     db: Db = None,
     json_out: Json = False,
     app_: Apps = None,
+    services: Services = None,
+    trust: Trust = False,
 ) -> None:
-    """Resolve an escalation; the resolution and its author are recorded."""
+    """Resolve an escalation; the resolution and its author are recorded.
+
+    Exits 1 when the retry or forward recovery escalated the saga again.
+    """
     store = open_store(db)
-    rows = store.rows("escalations", id=escalation_id)
-    if not rows:
-        fail(f"no escalation #{escalation_id}; list them with `reversa escalations list`")
+    inspector = Inspector(store)
+    escalation = inspector.escalation(escalation_id)
+    if escalation.status != "open":
+        fail(f"escalation #{escalation_id} is already resolved ({escalation.resolution} by "
+             f"{escalation.resolved_by}); list open ones with `reversa escalations list`")
+    resources: dict[str, Any] = {}
+    if action is Resolution.MARK_RESOLVED:
+        registry = Registry()
+    else:
+        record = inspector.record(escalation.saga_id)
+        registry, resources = saga_code(record.id, record.app, record.services, apps=app_,
+                                        services=services, trust_recorded=trust)
+    engine = Engine(registry, store, services=resources, heartbeat=False)
     try:
-        row, _ = store.load(rows[0]["saga_id"])
-        engine = Engine(load_registry(app_ or [], [row["app"]]), store, heartbeat=False)
-        result = engine.resolve(escalation_id, action=action, author=author, note=note)
-    except ReversaError as exc:
-        fail(exc.message)
+        result = engine.resolve(escalation_id, action=action.value, author=author, note=note)
+    finally:
+        engine.close()
     if json_out:
         emit_json(result.model_dump(mode="json"))
-        return
-    console.print(f"escalation #{escalation_id} resolved ({action}) by {author}; saga "
-                  f"{result.saga_id} is now [bold]{result.status}[/]")
-
-
-@audit_app.command("verify")
-def audit_verify(
-    db: Db = None,
-    json_out: Json = False,
-    saga: Annotated[str | None, typer.Option(help="Verify one saga's chain only.")] = None,
-) -> None:
-    """Recompute every hash chain; exit 1 naming the first tampered entry."""
-    store = open_store(db)
-    try:
-        report = store.verify_audit(saga)
-    except ReversaError as exc:
-        fail(exc.message)
-    if json_out:
-        emit_json({"ok": report.ok, "sagas": report.sagas, "entries": report.entries,
-                   "problems": [asdict(p) for p in report.problems]})
-    elif report.ok:
-        console.print(f"[green]audit log verified[/]: {report.entries} entries in "
-                      f"{report.sagas} saga chain(s), {store.url}")
     else:
-        for p in report.problems:
-            console.print(f"[red]TAMPERED[/] saga {p.saga_id}: {p.message}")
-    raise typer.Exit(0 if report.ok else 1)
+        console.print(f"escalation #{escalation_id} resolved ({action.value}) by {author}; "
+                      f"saga {result.saga_id} is now [bold]{result.status}[/]")
+    if result.status is SagaStatus.ESCALATED:
+        new = result.escalation_id
+        reason = inspector.escalation(new).reason if new is not None else result.error
+        fail(f"the {action.value} escalated saga {result.saga_id} again (escalation #{new}): "
+             f"{reason}; review it with `reversa escalations show {new}`",
+             ExitCode.CHECK_FAILED)
 
 
 @app.command("db-upgrade")
@@ -275,8 +306,9 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import bench, chaos, demo, sim, worker
+    from . import audit, bench, chaos, demo, sim, worker
 
+    audit.register(app)
     demo.register(app)
     bench.register(app)
     worker.register(app)

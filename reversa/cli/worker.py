@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
 
-from .common import APP_HELP, DB_HELP, console, fail, load_registry, load_services, open_store
+from .common import (
+    APP_HELP,
+    DB_HELP,
+    ExitCode,
+    fail,
+    load_registry,
+    load_services,
+    open_store,
+)
+from .logs import LogFormat, configure_logging
+
+log = logging.getLogger("reversa.worker")
 
 
 def register(app: typer.Typer) -> None:
@@ -16,15 +28,25 @@ def register(app: typer.Typer) -> None:
     def worker(
         db: Annotated[str | None, typer.Option("--db", help=DB_HELP)] = None,
         app_: Annotated[list[str] | None, typer.Option("--app", help=APP_HELP)] = None,
-        lease_s: Annotated[float, typer.Option(help="Lease duration in seconds.")] = 30.0,
-        poll_s: Annotated[float, typer.Option(help="Seconds between claim rounds.")] = 0.5,
-        batch: Annotated[int, typer.Option(help="Sagas claimed per round.")] = 8,
-        stall_after_s: Annotated[float, typer.Option(help="Default watchdog threshold.")]
-        = 300.0,
-        once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+        lease_s: Annotated[float, typer.Option(
+            min=0.1, help="Lease duration in seconds; a crashed worker's sagas are taken "
+                          "over this long after its last heartbeat.")] = 30.0,
+        poll_s: Annotated[float, typer.Option(
+            min=0.01, help="Seconds between claim rounds.")] = 0.5,
+        batch: Annotated[int, typer.Option(min=1, help="Sagas claimed per round.")] = 8,
+        stall_after_s: Annotated[float, typer.Option(
+            min=0.1, help="Default watchdog threshold in seconds (a workflow's own "
+                          "stall_after_s wins).")] = 300.0,
+        once: Annotated[bool, typer.Option(
+            "--once", help="One round, then exit; exit 1 if a claimed saga was not "
+                           "finished.")] = False,
         services: Annotated[str | None, typer.Option(
             help="'package.module:factory' returning the services mapping handed to "
                  "handlers (clients for ledgers, chains, robots).")] = None,
+        log_format: Annotated[LogFormat, typer.Option(
+            "--log-format", case_sensitive=False,
+            help="One line per event on stderr: text, or one JSON object per line.")]
+        = LogFormat.TEXT,
     ) -> None:
         """Finish sagas whose owner died; detect stalled ones (SIGTERM releases leases)."""
         from ..core.errors import ReversaError
@@ -36,14 +58,30 @@ def register(app: typer.Typer) -> None:
             resources = load_services(services) if services else {}
         except ReversaError as exc:
             fail(exc.message)
+        configure_logging(log_format)
         w = Worker(registry, store, lease_s=lease_s, poll_s=poll_s, batch=batch,
                    stall_after_s=stall_after_s, services=resources)
-        console.print(f"worker {w.engine.owner} on {store.url} (lease {lease_s:g}s)")
-        if once:
-            done = w.run_once()
-            console.print(f"finished {len(done)} saga(s)")
+        log.info("worker %s on %s (lease %gs, poll %gs, batch %d)%s", w.engine.owner,
+                 store.url, lease_s, poll_s, batch, ", one round" if once else "",
+                 extra={"event": "started", "saga": None, "fields": {
+                     "owner": w.engine.owner, "db": store.url, "lease_s": lease_s,
+                     "poll_s": poll_s, "batch": batch, "once": once}})
+        if not once:
+            w.run_forever()
+            log.info("worker %s stopped", w.engine.owner,
+                     extra={"event": "stopped", "saga": None, "fields": {}})
             return
-        w.run_forever()
+        try:
+            rnd = w.run_round()
+        finally:
+            w.engine.close()
+        level = logging.ERROR if rnd.unfinished else logging.INFO
+        log.log(level, "round done: %d saga(s) ended, %d claimed but not finished",
+                len(rnd.ended), len(rnd.unfinished),
+                extra={"event": "round_done", "saga": None, "fields": {
+                    "ended": len(rnd.ended), "unfinished": sorted(rnd.unfinished)}})
+        if rnd.unfinished:
+            raise typer.Exit(int(ExitCode.CHECK_FAILED))
 
 
 def _builtin_hints() -> list[str | None]:

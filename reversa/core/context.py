@@ -276,6 +276,18 @@ def idempotency_key(saga_id: str, step: str, phase: str, generation: int = 0) ->
     return f"{key}#{generation}" if generation else key
 
 
+def key_prefix(saga_id: str, step: str | None = None) -> str:
+    """What every key of ``saga_id`` (or of its ``step``) starts with, and no other key does.
+
+    For services that list effects by id prefix (a ledger's transfers of one saga,
+    a safe-state action cancelling only this saga's payments). Built by the same
+    escaping as :func:`idempotency_key`, so saga ``a`` never matches saga ``a:b``'s
+    keys and step ``b`` never matches step ``b:c``'s.
+    """
+    prefix = f"rv:{_escape(saga_id)}:"
+    return prefix if step is None else f"{prefix}{_escape(step)}:"
+
+
 def _escape(component: str) -> str:
     # Per-step hot path: most ids and names need no escaping at all.
     if _PLAIN.fullmatch(component):

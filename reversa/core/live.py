@@ -85,11 +85,15 @@ class LiveSaga:
     events: list[AuditEvent] = field(default_factory=list)
     created: bool = False
     app: str | None = None
+    services: str | None = None
+    # An escalation resolution to record in the same commit as the saga's next write.
+    resolution: dict[str, Any] | None = None
     escalation_id: int | None = None
     last_rollback: dict[str, Any] | None = None
-    resolving: dict[str, Any] | None = None
-    """A human's resolution of an open escalation, recorded by the next flush together
-    with the saga's own transition (one commit: never one without the other)."""
+    audited: str | None = None
+    """The saga fields last recorded in the audit chain (canonical JSON)."""
+    signed_at: float | None = None
+    """When this process last signed the saga's head (monotonic clock)."""
 
     def move(self, new: SagaStatus) -> None:
         """Transition, enforcing the saga state machine."""

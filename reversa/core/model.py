@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .sensitive import parse_path
+
 __all__ = [
     "CompensationKind",
     "Escalation",
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 _NAME_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
+_IMPORT_PATH = r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"
 
 
 class Reversibility(StrEnum):
@@ -130,6 +133,9 @@ class Step(_Frozen):
         compensation_timeout_s: Per-attempt timeout of the compensation.
         checkpoint: A consistent point the saga may roll back or resume to.
         params: Static JSON parameters handed to every call.
+        sensitive: Fields the store and the audit log must never keep in clear:
+            paths into this step's result (``"iban"``, ``"cards.*.pan"``) or,
+            with ``$input.``, into the saga's input. See ``reversa.core.sensitive``.
     """
 
     name: str = Field(pattern=_NAME_PATTERN)
@@ -150,6 +156,14 @@ class Step(_Frozen):
     compensation_timeout_s: float | None = Field(default=None, gt=0)
     checkpoint: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
+    sensitive: tuple[str, ...] = ()
+
+    @field_validator("sensitive", mode="after")
+    @classmethod
+    def _check_sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parse_path(path, owner="step")
+        return value
 
 
 class Saga(_Frozen):
@@ -175,7 +189,14 @@ class Saga(_Frozen):
         max_rollback_cost: Per unit (``"GBP"``, ``"gas"``) ceiling on the summed
             cost estimates; above it the rollback goes to a human.
         app: Import path (``"pkg.module:registry"``) of the registry holding the
-            handlers, so workers can load it.
+            handlers, so workers and reviewers can load it.
+        services: Import path (``"pkg.module:factory"``) of a zero-argument
+            function returning the services mapping the handlers expect, so a
+            reviewer's ``resolve --action retry`` or ``dry-run`` can rebuild it.
+            Recorded with the saga, as ``app`` is (see "Reviewing escalations"
+            in ``docs/concepts.md`` for which recorded paths are imported).
+        sensitive: Input fields (``"card_number"``, ``"payer.iban"``) or step result
+            fields (``"$results.pay.iban"``) kept only as salted digests.
     """
 
     workflow: str = Field(pattern=_NAME_PATTERN)
@@ -191,6 +212,17 @@ class Saga(_Frozen):
     on_infeasible: OnInfeasible = OnInfeasible.ESCALATE
     max_rollback_cost: dict[str, float] = Field(default_factory=dict)
     app: str | None = None
+    # ``app`` is left unchecked: stored plans predate any check and must keep loading.
+    services: str | None = Field(default=None, pattern=_IMPORT_PATH, max_length=256)
+
+    sensitive: tuple[str, ...] = ()
+
+    @field_validator("sensitive", mode="after")
+    @classmethod
+    def _check_sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parse_path(path, owner="saga")
+        return value
 
     @field_validator("steps", mode="after")
     @classmethod

@@ -14,6 +14,7 @@ __all__ = [
     "EscalationView",
     "RollbackView",
     "SagaResult",
+    "SagaSummary",
     "SagaView",
     "StepView",
 ]
@@ -107,6 +108,22 @@ class EscalationView(_View):
     note: str | None
 
 
+class SagaSummary(_View):
+    """One line of a saga listing: identity, state, lease and origin."""
+
+    id: str
+    workflow: str
+    status: SagaStatus
+    created_at: float
+    updated_at: float
+    failed_step: str | None
+    error: str | None
+    lease_owner: str | None
+    lease_expires_at: float | None
+    app: str | None = None
+    services: str | None = None
+
+
 class SagaView(_View):
     """Everything about one saga: plan, steps, attempts, rollbacks, escalations."""
 
@@ -126,6 +143,8 @@ class SagaView(_View):
     lease_token: int
     lease_expires_at: float | None
     audit_entries: int
+    app: str | None = None
+    services: str | None = None
     steps: list[StepView]
     rollbacks: list[RollbackView]
     escalations: list[EscalationView]

@@ -5,6 +5,19 @@ continues them from the durable record. Its watchdog also finds live sagas that
 made no progress within their workflow's threshold, takes them over (the new
 fencing token locks the stuck owner out) and compensates them; a rollback
 stalled past its window is escalated with a state snapshot instead.
+
+Every event is one record on the ``reversa.worker`` logger, with the event name
+and saga id as record attributes (``record.event``, ``record.saga``, and the
+event's own fields in ``record.fields``) so a formatter can render text or JSON:
+
+- ``claimed``: the worker took a saga over (``reason``: lease expired, or stalled);
+- ``finished``: the saga reached an end state (``status``);
+- ``escalated``: it was handed to a human (``escalation``);
+- ``handed_over``: the worker is stopping and gave the saga back mid-way;
+- ``lost``: another worker took the saga meanwhile;
+- ``skipped``: this worker cannot run it (a handler is missing, named once per
+  saga rather than on every poll) or hit an error this round (each distinct
+  error is logged once per saga; repeats go to DEBUG).
 """
 
 from __future__ import annotations
@@ -13,21 +26,36 @@ import logging
 import signal
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
 
 from .clock import Clock
 from .engine import Engine
-from .errors import LeaseLost, ReversaError
+from .errors import LeaseLost, PlanError, ReversaError
 from .redact import scrub
 from .registry import Registry
-from .states import SagaStatus
+from .states import TERMINAL_SAGA, SagaStatus
 from .store import Store
 from .views import SagaResult
 
-__all__ = ["Worker"]
+__all__ = ["Worker", "WorkerRound"]
 
 log = logging.getLogger("reversa.worker")
+
+
+@dataclass
+class WorkerRound:
+    """What one round of a worker did.
+
+    Attributes:
+        ended: Sagas this round brought to an end state or escalated.
+        unfinished: Sagas this round claimed and did not bring to an end,
+            with the reason (a missing handler, an error, a hand-over).
+    """
+
+    ended: list[SagaResult] = field(default_factory=list)
+    unfinished: dict[str, str] = field(default_factory=dict)
 
 
 class Worker:
@@ -69,6 +97,11 @@ class Worker:
         self.batch = batch
         self.stall_after_s = stall_after_s
         self._stop = threading.Event()
+        # Sagas whose plan this worker's registry cannot run. It will not be able
+        # to until it restarts with other handlers, so they are handed straight
+        # back (not reloaded, not logged again) and never fill a claim batch.
+        self._unrunnable: set[str] = set()
+        self._reported: dict[str, str] = {}  # saga id -> last problem logged
 
     # -- one round --------------------------------------------------------------------
     def run_once(self) -> list[SagaResult]:
@@ -78,29 +111,45 @@ class Worker:
         problem is logged and the next round tries again (the worker must outlive a
         database restart or one bad saga, since every other saga depends on it).
         """
-        return self.engine._sync(self.run_once_async())
+        return self.run_round().ended
+
+    def run_round(self) -> WorkerRound:
+        """One round, reporting also the sagas it claimed but could not finish."""
+        return self.engine._sync(self.run_round_async())
 
     async def run_once_async(self) -> list[SagaResult]:
         """Async form of :meth:`run_once` (for an event loop you run, or a simulation)."""
+        return (await self.run_round_async()).ended
+
+    async def run_round_async(self) -> WorkerRound:
+        """Async form of :meth:`run_round`."""
+        rnd = WorkerRound()
         try:
-            finished = await self.watchdog_async()
+            await self._watchdog(rnd)
         except Exception as exc:
             log.warning("watchdog round skipped: %s", _why(exc))
-            finished = []
         try:
-            claimed = self.store.claim(self.engine.owner, self.engine.lease_s, limit=self.batch,
+            claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
+                                       limit=self.batch + len(self._unrunnable),
                                        statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
         except Exception as exc:
             log.warning("no saga claimed this round: %s", _why(exc))
-            return finished
+            return rnd
+        taken = 0
         for saga_id, token in claimed:
-            if self._stop.is_set():
+            if saga_id in self._unrunnable:
+                self._release(saga_id, token)
+                rnd.unfinished[saga_id] = self._reported.get(
+                    saga_id, "this worker cannot run its plan")
+                continue
+            if self._stop.is_set() or taken >= self.batch:
                 self._release(saga_id, token)
                 continue
-            result = await self._continue(saga_id, token, "owner lease expired")
-            if result is not None:
-                finished.append(result)
-        return finished
+            taken += 1
+            _event(logging.INFO, "claimed", saga_id, "owner lease expired",
+                   reason="lease_expired", token=token)
+            await self._continue(rnd, saga_id, token, "owner lease expired")
+        return rnd
 
     def watchdog(self) -> list[SagaResult]:
         """Find stalled sagas and compensate or escalate them."""
@@ -108,9 +157,15 @@ class Worker:
 
     async def watchdog_async(self) -> list[SagaResult]:
         """Async form of :meth:`watchdog`."""
-        out: list[SagaResult] = []
+        rnd = WorkerRound()
+        await self._watchdog(rnd)
+        return rnd.ended
+
+    async def _watchdog(self, rnd: WorkerRound) -> None:
         for row in self.store.stalled(self.stall_after_s):
-            now = row["now"]
+            if row["id"] in self._unrunnable:
+                continue  # taking it would fence its owner out for nothing
+            now = row["now"]  # the store's clock, as leases are
             claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
                                        saga_id=row["id"], force=True)
             if not claimed:
@@ -119,56 +174,112 @@ class Worker:
             window_over = (row["status"] == SagaStatus.COMPENSATING.value
                            and row["rollback_started_at"] is not None
                            and now - row["rollback_started_at"] >= row["rollback_window_s"])
+            idle = row["idle_s"]
+            _event(logging.INFO, "claimed", saga_id,
+                   f"stalled: no progress for {idle:.1f}s (threshold {row['threshold_s']:g}s)",
+                   reason="stalled", token=token, idle_s=round(idle, 3))
             if window_over:
-                result = await self._escalate(saga_id, token, row)
+                await self._escalate(rnd, saga_id, token, row)
             else:
-                result = await self._continue(
-                    saga_id, token,
-                    f"watchdog: no progress for {row['idle_s']:.1f}s "
+                await self._continue(
+                    rnd, saga_id, token,
+                    f"watchdog: no progress for {idle:.1f}s "
                     f"(threshold {row['threshold_s']:g}s)", stalled=True)
-            if result is not None:
-                out.append(result)
-        return out
 
     async def _continue(
-        self, saga_id: str, token: int, reason: str, *, stalled: bool = False
-    ) -> SagaResult | None:
+        self, rnd: WorkerRound, saga_id: str, token: int, reason: str, *, stalled: bool = False
+    ) -> None:
         try:
-            return await self.engine.take_over_async(saga_id, token, reason=reason,
-                                                     stalled=stalled)
+            result = await self.engine.take_over_async(saga_id, token, reason=reason,
+                                                       stalled=stalled)
         except LeaseLost:
-            return None  # another worker took it meanwhile: it is theirs now
+            # Another worker took it meanwhile: it is theirs now, nothing is wrong.
+            _event(logging.INFO, "lost", saga_id, "another worker took it over")
+            return
+        except PlanError as exc:
+            self._unrunnable.add(saga_id)
+            self._skipped(rnd, saga_id, exc, missing=True)
+            return
         except ReversaError as exc:
-            # A worker outlives one saga's trouble (a database hiccup, a plan this
-            # process cannot run): the saga stays recorded as it was, for a retry.
-            log.warning("saga %s not finished this round: %s", saga_id, exc.message)
-            return None
+            # A worker outlives one saga's trouble (a database hiccup): the saga
+            # stays recorded as it was, for the next round.
+            self._skipped(rnd, saga_id, exc, missing=False)
+            return
         except Exception:
             # Not even a bug met while finishing one saga may stop the worker: every
             # other saga still needs it. The traceback goes to the log for a fix.
             log.exception("saga %s not finished this round: unexpected error", saga_id)
-            return None
+            rnd.unfinished[saga_id] = "unexpected error (see the log)"
+            return
+        self._outcome(rnd, result)
 
-    async def _escalate(self, saga_id: str, token: int, row: dict[str, Any]
-                        ) -> SagaResult | None:
+    async def _escalate(self, rnd: WorkerRound, saga_id: str, token: int,
+                        row: dict[str, Any]) -> None:
         reason = (f"rollback window of {row['rollback_window_s']:g}s elapsed while the "
                   "compensation stalled; a stale reversal is not attempted")
         try:
-            return await self.engine.escalate_claimed_async(saga_id, token, reason=reason)
+            result = await self.engine.escalate_claimed_async(saga_id, token, reason=reason)
         except LeaseLost:
-            return None
+            _event(logging.INFO, "lost", saga_id, "another worker took it over")
+            return
         except ReversaError as exc:
-            log.warning("saga %s not escalated this round: %s", saga_id, exc.message)
-            return None
+            self._skipped(rnd, saga_id, exc, missing=isinstance(exc, PlanError))
+            return
         except Exception:
             log.exception("saga %s not escalated this round: unexpected error", saga_id)
-            return None
+            rnd.unfinished[saga_id] = "unexpected error (see the log)"
+            return
+        self._outcome(rnd, result)
 
     def _release(self, saga_id: str, token: int) -> None:
         try:
             self.store.release(saga_id, token)
         except Exception as exc:  # the lease lapses on its own
             log.warning("lease of saga %s not released: %s", saga_id, _why(exc))
+
+    def _outcome(self, rnd: WorkerRound, result: SagaResult) -> None:
+        sid = result.saga_id
+        self._reported.pop(sid, None)
+        if result.status is SagaStatus.ESCALATED:
+            rnd.ended.append(result)
+            _event(logging.WARNING, "escalated", sid,
+                   f"handed to a human as escalation #{result.escalation_id}: "
+                   f"{result.error or 'see reversa escalations show'}",
+                   status=result.status.value, escalation=result.escalation_id)
+        elif result.status in TERMINAL_SAGA:
+            rnd.ended.append(result)
+            _event(logging.INFO, "finished", sid, f"ended {result.status.value}",
+                   status=result.status.value)
+        else:
+            rnd.unfinished[sid] = f"handed over while {result.status.value}"
+            _event(logging.INFO, "handed_over", sid,
+                   f"given back while {result.status.value}; this worker is stopping",
+                   status=result.status.value)
+
+    def _skipped(self, rnd: WorkerRound, saga_id: str, exc: ReversaError, *,
+                 missing: bool) -> None:
+        problem = exc.message
+        if missing:
+            app = self._app(saga_id)
+            fix = (f"restart the worker with --app {app}" if app else
+                   "restart the worker with --app naming the registry that defines them")
+            problem = f"this worker cannot run its plan: {problem}; {fix}"
+        rnd.unfinished[saga_id] = problem
+        repeated = self._reported.get(saga_id) == problem
+        self._reported[saga_id] = problem
+        fields: dict[str, Any] = {"reason": "missing_handler" if missing else "error"}
+        if missing:
+            fields["problems"] = list(exc.details.get("problems", [])) or [exc.message]
+        _event(logging.DEBUG if repeated else logging.WARNING, "skipped", saga_id,
+               problem, **fields)
+
+    def _app(self, saga_id: str) -> str | None:
+        try:
+            row, _ = self.store.load(saga_id)
+        except ReversaError:
+            return None
+        app = row.get("app")
+        return str(app) if app else None
 
     # -- forever ----------------------------------------------------------------------
     def run_forever(self) -> None:
@@ -180,9 +291,9 @@ class Worker:
         try:
             while not self._stop.is_set():
                 try:
-                    self.run_once()
+                    self.run_round()
                 except Exception:
-                    # run_once handles what it expects; whatever it did not, the next
+                    # run_round handles what it expects; whatever it did not, the next
                     # round retries rather than leave every saga without a worker.
                     log.exception("worker round failed; retrying in %gs", self.poll_s)
                 self._stop.wait(self.poll_s)
@@ -203,6 +314,11 @@ class Worker:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.stop()
+
+
+def _event(level: int, event: str, saga_id: str, message: str, **fields: Any) -> None:
+    log.log(level, "saga %s %s: %s", saga_id, event.replace("_", " "), message,
+            extra={"event": event, "saga": saga_id, "fields": fields})
 
 
 def _why(exc: Exception) -> str:

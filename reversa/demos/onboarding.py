@@ -19,7 +19,7 @@ from ..core.errors import PermanentError, TransientError
 from ..core.model import CompensationKind, Retry, Reversibility, Saga, Step
 from ..core.registry import Registry
 
-__all__ = ["OnboardingWorld", "registry", "saga"]
+__all__ = ["OnboardingWorld", "registry", "saga", "services"]
 
 
 @dataclass
@@ -194,12 +194,23 @@ def _send(ctx: StepContext, kind: str) -> dict[str, Any]:
     return dict(w.once(ctx.idempotency_key, effect))
 
 
+def services() -> dict[str, Any]:
+    """Services of a fresh, empty set of systems, for reviewing the demo's sagas later.
+
+    The demo's systems lived in its process; a reviewer's retry or dry-run from
+    the CLI (which finds this through the saga's recorded ``services``) runs
+    against these.
+    """
+    return {"onboarding": OnboardingWorld()}
+
+
 def saga(backoff_s: float = 0.01) -> Saga:
     """The onboarding workflow with its full rollback semantics."""
     retry = Retry(max_attempts=3, initial_s=backoff_s, max_s=backoff_s * 4)
     return Saga(
         workflow="client-onboarding",
         app="reversa.demos.onboarding:registry",
+        services="reversa.demos.onboarding:services",
         snapshot="onboarding.state",
         rollback_window_s=60,
         steps=[

@@ -9,11 +9,12 @@ from ..core.states import SagaStatus
 from ..core.store import Store
 from . import onboarding
 from .narrate import tell
+from .outcome import DemoRun
 
 __all__ = ["run_onboarding"]
 
 
-def run_onboarding(db_url: str, console: Console) -> int:
+def run_onboarding(db_url: str, console: Console) -> DemoRun:
     """AG-166 scenario B: onboarding fails at market data; reverse-dependency rollback."""
     world = onboarding.OnboardingWorld(vendor_up=False)
     store = Store.open(db_url)
@@ -32,4 +33,4 @@ def run_onboarding(db_url: str, console: Console) -> int:
         engine.close()
         store.close()
     ok = result.status is SagaStatus.COMPENSATED and verified
-    return 0 if ok else 1
+    return DemoRun.of(ok, result.saga_id)

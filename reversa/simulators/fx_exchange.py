@@ -10,6 +10,11 @@ cannot tell it from a real exchange.
 :class:`~reversa.simulators.fx_venue.FxVenue` it serves the call in process;
 given a ``base_url`` it uses ccxt's own HTTP stack against the venue served
 over loopback by :mod:`reversa.simulators.ledger.http`.
+
+It declares the effect-boundary extensions of
+:mod:`reversa.adapters.payments.fx_api`: a fencing token passed in
+``params["reversaFence"]`` travels as the ``Reversa-Fence`` header, and
+:meth:`SimFxExchange.block_order` tombstones a client order id at the venue.
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ from typing import Any
 from urllib.parse import urlparse
 
 import ccxt
+
+from reversa.adapters.payments.fx_api import (
+    BLOCK_CAPABILITY,
+    FENCE_CAPABILITY,
+    FENCE_PARAM,
+    FxFenced,
+)
+from reversa.core.context import Fence
 
 from .fx_venue import FxVenue
 
@@ -33,7 +46,10 @@ _ERRORS: dict[str, type[Exception]] = {
     "duplicate_order_id": ccxt.DuplicateOrderId,
     "order_not_found": ccxt.OrderNotFound,
     "rejected": ccxt.OperationRejected,
+    "fenced": FxFenced,
 }
+
+_FENCE_HEADER = "Reversa-Fence"  # the ledger server's header (simulators.ledger.http)
 
 
 class SimFxExchange(ccxt.Exchange):  # type: ignore[misc]  # ccxt ships no type stubs
@@ -73,6 +89,8 @@ class SimFxExchange(ccxt.Exchange):  # type: ignore[misc]  # ccxt ships no type 
                     "createOrder": True,
                     "createMarketBuyOrderWithCost": True,
                     "fetchOrder": True,
+                    FENCE_CAPABILITY: True,
+                    BLOCK_CAPABILITY: True,
                 },
                 "urls": {"api": {"public": self._base_url, "private": self._base_url}},
                 "timeout": 5000,
@@ -116,7 +134,7 @@ class SimFxExchange(ccxt.Exchange):  # type: ignore[misc]  # ccxt ships no type 
             body["cost"] = params.pop("cost")
         else:
             body["amount"] = amount
-        return self.request("create_order", "private", "POST", body)
+        return self.request("create_order", "private", "POST", _fenced(body, params))
 
     def create_market_buy_order_with_cost(
         self, symbol: str, cost: float, params: dict[str, Any] | None = None
@@ -129,7 +147,15 @@ class SimFxExchange(ccxt.Exchange):  # type: ignore[misc]  # ccxt ships no type 
         self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
     ) -> Any:
         """Look an order up by its ``clientOrderId`` (pass it as ``id``)."""
-        return self.request("fetch_order", "private", "POST", {"clientOrderId": id})
+        body = _fenced({"clientOrderId": id}, params)
+        return self.request("fetch_order", "private", "POST", body)
+
+    def block_order(
+        self, id: str, symbol: str | None = None, params: dict[str, Any] | None = None
+    ) -> Any:
+        """The fill under client order id ``id``, or None once the venue tombstoned ``id``."""
+        body = _fenced({"clientOrderId": id}, params)
+        return self.request("block_order", "private", "POST", body)["order"]
 
     # -- transport --------------------------------------------------------------------------
     def sign(
@@ -141,12 +167,17 @@ class SimFxExchange(ccxt.Exchange):  # type: ignore[misc]  # ccxt ships no type 
         headers: Any = None,
         body: Any = None,
     ) -> dict[str, Any]:
-        """Build the wire request (JSON POST to ``/v1/fx/<path>``)."""
+        """Build the wire request (JSON POST to ``/v1/fx/<path>``; fence as a header)."""
+        body = dict(params or {})
+        wire_headers = {"Content-Type": "application/json"}
+        fence = body.pop(FENCE_PARAM, None)
+        if fence is not None:
+            wire_headers[_FENCE_HEADER] = str(fence)
         return {
             "url": f"{self._base_url}/v1/fx/{path}",
             "method": "POST",
-            "headers": {"Content-Type": "application/json"},
-            "body": json.dumps(params or {}),
+            "headers": wire_headers,
+            "body": json.dumps(body),
         }
 
     def fetch(
@@ -156,7 +187,9 @@ class SimFxExchange(ccxt.Exchange):  # type: ignore[misc]  # ccxt ships no type 
         if self._venue is None:
             return super().fetch(url, method, headers, body)
         op = urlparse(url).path.rsplit("/", 1)[-1]
-        status, payload = self._venue.dispatch(op, json.loads(body or "{}"))
+        header = (headers or {}).get(_FENCE_HEADER)
+        fence = Fence.parse(header) if header else None
+        status, payload = self._venue.dispatch(op, json.loads(body or "{}"), fence)
         if status == 0:
             raise ccxt.NetworkError(f"{self.id} {method} {url} connection aborted")
         if status >= 400:
@@ -183,3 +216,8 @@ class SimFxExchange(ccxt.Exchange):  # type: ignore[misc]  # ccxt ships no type 
         error = response["error"]
         cls = _ERRORS.get(str(error.get("type")), ccxt.ExchangeError)
         raise cls(f"{self.id} {error.get('message', '')}")
+
+
+def _fenced(body: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
+    fence = (params or {}).get(FENCE_PARAM)
+    return {**body, FENCE_PARAM: fence} if fence is not None else body

@@ -16,6 +16,12 @@ Market orders walk the book. A sell gives ``amount`` base; a buy takes either
 received. Orders are idempotent by ``clientOrderId``: a replay returns the first
 fill, the same id with different parameters is refused.
 
+The venue keeps the effect boundary (:mod:`reversa.simulators.boundary`): every
+call may carry the caller's fencing token, and a lower epoch than one seen for
+the saga is refused (``fenced``); :meth:`FxVenue.block_order` returns an order's
+fill, or tombstones its ``clientOrderId`` so no order may ever be placed under
+it. What landed and what was refused is counted per client order id.
+
 Clients reach the venue through :class:`~reversa.simulators.fx_exchange.SimFxExchange`,
 a ccxt ``Exchange`` subclass, in process or over HTTP.
 """
@@ -31,7 +37,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from reversa.core.clock import SystemClock
+from reversa.core.context import Fence
+from reversa.core.errors import Fenced
 
+from .boundary import EffectBoundary
 from .ledger.faults import FaultKind, FaultPlan
 
 __all__ = ["FxMarket", "FxVenue", "VenueError"]
@@ -83,13 +92,13 @@ class VenueError(Exception):
     """A venue refusal, carried on the wire as ``{"error": {"type", "message"}}``.
 
     ``type`` is one of: timeout, unavailable, bad_symbol, invalid_order,
-    not_fillable, duplicate_order_id, order_not_found, rejected, dropped.
+    not_fillable, duplicate_order_id, order_not_found, rejected, fenced, dropped.
     """
 
     status_by_type: ClassVar[dict[str, int]] = {
         "timeout": 504, "unavailable": 503, "bad_symbol": 400, "invalid_order": 400,
         "not_fillable": 422, "duplicate_order_id": 409, "order_not_found": 404,
-        "rejected": 422, "dropped": 0,
+        "rejected": 422, "fenced": 412, "dropped": 0,
     }
 
     def __init__(self, type_: str, message: str) -> None:
@@ -136,6 +145,8 @@ class FxVenue:
         self._rngs = {s: random.Random(f"{seed}:{s}") for s in self.markets}
         self._nonce = 0
         self._lock = threading.RLock()
+        self.boundary = EffectBoundary()
+        """Fencing tokens, tombstoned client order ids, what landed / was refused."""
 
     # -- the rate path ----------------------------------------------------------------
     def _market(self, symbol: str) -> FxMarket:
@@ -197,14 +208,21 @@ class FxVenue:
         client_order_id: str,
         amount: float | None = None,
         cost: float | None = None,
+        fence: Fence | None = None,
     ) -> dict[str, Any]:
-        """Execute a market order now (see the module docs); idempotent by client id."""
+        """Execute a market order now (see the module docs); idempotent by client id.
+
+        Raises:
+            VenueError: ``fenced`` when ``fence`` is stale or the client order id
+                was blocked; the order was not placed.
+        """
         if not client_order_id:
             raise VenueError(
                 "invalid_order", "clientOrderId is required (it is the idempotency key)"
             )
         params = (symbol, side, amount, cost)
         with self._lock:
+            self._admit("create_order", fence, [client_order_id])
             if client_order_id in self.orders:
                 if self._order_params[client_order_id] != params:
                     raise VenueError(
@@ -215,15 +233,40 @@ class FxVenue:
             order = self._fill(symbol, side, amount, cost, client_order_id)
             self.orders[client_order_id] = order
             self._order_params[client_order_id] = params
+            self.boundary.count_landed([client_order_id])
             return dict(order)
 
-    def fetch_order(self, client_order_id: str) -> dict[str, Any]:
+    def fetch_order(self, client_order_id: str, fence: Fence | None = None) -> dict[str, Any]:
         """The fill of ``client_order_id``, or VenueError('order_not_found')."""
         with self._lock:
+            self._admit("fetch_order", fence)
             order = self.orders.get(client_order_id)
         if order is None:
             raise VenueError("order_not_found", f"no order with clientOrderId {client_order_id!r}")
         return dict(order)
+
+    def block_order(self, client_order_id: str, fence: Fence | None = None
+                    ) -> dict[str, Any] | None:
+        """Atomically: the fill of ``client_order_id``, or None after tombstoning it."""
+        with self._lock:
+            self._admit("block_order", fence)
+            order = self.orders.get(client_order_id)
+            if order is None:
+                self.boundary.tombstone(client_order_id, fence)
+                return None
+            return dict(order)
+
+    def stats(self) -> dict[str, Any]:
+        """What landed and what was refused, per client order id."""
+        return {**self.boundary.stats(), "orders": len(self.orders),
+                "stalled": self.faults.stalled.is_set()}
+
+    def _admit(self, op: str, fence: Fence | None, keys: Sequence[str] = ()) -> None:
+        self.boundary.note(op, fence)
+        try:
+            self.boundary.admit(op, fence, keys)
+        except Fenced as exc:
+            raise VenueError("fenced", exc.message) from None
 
     def _fill(
         self, symbol: str, side: str, amount: float | None, cost: float | None, cid: str
@@ -286,27 +329,36 @@ class FxVenue:
             for m in self.markets.values()
         ]
 
-    def dispatch(self, op: str, payload: Mapping[str, Any]) -> tuple[int, Any]:
+    def dispatch(self, op: str, payload: Mapping[str, Any], fence: Fence | None = None
+                 ) -> tuple[int, Any]:
         """Serve one wire call: ``(status, JSON body)``; status 0 means "drop"."""
         try:
-            return 200, self._serve(op, payload)
+            return 200, self._serve(op, payload, fence)
         except VenueError as exc:
             return exc.status, {"error": {"type": exc.type, "message": exc.message}}
 
-    def _serve(self, op: str, payload: Mapping[str, Any]) -> Any:
+    def _serve(self, op: str, payload: Mapping[str, Any], fence: Fence | None) -> Any:
         handlers: dict[str, Callable[[], Any]] = {
             "markets": lambda: self.markets_payload(),
             "order_book": lambda: self.order_book(str(payload["symbol"]), payload.get("limit")),
             "create_order": lambda: self.create_order(
                 str(payload["symbol"]), str(payload["side"]),
                 client_order_id=str(payload.get("clientOrderId") or ""),
-                amount=payload.get("amount"), cost=payload.get("cost"),
+                amount=payload.get("amount"), cost=payload.get("cost"), fence=fence,
             ),
-            "fetch_order": lambda: self.fetch_order(str(payload["clientOrderId"])),
+            "fetch_order": lambda: self.fetch_order(str(payload["clientOrderId"]), fence),
+            "block_order": lambda: {"order": self.block_order(str(payload["clientOrderId"]),
+                                                              fence)},
         }
         handler = handlers.get(op)
         if handler is None:
             raise VenueError("invalid_order", f"unknown venue operation {op!r}")
+        # An order is in flight from its arrival (faults included) to its reply.
+        keys = [str(payload.get("clientOrderId") or "")] if op == "create_order" else []
+        with self.boundary.in_flight(keys):
+            return self._faulted(op, payload, handler)
+
+    def _faulted(self, op: str, payload: Mapping[str, Any], handler: Callable[[], Any]) -> Any:
         fault = self.faults.take(op, payload)
         if fault is None:
             return handler()

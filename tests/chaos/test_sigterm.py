@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -41,16 +42,21 @@ def test_sigterm_releases_the_lease_and_another_worker_finishes(tmp_path: Path) 
            "REVERSA_CHAOS_UNDO_DELAY": "0.4"}
     worker = subprocess.Popen(
         [sys.executable, "-m", "reversa", "worker", "--db", db, "--app",
-         "tests.chaos.harness:cli_registry", "--lease-s", "30", "--poll-s", "0.05"],
+         "tests.chaos.harness:cli_registry", "--lease-s", "30", "--poll-s", "0.05",
+         "--log-format", "json"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while _undo_calls(effects) < 1:  # it is inside its first compensation
         assert time.monotonic() < deadline, "the worker never started compensating"
         time.sleep(0.02)
     worker.send_signal(signal.SIGTERM)
-    assert worker.wait(timeout=10) == 0
+    _, logged = worker.communicate(timeout=10)
+    assert worker.returncode == 0
     store = Store.open(db)
     (row,) = store.list_sagas()
+    events = [(e["event"], e["saga"]) for e in map(json.loads, logged.splitlines())]
+    assert events == [("started", None), ("claimed", row["id"]), ("handed_over", row["id"]),
+                      ("stopped", None)]
     assert row["status"] == "compensating"  # handed over mid-rollback, not abandoned
     assert row["lease_owner"] is None  # released at once, no lease expiry to wait for
     events = [e["event"] for e in store.rows("audit", saga_id=row["id"])]

@@ -15,7 +15,10 @@ EXAMPLES = sorted(p for p in (ROOT / "examples").rglob("*.py") if not p.name.sta
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_example_runs(path: Path, tmp_path: Path) -> None:
-    env = {**os.environ, "REVERSA_DB": str(tmp_path / "example.db")}
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "REVERSA_DB": str(tmp_path / "example.db"), "TMPDIR": str(tmp)}
     proc = subprocess.run([sys.executable, str(path)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert list(tmp.iterdir()) == [], "the example left files in TMPDIR"

@@ -97,7 +97,7 @@ def test_a_crash_between_the_rollback_and_the_resume_is_recovered(
                       checkpoint_retries=1, on_crash=OnCrash.RESUME)
     saga = saga.model_copy(update={"steps": tuple(
         s.model_copy(update={"checkpoint": s.name == "debit"}) for s in saga.steps)})
-    agent = Engine(transfer_registry(world), _DiesBeforeResume(store.engine, clock),
+    agent = Engine(transfer_registry(world), _DiesBeforeResume(store.engine, clock=clock),
                    clock=clock, lease_s=5, heartbeat=False)
     with pytest.raises(_Crash):
         agent.run(saga, saga_id="resuming")

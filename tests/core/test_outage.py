@@ -77,7 +77,7 @@ def test_run_once_survives_the_database_going_away(store: Store, clock: FakeCloc
     world = World()
     sid = _orphan(store, clock, world)
     clock.advance(10)
-    flaky = Outage(store.engine, clock)
+    flaky = Outage(store.engine, clock=clock)
     worker = Worker(_worker_registry(world), flaky, clock=clock, lease_s=5)
     flaky.down = True
     assert worker.run_once() == []  # the outage is logged, not raised
@@ -93,7 +93,7 @@ def test_run_forever_outlives_an_outage(store: Store, clock: FakeClock) -> None:
     world = World()
     sid = _orphan(store, clock, world)
     clock.advance(10)
-    flaky = Outage(store.engine, clock)
+    flaky = Outage(store.engine, clock=clock)
     flaky.down = True
     worker = Worker(_worker_registry(world), flaky, clock=clock, lease_s=5, poll_s=0.01)
     runner = threading.Thread(target=worker.run_forever, daemon=True)
@@ -116,7 +116,7 @@ def test_run_forever_outlives_an_outage(store: Store, clock: FakeClock) -> None:
 
 
 def test_heartbeats_outlive_an_outage(store: Store) -> None:
-    flaky = Outage(store.engine, None)
+    flaky = Outage(store.engine, clock=None)
     world = World()
     reg = transfer_registry(world)
     gate = threading.Event()

@@ -175,3 +175,14 @@ def test_run_async_inside_an_event_loop(store: Store) -> None:
         return result.status.value
 
     assert asyncio.run(agent()) == "completed"
+
+
+def test_key_prefix_selects_exactly_one_sagas_and_steps_keys() -> None:
+    from reversa.core.context import idempotency_key, key_prefix
+
+    ab_c = idempotency_key("a:b", "c", "action")
+    a_bc = idempotency_key("a", "b:c", "action")
+    assert ab_c != a_bc
+    assert ab_c.startswith(key_prefix("a:b")) and not ab_c.startswith(key_prefix("a"))
+    assert a_bc.startswith(key_prefix("a", "b:c")) and not a_bc.startswith(key_prefix("a", "b"))
+    assert idempotency_key("s", "x", "compensation").startswith(key_prefix("s", "x"))

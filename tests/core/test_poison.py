@@ -44,7 +44,7 @@ def test_an_unrecordable_saga_is_not_taken_for_a_handler_failure(
 ) -> None:
     world = World()
     world.fail["do:credit"] = reject()
-    poison = _PoisonStore(store.engine, clock)
+    poison = _PoisonStore(store.engine, clock=clock)
     engine = Engine(transfer_registry(world), poison, clock=clock, lease_s=5, heartbeat=False)
     with pytest.raises(Exception, match="cannot be recorded"):
         engine.run(chain_saga(), saga_id="poison")
@@ -71,7 +71,7 @@ def test_one_poison_saga_does_not_stop_the_worker(store: Store, clock: FakeClock
         with pytest.raises(Crash):
             _die(agent, sid, reg)
     clock.advance(10)
-    poison = _PoisonStore(store.engine, clock)
+    poison = _PoisonStore(store.engine, clock=clock)
     worker = Worker(_worker_registry(world), poison, clock=clock, lease_s=5)
     for _ in range(3):
         worker.run_once()  # never raises, round after round

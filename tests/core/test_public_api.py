@@ -16,6 +16,7 @@ EXPECTED = {
     "IllegalTransition", "LeaseLost", "NotFound", "SchemaError", "StepError",
     "TransientError", "PermanentError", "OutcomeUnknown", "PreconditionFailed", "AuditError",
     "ReversaSignal", "EmergencyStop", "ShutdownRequested", "__version__",
+    "Inspector", "SagaSummary",
     "Fence", "FenceGate", "EffectJournal", "JournalRecord", "Fenced", "PlanTampered",
 }
 

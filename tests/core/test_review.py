@@ -118,7 +118,7 @@ def test_a_crash_inside_a_resolution_never_strands_the_saga(
     engine, saga_id, esc_id = _escalated(store, world)
     engine.close()
     world.fail.clear()
-    dying = _DiesAtCommit(store.engine, clock)
+    dying = _DiesAtCommit(store.engine, clock=clock)
     dying.after, dying.armed = after, True
     human = Engine(transfer_registry(world), dying, clock=clock, owner="human", heartbeat=False)
     with pytest.raises(_Crash):

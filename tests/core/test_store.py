@@ -35,6 +35,7 @@ def _downgrade_to_v1(store: Store) -> None:
     """Reshape a database into what version 1 of the schema looked like."""
     with store.engine.begin() as conn:
         conn.execute(text("ALTER TABLE reversa_steps DROP COLUMN state_json"))
+        conn.execute(text("ALTER TABLE reversa_sagas DROP COLUMN services"))
         conn.execute(text("DROP INDEX ix_reversa_sagas_status"))
         conn.execute(text("DROP INDEX ix_reversa_sagas_workflow_created"))
         conn.execute(text("DELETE FROM reversa_schema WHERE version > 1"))
@@ -56,6 +57,7 @@ def test_existing_database_upgrades_in_place(db_url: str) -> None:
         assert schema_version(conn) == len(MIGRATIONS)
     assert old.rows("audit", saga_id=result.saga_id) == before
     assert old.verify_audit().ok
+    assert old.rows("sagas")[0]["services"] is None  # v5 added the column in place
     assert Store.open(db_url).migrate() == (len(MIGRATIONS), len(MIGRATIONS))  # idempotent
     old.close()
 

@@ -2,7 +2,8 @@
 
 Contracts are compiled once per session (the compiler caches by source hash)
 and deployed once per world; every test reverts the chain to the deployed
-snapshot, so each starts from the same state in milliseconds.
+snapshot, so each starts from the same state in milliseconds. Stores are the
+suite's (SQLite and PostgreSQL): transactions are journaled in them.
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from reversa import Engine, FakeClock, Store
+from reversa import Engine, FakeClock, Registry, Saga, Step, StepContext, Store
+from reversa.adapters.evm import TxScope
+from reversa.demos.evm.rig import EvmRig, inprocess_rig
 from reversa.simulators.evm import UNIT, InProcessChain, deploy_defi_world
 from reversa.simulators.evm.anvil import ANVIL_INSTALL_HINT, find_anvil
-from reversa.simulators.evm.rig import EvmRig, inprocess_rig
 
 
 @dataclass
@@ -83,19 +84,12 @@ def deep_rig(deep_world: World) -> Iterator[EvmRig]:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(f"sqlite:///{tmp_path / 'reversa.db'}")
-    yield opened
-    opened.close()
-
-
-@pytest.fixture
-def engine_for(store: Store) -> Iterator[Callable[[EvmRig], Engine]]:
+def engine_for(store: Store, clock: FakeClock) -> Iterator[Callable[[EvmRig], Engine]]:
     """``engine_for(rig)``: an engine on the test's store with the rig's services."""
     engines: list[Engine] = []
 
     def factory(rig: EvmRig) -> Engine:
-        engine = Engine(rig.registry, store, clock=FakeClock(), services=rig.services(),
+        engine = Engine(rig.registry, store, clock=clock, services=rig.services(),
                         heartbeat=False)
         engines.append(engine)
         return engine
@@ -103,6 +97,36 @@ def engine_for(store: Store) -> Iterator[Callable[[EvmRig], Engine]]:
     yield factory
     for engine in engines:
         engine.close()
+
+
+def hold_saga(store: Store, clock: FakeClock, services: dict[str, Any]) -> StepContext:
+    """The context an operation of a live saga gets: its store journal, keys and fence.
+
+    Runs a one-step saga through the engine and keeps its step's context. Nobody
+    claims the saga afterwards, so its lease token stays current and the
+    journal accepts writes, as it does for a step in flight.
+    """
+    held: list[StepContext] = []
+    registry = Registry()
+    registry.add("action", "hold", lambda ctx: held.append(ctx) or {})
+    registry.add("compensation", "release", lambda ctx: {})
+    registry.add("snapshot", "nothing", lambda ctx: {})
+    Engine(registry, store, clock=clock, services=services, heartbeat=False).run(
+        Saga.chain("hold", [Step(name="step", action="hold", compensation="release")],
+                   snapshot="nothing"))
+    return held[0]
+
+
+@pytest.fixture
+def held(store: Store, clock: FakeClock, rig: EvmRig) -> StepContext:
+    """The held context of a saga whose services are the ``rig``'s."""
+    return hold_saga(store, clock, rig.services())
+
+
+@pytest.fixture
+def scope(held: StepContext) -> TxScope:
+    """Journal, clock and fence of a saga in flight, for calling the wallet directly."""
+    return TxScope.of(held)
 
 
 @pytest.fixture(scope="session")

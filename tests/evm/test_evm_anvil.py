@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,14 +20,17 @@ from reversa.adapters.evm import (
     EvmWallet,
     FinalityTag,
     LocalSigner,
-    MemoryTxJournal,
     NonceManager,
     PrivateEndpoint,
     SubmissionPolicy,
+    TxJournal,
+    TxScope,
     TxState,
     register_evm,
+    saga_transactions,
 )
 from reversa.core.errors import OutcomeUnknown
+from reversa.demos.evm.rig import EvmRig
 from reversa.simulators.evm import (
     UNIT,
     AnvilInclusion,
@@ -36,7 +40,7 @@ from reversa.simulators.evm import (
     PrivateRelay,
     deploy_defi_world,
 )
-from reversa.simulators.evm.rig import EvmRig
+from tests.evm.conftest import hold_saga
 
 pytestmark = pytest.mark.anvil
 
@@ -70,16 +74,17 @@ def anvil_rig(node: AnvilNode, world: Any, *, confirmations: Any = None,
                          submission=submission or SubmissionPolicy(), on_poll=on_poll,
                          poll_interval_s=poll_interval_s, confirm_timeout_s=confirm_timeout_s)
     registry = Registry()
-    return EvmRig(node, world, signer, EvmWallet(network, signer, journal=MemoryTxJournal()),
-                  relay, registry, register_evm(registry), 10_000 * UNIT)
+    return EvmRig(node, world, signer, EvmWallet(network, signer), relay, registry,
+                  register_evm(registry), 10_000 * UNIT)
 
 
-def test_scenario_c_on_anvil(anvil: tuple[AnvilNode, Any], store: Store) -> None:
+def test_scenario_c_on_anvil(anvil: tuple[AnvilNode, Any], store: Store,
+                            clock: FakeClock) -> None:
     node, world = anvil
     rig = anvil_rig(node, world)
     try:
         saga, data = rig.scenario_c()
-        result = Engine(rig.registry, store, clock=FakeClock(), services=rig.services(),
+        result = Engine(rig.registry, store, clock=clock, services=rig.services(),
                         heartbeat=False).run(saga, data)
         assert result.status is SagaStatus.COMPENSATED, result.error
         reverse = result.rollback["compensations"][0]["result"]  # type: ignore[index]
@@ -93,14 +98,15 @@ def test_scenario_c_on_anvil(anvil: tuple[AnvilNode, Any], store: Store) -> None
 
 
 def test_reorg_on_anvil_returns_step_to_doubt(anvil: tuple[AnvilNode, Any],
-                                              store: Store) -> None:
+                                              store: Store, clock: FakeClock) -> None:
     node, world = anvil
     node.set_automine(False)  # blocks only when the wallet's poll asks for one
     dropped: list[int] = []
-    watched: dict[str, Any] = {}
 
     def on_poll() -> None:
-        record = rig.wallet.journal.get(watched.get("key", ""))
+        # The swap as the saga journaled it in the store, read while the saga runs.
+        swaps = [tx for tx in saga_transactions(store, "anvil-reorg") if tx.kind == "swap"]
+        record = swaps[0] if swaps else None
         if record is not None and not dropped:
             status = rig.wallet.status(record)
             if status.state is TxState.MINED and status.confirmations == 2:
@@ -111,9 +117,8 @@ def test_reorg_on_anvil_returns_step_to_doubt(anvil: tuple[AnvilNode, Any],
 
     rig = anvil_rig(node, world, confirmations=Confirmations(3), on_poll=on_poll)
     try:
-        watched["key"] = "rv:anvil-reorg:swap_ab:action/swap"
         saga, data = rig.scenario_c()
-        result = Engine(rig.registry, store, clock=FakeClock(), services=rig.services(),
+        result = Engine(rig.registry, store, clock=clock, services=rig.services(),
                         heartbeat=False).run(saga, data, saga_id="anvil-reorg")
         assert dropped, "the reorg never happened"
         swap = next(t for t in result.results["swap_ab"]["txs"] if t["kind"] == "swap")
@@ -123,23 +128,29 @@ def test_reorg_on_anvil_returns_step_to_doubt(anvil: tuple[AnvilNode, Any],
         rig.close()
 
 
-def test_pending_tx_cancelled_by_replacement_on_anvil(anvil: tuple[AnvilNode, Any]) -> None:
+def test_pending_tx_cancelled_by_replacement_on_anvil(anvil: tuple[AnvilNode, Any],
+                                                      store: Store, clock: FakeClock,
+                                                      tmp_path: Path) -> None:
     node, world = anvil
     node.set_automine(False)  # nothing is mined: the approval stays pending
     rig = anvil_rig(node, world, confirm_timeout_s=0.5)
+    scope = TxScope.of(hold_saga(store, clock, rig.services()))
     try:
         token = world.tokens["TKB"]
         data = token.encode_abi("approve", [world.address("router"), 5])
         with pytest.raises(OutcomeUnknown):
-            asyncio.run(rig.wallet.send(FakeClock(), "k", "approve", token.address, data,
+            asyncio.run(rig.wallet.send(scope, "k", "approve", token.address, data,
                                         rollback=False))
-        original = rig.wallet.journal.get("k")
+        original = scope.journal.get("k")
         assert original is not None
         pool = node.rpc("txpool_content")["pending"]
         assert any(original.hash in str(v) for v in pool.values())
-        # A fresh process learns the pending nonce from the node before reusing one.
-        assert NonceManager(MemoryTxJournal()).reserve(node.w3, rig.agent) == original.nonce + 1
-        settled = asyncio.run(rig.wallet.settle("k", FakeClock()))
+        # A fresh process with an empty store learns the pending nonce from the node.
+        empty = Store.open(f"sqlite:///{tmp_path}/empty.db")
+        blank = TxJournal(hold_saga(empty, clock, {}).require_journal())
+        assert NonceManager().reserve(node.w3, rig.agent, blank) == original.nonce + 1
+        empty.close()
+        settled = asyncio.run(rig.wallet.settle(scope, "k"))
         assert settled.how == "cancelled" and settled.cancel is not None
         assert settled.cancel["nonce"] == original.nonce
         assert rig.wallet.status(original).state is TxState.REPLACED
@@ -148,7 +159,8 @@ def test_pending_tx_cancelled_by_replacement_on_anvil(anvil: tuple[AnvilNode, An
         rig.close()
 
 
-def test_finality_tag_waits_for_the_finalized_block(anvil: tuple[AnvilNode, Any]) -> None:
+def test_finality_tag_waits_for_the_finalized_block(anvil: tuple[AnvilNode, Any],
+                                                    store: Store, clock: FakeClock) -> None:
     node, world = anvil
     node.set_automine(False)
     polls: list[int] = []
@@ -158,10 +170,11 @@ def test_finality_tag_waits_for_the_finalized_block(anvil: tuple[AnvilNode, Any]
         node.mine(16)
 
     rig = anvil_rig(node, world, confirmations=FinalityTag("finalized"), on_poll=on_poll)
+    scope = TxScope.of(hold_saga(store, clock, rig.services()))
     try:
         token = world.tokens["TKB"]
         data = token.encode_abi("approve", [world.address("router"), 7])
-        sent = asyncio.run(rig.wallet.send(FakeClock(), "k", "approve", token.address, data,
+        sent = asyncio.run(rig.wallet.send(scope, "k", "approve", token.address, data,
                                            rollback=False))
         finalized = int(node.w3.eth.get_block("finalized")["number"])
         assert sent.status.block is not None and finalized >= sent.status.block

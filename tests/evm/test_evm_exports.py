@@ -10,7 +10,7 @@ def test_adapter_exports_are_pinned() -> None:
         "EvmWallet", "EvmNetwork", "LocalSigner", "register_evm", "EvmHandlers", "watch",
         "ConfirmationPolicy", "Confirmations", "FinalityTag", "FeePolicy", "SubmissionPolicy",
         "PrivateEndpoint", "ApproveOp", "SwapOp", "VaultDepositOp", "EvmState", "TxJournal",
-        "MemoryTxJournal", "SqliteTxJournal", "TxRecord", "NonceManager", "Submitter",
+        "TxScope", "TxRecord", "saga_transactions", "NonceManager", "Submitter",
         "PublicSubmitter", "PrivateSubmitter", "SignedTx", "Sent", "Settled", "TxState",
         "TxStatus", "TxRejected", "NonceTooLow", "ReplacementUnderpriced",
     ])

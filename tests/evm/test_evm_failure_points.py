@@ -12,8 +12,8 @@ import pytest
 
 from reversa import SagaStatus, Store
 from reversa.adapters.evm import register_evm
-from reversa.adapters.evm.scenarios import scenario_c
 from reversa.core.registry import Registry
+from reversa.demos.evm.scenarios import scenario_c
 from reversa.testing import FailurePoint, expected_status, failure_points, run_failure_point
 
 # Only the shape of the saga matters for enumerating its points.

@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from reversa import FakeClock, Registry, Store
-from reversa.adapters.payments import scenarios
-from reversa.adapters.payments.scenarios import PaymentsWorld, build_world
+from reversa.demos.payments import PaymentsWorld, build_world, registry
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def world() -> PaymentsWorld:
 @pytest.fixture
 def reg() -> Registry:
     """Every payments operation plus the stories' snapshots and predicates."""
-    return scenarios.registry()
+    return registry()
 
 
 @pytest.fixture

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from reversa import Engine, Phase, Registry, StepContext, Store
-from reversa.adapters.payments.scenarios import PaymentsWorld
 from reversa.core.context import idempotency_key
+from reversa.demos.payments import PaymentsWorld
 
 
 def make_engine(reg: Registry, store: Store, world: PaymentsWorld) -> Engine:
@@ -26,13 +26,15 @@ def ctx(
     results: Mapping[str, Any] | None = None,
     saga_input: Mapping[str, Any] | None = None,
     services: Mapping[str, Any] | None = None,
+    epoch: int = 1,
 ) -> StepContext:
-    """A hand-made context, as the engine would build it."""
+    """A hand-made context, as the engine would build it (lease epoch ``epoch``)."""
     return StepContext(
         saga_id=saga_id, workflow="test", step=step, phase=phase, attempt=1,
         idempotency_key=idempotency_key(saga_id, step, phase.value), input=saga_input or {},
         params=params, results=results or {}, result=result, pre_state=None, deadline=None,
         clock=world.clock, services=services or world.services(),
+        action_key=idempotency_key(saga_id, step, Phase.ACTION.value), fencing_token=epoch,
     )
 
 

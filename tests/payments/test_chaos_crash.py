@@ -13,8 +13,9 @@ import pytest
 
 from reversa import Store
 from reversa.adapters.payments import UNDO_CODES
-from reversa.adapters.payments.scenarios.crash import run_crash_story
+from reversa.core.context import key_prefix
 from reversa.core.engine.inspect import audit_entries
+from reversa.demos.payments.crash import run_crash_story
 
 pytestmark = pytest.mark.chaos
 
@@ -35,9 +36,9 @@ def test_agent_killed_mid_compensation_is_finished_exactly_once(
     # The venue traded the conversion and exactly one reversal.
     assert len(world.venue.orders) == 2
     # Each original entry is corrected exactly once, for its full amount.
-    originals = [t for t in world.ledger.find_transfers(prefix=f"rv:{sid}:")
+    originals = [t for t in world.ledger.find_transfers(prefix=key_prefix(sid))
                  if t.code not in UNDO_CODES]
-    assert [t.id.removeprefix(f"rv:{sid}:") for t in originals] == [
+    assert [t.id.removeprefix(key_prefix(sid)) for t in originals] == [
         "debit:action", "convert:action/give", "convert:action/get"]
     for t in originals:
         fixes = world.ledger.find_transfers(corrects=t.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reversa.adapters.payments import LedgerConsistency, LedgerSnapshot, TransferRequest
-from reversa.adapters.payments.scenarios import PaymentsWorld
+from reversa.demos.payments import PaymentsWorld
 
 SCOPE = LedgerSnapshot(accounts=("cust:alice", "hold:GBP", "fx:GBP", "fx_pnl:GBP"))
 SAGA = "s1"

@@ -15,7 +15,8 @@ import pytest
 
 from reversa import Registry, SagaStatus, Store
 from reversa.adapters.payments import UNDO_CODES, PaymentStatus, PendingState, TransferKind
-from reversa.adapters.payments.scenarios import (
+from reversa.core.context import key_prefix
+from reversa.demos.payments import (
     PaymentsWorld,
     build_world,
     cross_border,
@@ -28,16 +29,24 @@ from reversa.testing import FailurePoint, expected_status, failure_points, run_f
 from .helpers import make_engine, restored
 
 
+def step_of(saga_id: str, key: str) -> str:
+    """The step whose key ``key`` is (or extends), found by each step's key prefix."""
+    steps = ("reserve", "create_po", "notify_logistics", "pay", "confirm_shipment", "debit",
+             "convert", "credit_partner", "credit_nostro", "mt103", "update_ledger", "confirm")
+    return next(s for s in steps if key.startswith(key_prefix(saga_id, s)))
+
+
 def ledger_residue(world: PaymentsWorld, saga_id: str) -> set[str]:
     """Steps whose ledger effect still stands (not voided, not fully corrected)."""
     ledger = world.ledger
+    prefix = key_prefix(saga_id)
     out: set[str] = set()
-    for t in ledger.find_transfers(prefix=f"rv:{saga_id}:"):
+    for t in ledger.find_transfers(prefix=prefix):
         if t.corrects or t.code in UNDO_CODES or t.kind in (TransferKind.POST,
                                                             TransferKind.VOID):
             continue
         posted = t.amount
-        owner = t.id.split(":")[2]
+        owner = step_of(saga_id, t.id)
         if t.kind == TransferKind.PENDING:
             if t.state == PendingState.PENDING:
                 out.add(owner)
@@ -45,16 +54,16 @@ def ledger_residue(world: PaymentsWorld, saga_id: str) -> set[str]:
             posts = [p for p in ledger.find_transfers(pending_id=t.id)
                      if p.kind == TransferKind.POST]
             posted = sum(p.amount for p in posts)
-            owner = posts[0].id.split(":")[2] if posts else owner
+            owner = step_of(saga_id, posts[0].id) if posts else owner
         if sum(c.amount for c in ledger.find_transfers(corrects=t.id)) != posted:
             out.add(owner)
     for pay in ledger.payments():
-        if pay.id.startswith(f"rv:{saga_id}:") and pay.status in (
+        if pay.id.startswith(prefix) and pay.status in (
                 PaymentStatus.ACCEPTED, PaymentStatus.SETTLED):
-            out.add(pay.id.split(":")[2])
-    notices = [n for n in world.counterparties.outbox if f"rv:{saga_id}:" in n["key"]]
+            out.add(step_of(saga_id, pay.id))
+    notices = [n for n in world.counterparties.outbox if n["key"].startswith(prefix)]
     if [n["kind"] for n in notices] == ["confirmation"]:
-        out.add(notices[0]["key"].split(":")[2])
+        out.add(step_of(saga_id, notices[0]["key"]))
     return out
 
 

@@ -166,3 +166,78 @@ def test_serve_runs_as_a_process() -> None:
         proc.terminate()
         proc.wait(10)
     assert json.dumps(health)
+
+
+def test_fence_and_block_travel_over_http(ledger: MockLedger, server: BackgroundServer) -> None:
+    from reversa import Fence
+    from reversa.adapters.payments import LedgerFenced
+
+    new, old = Fence("s1", 2), Fence("s1", 1)
+    with HttpLedgerClient(server.url) as client:
+        assert client.block_transfer("t9", fence=new) is None
+        with pytest.raises(LedgerFenced) as blocked:
+            client.create_transfer(TransferRequest("t9", "alice", "hold", 1, "GBP"), fence=new)
+        assert blocked.value.code == "key_blocked"
+        with pytest.raises(LedgerFenced) as stale:
+            client.create_transfer(TransferRequest("t8", "alice", "hold", 1, "GBP"), fence=old)
+        assert stale.value.code == "stale_epoch"
+        client.create_transfer(TransferRequest("t8", "alice", "hold", 1, "GBP"), fence=new)
+        assert client.block_transfer("t8", fence=new) is not None
+        stats = client.stats()
+    assert ledger.boundary.gate.epoch("s1") == 2
+    assert stats["landed"] == {"fund:alice": 1, "t8": 1}
+    assert stats["refused"] == {"t9": {"tombstone": 1}, "t8": {"epoch": 1}}
+    assert stats["blocked"] == {"t9": 1}
+
+
+def test_bad_fence_header_is_one_clear_error(server: BackgroundServer) -> None:
+    reply = httpx.post(f"{server.url}/v1/ledger/get_account", json={"id": "alice"},
+                       headers={"Reversa-Fence": "no-epoch"})
+    assert reply.status_code == 400
+    assert "Reversa-Fence" in reply.json()["error"]["message"]
+
+
+def test_admin_faults_and_counters_over_http(ledger: MockLedger,
+                                            server: BackgroundServer) -> None:
+    from reversa import Fence
+
+    ledger.faults.sleep = time.sleep
+    with HttpLedgerClient(server.url) as client:
+        client.inject_fault("create_transfer", "latency", latency_s=0.3, times=2)
+        import threading
+
+        req = TransferRequest("slow", "alice", "hold", 1, "GBP")
+        calls = [threading.Thread(target=client.create_transfer, args=(req,),
+                                  kwargs={"fence": Fence("s", 1)}) for _ in range(2)]
+        for c in calls:
+            c.start()
+        for c in calls:
+            c.join(10)
+        stats = client.stats()
+        assert stats["landed"]["slow"] == 1  # the second was a replay
+        assert stats["max_concurrent"]["slow"] == 2  # both were in flight together
+        client.inject_fault("get_account", "stall")
+        with pytest.raises(httpx.HTTPStatusError):
+            httpx.post(f"{server.url}/v1/admin/faults", json={"op": "x", "kind": "nope"}
+                       ).raise_for_status()
+        client.release_stalls()
+        with pytest.raises(LedgerTimeout):  # released at once: a stalled call times out
+            client.get_account("alice")
+
+
+def test_fx_fence_and_block_over_http(server: BackgroundServer) -> None:
+    from reversa import Fence
+    from reversa.adapters.payments import FxFenced
+
+    ex = SimFxExchange(base_url=server.url)
+    assert ex.block_order("k9", None, {"reversaFence": Fence("s", 2).header()}) is None
+    with pytest.raises(FxFenced):
+        ex.create_order("GBP/EUR", "market", "sell", 10, None,
+                        {"clientOrderId": "k9", "reversaFence": Fence("s", 2).header()})
+    with pytest.raises(FxFenced):
+        ex.create_order("GBP/EUR", "market", "sell", 10, None,
+                        {"clientOrderId": "k1", "reversaFence": Fence("s", 1).header()})
+    with HttpLedgerClient(server.url) as client:
+        stats = client.stats("fx")
+    assert stats["refused"] == {"k9": {"tombstone": 1}, "k1": {"epoch": 1}}
+    assert stats["landed"] == {}

@@ -25,7 +25,8 @@ from reversa.adapters.payments import (
     TransferRequest,
 )
 from reversa.adapters.payments._boundary import translate_ledger
-from reversa.adapters.payments.scenarios import PaymentsWorld
+from reversa.core.context import idempotency_key
+from reversa.demos.payments import PaymentsWorld
 from reversa.simulators.ledger import FaultKind, RecallAnswer
 
 from .helpers import ctx
@@ -73,11 +74,11 @@ def test_hold_is_voided_or_corrected_never_twice(world: PaymentsWorld) -> None:
     hold_params = {**XFER, "timeout_s": 3600}
     hold = LedgerHold().execute(ctx(world, "debit", hold_params))
     assert world.ledger.get_account("cust:alice").pending == -1_000_00
-    post_ctx = ctx(world, "settle", {"hold_step": "debit"}, results={"debit": hold})
-    posted = PostHold().execute(post_ctx)
+    post = {"hold": "$results.debit.transfer_id"}
+    posted = PostHold().execute(ctx(world, "settle", post, results={"debit": hold}))
     assert world.ledger.get_account("cust:alice").posted == 249_000_00
     undo_post = PostHold().compensate(
-        ctx(world, "settle", {"hold_step": "debit"}, phase=Phase.COMPENSATION, result=posted))
+        ctx(world, "settle", post, phase=Phase.COMPENSATION, result=posted))
     assert undo_post["outcome"] == "corrected"
     undo_hold = LedgerHold().compensate(
         ctx(world, "debit", hold_params, phase=Phase.COMPENSATION, result=hold))
@@ -150,8 +151,10 @@ def test_payment_probe_and_rejection(world: PaymentsWorld) -> None:
         RailPayment().execute(ctx(world, "pay2", ok))
     verdict = RailPayment().probe(ctx(world, "pay2", ok))
     assert verdict[0] is Probe.HAPPENED  # type: ignore[index]
+    # A probe that cannot reach the ledger raises: only the engine catches it (probe_failed).
     world.ledger.faults.inject("get_payment", FaultKind.TIMEOUT)
-    assert RailPayment().probe(ctx(world, "pay2", ok)) is Probe.UNKNOWN
+    with pytest.raises(TransientError):
+        RailPayment().probe(ctx(world, "pay2", ok))
 
 
 def test_cancel_in_flight_stops_only_this_sagas_money(world: PaymentsWorld) -> None:
@@ -159,9 +162,9 @@ def test_cancel_in_flight_stops_only_this_sagas_money(world: PaymentsWorld) -> N
         RailPayment().execute(ctx(world, "pay", {**PAY, "rail": "swift_mt103"}, saga_id=saga))
     RailPayment().execute(ctx(world, "inst", {**PAY, "rail": "sepa_instant"}, saga_id="s1"))
     out = CancelInFlightPayments()(ctx(world, "pay", {}, phase=Phase.SAFE_STATE))
-    assert out["cancelled"] == ["rv:s1:pay:action"]
-    assert out["irrevocable_in_flight"] == ["rv:s1:inst:action"]
-    other = world.ledger.get_payment("rv:s2:pay:action")
+    assert out["cancelled"] == [idempotency_key("s1", "pay", "action")]
+    assert out["irrevocable_in_flight"] == [idempotency_key("s1", "inst", "action")]
+    other = world.ledger.get_payment(idempotency_key("s2", "pay", "action"))
     assert other is not None and other.status == PaymentStatus.ACCEPTED
 
 
@@ -239,7 +242,7 @@ def test_hold_precondition_void_always_possible(world: PaymentsWorld) -> None:
     world.ledger.create_transfer(TransferRequest("spend", "cust:alice", "ops:GBP",
                                                  250_000_00, "GBP"))
     assert LedgerHold().preconditions(comp).ok  # pending: a void needs no funds
-    PostHold().execute(ctx(world, "p", {"hold_step": "h"}, results={"h": hold}))
+    PostHold().execute(ctx(world, "p", {"hold": "$results.h.transfer_id"}, results={"h": hold}))
     assert LedgerHold().preconditions(comp).ok  # posted: alice holds the 100 to return
     world.ledger.create_transfer(TransferRequest("spend2", "cust:alice", "ops:GBP", 1, "GBP"))
     assert not LedgerHold().preconditions(comp).ok  # ...until she spends any of it

@@ -8,8 +8,8 @@ import reversa.adapters.payments as payments
 from reversa import CompensationKind, Escalation, PlanError, Registry, Reversibility, Saga
 from reversa import validate as validate_plan
 from reversa.adapters.payments import DEFAULT_RAILS, Rail, payment_step
-from reversa.adapters.payments.demos import DEMOS
-from reversa.adapters.payments.scenarios import cross_border, mt103, procurement
+from reversa.demos.payments import cross_border, mt103, procurement
+from reversa.demos.payments.demos import DEMOS
 
 PARAMS = {"debit_account": "ops:GBP", "amount": "10.00", "currency": "GBP",
           "beneficiary": "X"}
@@ -83,8 +83,8 @@ def test_public_api_is_pinned() -> None:
         "LedgerAPI", "Account", "AccountRole", "Transfer", "TransferKind", "TransferRequest",
         "PendingState", "Payment", "PaymentRequest", "PaymentStatus", "Recall",
         "RecallStatus", "LedgerError", "LedgerTimeout", "LedgerUnavailable", "LedgerRejected",
-        "IdempotencyConflict", "LedgerNotFound", "InvalidState", "to_minor", "to_major",
-        "format_money",
+        "IdempotencyConflict", "LedgerNotFound", "InvalidState", "LedgerFenced", "FxFenced",
+        "to_minor", "to_major", "format_money",
     ])
     for name in payments.__all__:
         assert getattr(payments, name) is not None

@@ -8,7 +8,8 @@ import pytest
 
 from reversa import Registry, SagaStatus, Store
 from reversa.adapters.payments import PaymentStatus, Rail
-from reversa.adapters.payments.scenarios import (
+from reversa.core.context import idempotency_key, key_prefix
+from reversa.demos.payments import (
     PaymentsWorld,
     build_world,
     cross_border,
@@ -138,8 +139,8 @@ def test_ag384a_mt103_timeout(reg: Registry, store: Store) -> None:
     dry = next(f["cost"] for f in record["dry_run"]["steps"] if f["step"] == "convert")
     realized = by_step["convert"]["result"]
     assert realized["realized_cost"] == pytest.approx(dry["amount"], abs=0.01)  # recorded after
-    corrections = [t for t in world.ledger.find_transfers(prefix=f"rv:{result.saga_id}:")  # type: ignore[attr-defined]
-                   if t.corrects]
+    corrections = [t for t in world.ledger.find_transfers(
+        prefix=key_prefix(result.saga_id)) if t.corrects]  # type: ignore[attr-defined]
     assert {t.code for t in corrections} == {"correction", "fx_reversal_cost"}
     assert restored(world, before) == {}
     assert record["predicate"]["ok"]
@@ -154,7 +155,8 @@ def test_ag384a_too_costly_reversal_goes_to_a_human(reg: Registry, store: Store)
     assert not record["dry_run"]["feasible"]
     assert "costs too much" in record["escalation_reason"]
     assert record["safe_state"]["ok"]
-    assert record["safe_state"]["result"]["cancelled"] == [f"rv:{result.saga_id}:mt103:action"]  # type: ignore[attr-defined]
+    mt103_key = idempotency_key(result.saga_id, "mt103", "action")  # type: ignore[attr-defined]
+    assert record["safe_state"]["result"]["cancelled"] == [mt103_key]
     assert len(world.venue.orders) == 1  # no reversal was traded
     assert world.ledger.get_account("hold:EUR").posted == 0  # position parked in the nostro
     assert world.ledger.get_account("cust:alice").pending == -142_000_00  # hold kept

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from reversa import Engine, OnInfeasible, SagaStatus
-from reversa.adapters.robot import scenario_b_saga, transfer_saga
+from reversa.demos.robot import scenario_b_saga, transfer_saga
 from reversa.simulators.robot import CellWorld
 from reversa.testing import FailurePoint, expected_status, failure_points, run_failure_point
 

@@ -20,9 +20,9 @@ from reversa.adapters.robot import (
     cell_predicate,
     pcb_cell,
     robot_registry,
-    transfer_saga,
 )
 from reversa.core.engine.inspect import audit_entries
+from reversa.demos.robot import transfer_saga
 from reversa.simulators.robot import CellWorld
 
 Wait = Callable[..., None]

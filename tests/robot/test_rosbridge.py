@@ -8,12 +8,13 @@ from collections.abc import Callable
 import pytest
 import roslibpy
 
-from reversa import OutcomeUnknown, PermanentError, TransientError
-from reversa.adapters.robot import RosLink
+from reversa import Fence, OutcomeUnknown, PermanentError, TransientError
+from reversa.adapters.robot import RosLink, Stamp
 from reversa.safety import interpolate, motion_duration
 from reversa.simulators.robot import CellWorld, RosbridgeSim
 
 Wait = Callable[..., None]
+STAMP = Stamp("rv:test-saga:motion:action", Fence("test-saga", 1))
 
 
 def _path(world: CellWorld, goal: str, speed: float = 1.0) -> tuple[list, list]:
@@ -67,7 +68,7 @@ def _plain_roslibpy_session(ros: roslibpy.Ros, world: CellWorld, link: RosLink,
 def test_execute_reaches_the_goal_and_joint_states_follow(world: CellWorld, link: RosLink,
         wait_until: Wait) -> None:
     path, times = _path(world, "tray_above")
-    outcome = link.execute(path, times, timeout=5, abort=lambda: False)
+    outcome = link.execute(path, times, timeout=5, stamp=STAMP, abort=lambda: False)
     assert outcome.ok
     wait_until(lambda: max(abs(a - b) for a, b in
                            zip(link.joints(), world.layout.pose("tray_above"), strict=True)) < 1e-6)
@@ -82,7 +83,7 @@ def test_abort_cancels_the_goal_mid_path(world: CellWorld, link: RosLink) -> Non
         calls["n"] += 1
         return calls["n"] > 3
 
-    outcome = link.execute(path, times, timeout=5, abort=abort)
+    outcome = link.execute(path, times, timeout=5, stamp=STAMP, abort=abort)
     assert outcome.status == "canceled"
     assert world.events_of("cancel")  # the simulator received cancel_action_goal
     assert world.layout.pose_name(tuple(world.q)) is None  # stopped between poses
@@ -93,7 +94,7 @@ def test_a_goal_is_rejected_while_a_stop_is_latched(world: CellWorld, link: RosL
     world.press_estop(0)
     wait_until(link.estop_active)
     path, times = _path(world, "tray_above")
-    outcome = link.execute(path, times, timeout=5, abort=lambda: False)
+    outcome = link.execute(path, times, timeout=5, stamp=STAMP, abort=lambda: False)
     assert outcome.status == "rejected"
     assert "reset" in outcome.message
     assert world.layout.pose_name(tuple(world.q)) == "home"
@@ -102,14 +103,14 @@ def test_a_goal_is_rejected_while_a_stop_is_latched(world: CellWorld, link: RosL
 def test_a_lost_result_is_a_timeout(world: CellWorld, link: RosLink) -> None:
     world.inject({"kind": "hang_goals", "count": 1})
     path, times = _path(world, "tray_above")
-    outcome = link.execute(path, times, timeout=0.5, abort=lambda: False)
+    outcome = link.execute(path, times, timeout=0.5, stamp=STAMP, abort=lambda: False)
     assert outcome.status == "timeout"
 
 
 def test_service_failures_are_translated(world: CellWorld, link: RosLink) -> None:
     world.inject({"kind": "conveyor_error", "message": "belt jammed"})
     with pytest.raises(PermanentError, match="belt jammed"):
-        link.route("k1", "B1", "rework")
+        link.route(STAMP, "B1", "rework")
     world.inject({"kind": "scene_hang"})
     with pytest.raises(TransientError, match="did not answer"):
         link.call("/cell/get_scene", {}, mutating=False, timeout=0.3)
@@ -118,13 +119,14 @@ def test_service_failures_are_translated(world: CellWorld, link: RosLink) -> Non
 
 
 def test_keyed_commands_are_deduplicated_and_probeable(world: CellWorld, link: RosLink) -> None:
-    assert link.query("rv:x:route:forward_recovery") is None
-    first = link.route("rv:x:route:forward_recovery", "B1", "rework")
-    second = link.route("rv:x:route:forward_recovery", "B1", "rework")
+    stamp = Stamp("rv:x:route:forward_recovery", Fence("x", 1))
+    assert link.query(stamp.key) is None
+    first = link.route(stamp, "B1", "rework")
+    second = link.route(stamp, "B1", "rework")
     assert first["location"] == second["location"] == "rework"
     assert second.get("duplicate") is True
     assert world.executions["route"] == 1
-    assert link.query("rv:x:route:forward_recovery") is not None
+    assert link.query(stamp.key) == {**first, "commands": ["route"]}
 
 
 def test_fault_injection_over_the_wire(rosbridge: RosbridgeSim, world: CellWorld,

@@ -12,19 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from reversa import Engine, HandlerKind, OnInfeasible, SagaStatus, StepContext
+from reversa import Engine, Fence, HandlerKind, OnInfeasible, SagaStatus, StepContext
 from reversa.adapters.robot import (
     Box,
     RobotCell,
     RosLink,
     SerialTooling,
+    Stamp,
     robot_registry,
-    scenario_b_saga,
 )
+from reversa.demos.robot import scenario_b_saga
 from reversa.safety import interpolate, motion_duration
 from reversa.simulators.robot import CellWorld
 
 Wait = Callable[..., None]
+# The naive agent runs a job of its own: its own saga id and epoch, admitted by the cell.
+NAIVE = Stamp("naive-mirror", Fence("naive-mirror", 1))
 TOTE = Box("tote", (-0.36, -0.30, 0.13), (0.14, 0.14, 0.26), "obstacle")
 
 
@@ -100,7 +103,7 @@ def _send_unchecked(link: RosLink, world: CellWorld, goal: str) -> str:
     """What a naive agent does: send the mirror motion straight to the controller."""
     path = interpolate(tuple(world.q), world.layout.pose(goal), 0.02)
     times = motion_duration(path, 1.0)
-    return link.execute(path[1:], times[1:], timeout=5, abort=lambda: False).status
+    return link.execute(path[1:], times[1:], stamp=NAIVE, timeout=5, abort=lambda: False).status
 
 
 def test_the_naive_mirror_reversal_drops_the_pasted_part(
@@ -115,7 +118,7 @@ def test_the_naive_mirror_reversal_drops_the_pasted_part(
     # then of pick (carry it back to the tray).
     assert _send_unchecked(link, world, "board_above") == "succeeded"
     assert _send_unchecked(link, world, "board") == "succeeded"
-    grip = serial_tooling.grip("naive-regrip")
+    grip = serial_tooling.grip(NAIVE)
     assert grip["holding"] == "U1"  # the fingers close around it...
     assert _send_unchecked(link, world, "board_above") == "succeeded"
     assert _send_unchecked(link, world, "tray_above") == "succeeded"
@@ -145,7 +148,8 @@ def test_a_new_obstacle_makes_the_mirror_motion_collide_but_not_the_retreat(
 
     # The same mirror motion sent unchecked hits the tote.
     world.reset_stop()
-    cell.move(cell.layout.pose("inspection"), speed=0.5, label="back to where the run ended")
+    cell.move(cell.layout.pose("inspection"), speed=0.5, label="back to where the run ended",
+              stamp=NAIVE)
     assert _send_unchecked(link, world, "board_above") == "aborted"
     collisions = world.events_of("collision")
     assert collisions and "tote" in collisions[0]["contacts"][0]

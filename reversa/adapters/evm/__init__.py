@@ -2,11 +2,14 @@
 
 Transactions are signed locally (eth-account) and sent raw (web3.py), under a
 per-account nonce manager that learns the chain's pending nonce after a
-crash, and journaled under the step's idempotency key before they leave the
-process. A step completes only at its network's confirmation policy; a reorg
-puts it back in doubt. Rollbacks go through a private endpoint; approvals are
-always revoked; a reverse swap is bounded by the forward rate and the maximum
-acceptable rollback cost, or escalates.
+crash, and journaled in the saga store, under the step's idempotency key,
+before they leave the process (a write fenced by the saga's lease). A step
+completes only at its network's confirmation policy; a reorg puts it back in
+doubt. An in-doubt step is blocked: its keys are tombstoned in the journal and
+a pending transaction is cancelled by a same-nonce replacement. Rollbacks go
+through a private endpoint; approvals are always revoked; a reverse swap is
+bounded by the forward rate and the maximum acceptable rollback cost, or
+escalates.
 
 Typical wiring::
 
@@ -14,15 +17,15 @@ Typical wiring::
     evm = register_evm(registry)
     wallet = EvmWallet(EvmNetwork("mainnet", w3, confirmation=FinalityTag("safe"),
                                   private=PrivateEndpoint("https://rpc.example/protect")),
-                       LocalSigner(key), journal=SqliteTxJournal("txs.db"))
-    engine = Engine(registry, store, services={"evm": wallet})
+                       LocalSigner(key))
+    engine = Engine(registry, store, services={"evm": wallet})  # the journal is the store's
 
 See ``docs/evm.md``.
 """
 
 from .approve import ApproveOp
 from .errors import NonceTooLow, ReplacementUnderpriced, TxRejected
-from .journal import MemoryTxJournal, SqliteTxJournal, TxJournal, TxRecord
+from .journal import TxJournal, TxRecord, TxScope, saga_transactions
 from .network import EvmNetwork
 from .nonces import NonceManager
 from .policy import (
@@ -64,9 +67,9 @@ __all__ = [
     "EvmState",
     # transactions
     "TxJournal",
-    "MemoryTxJournal",
-    "SqliteTxJournal",
+    "TxScope",
     "TxRecord",
+    "saga_transactions",
     "NonceManager",
     "Submitter",
     "PublicSubmitter",

@@ -6,7 +6,8 @@ from typing import Any
 
 from reversa.core.context import Check, CostEstimate, StepContext
 
-from ._base import EvmOperation, resolve_amount
+from ._base import EvmOperation
+from .journal import TxScope
 
 __all__ = ["ApproveOp"]
 
@@ -22,33 +23,34 @@ class ApproveOp(EvmOperation):
     Step params:
         token: Token address.
         spender: Spender address (router, vault...).
-        amount: Base units, ``"max"`` or a reference (see :func:`resolve_amount`).
+        amount: Base units, ``"max"``, or a reference (``"$input.x"``,
+            ``"$results.step.x"``).
         zero_first: The token refuses non-zero to non-zero changes (USDT-style);
             approve zero first when an allowance already stands.
     """
 
     name = "evm.approve"
     main_label = "approve"
+    labels = ("zero_first", "approve")
 
     async def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Approve; returns the grant and its transactions."""
-        wallet = self.wallet(ctx.services)
-        token, spender = str(self.param(ctx, "token")), str(self.param(ctx, "spender"))
-        amount = resolve_amount(self.param(ctx, "amount"), ctx, f"step {ctx.step!r} amount")
-        previous = self.allowance(wallet, token, spender)
-        sent = await self.approve(ctx, wallet, ctx.idempotency_key, token, spender, amount,
-                                  zero_first=bool(ctx.params.get("zero_first", False)),
-                                  rollback=False)
-        return {"key": ctx.idempotency_key, "token": token, "spender": spender,
-                "amount": amount, "previous": previous, "txs": [s.summary() for s in sent]}
+        wallet, scope = self._wallet(ctx), TxScope.of(ctx)
+        token, spender = str(ctx.param("token")), str(ctx.param("spender"))
+        amount = self._amount(ctx, "amount")
+        previous = self._allowance(wallet, token, spender)
+        sent = await self._approve(scope, wallet, ctx.idempotency_key, token, spender, amount,
+                                   zero_first=bool(ctx.param("zero_first", False)),
+                                   rollback=False)
+        return {"token": token, "spender": spender, "amount": amount, "previous": previous,
+                "txs": [s.summary() for s in sent]}
 
     async def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Settle the approval (cancel it if still pending), then approve zero."""
-        wallet = self.wallet(ctx.services)
-        token, spender = str(self.param(ctx, "token")), str(self.param(ctx, "spender"))
-        key = self.action_key(ctx)
-        zero_first = await wallet.settle(key + "/zero_first", ctx.clock, deadline=ctx.deadline)
-        settled = await wallet.settle(key + "/approve", ctx.clock, deadline=ctx.deadline)
+        wallet, scope = self._wallet(ctx), TxScope.of(ctx)
+        token, spender = str(ctx.param("token")), str(ctx.param("spender"))
+        zero_first = await wallet.settle(scope, self._tx_key(ctx, "zero_first"))
+        settled = await wallet.settle(scope, self._tx_key(ctx, "approve"))
         out: dict[str, Any] = {"approval": settled.how, "token": token, "spender": spender}
         cancels = [s.cancel for s in (zero_first, settled) if s.cancel]
         if cancels:
@@ -56,20 +58,21 @@ class ApproveOp(EvmOperation):
         if not settled.happened:
             out["undone"] = "nothing: the approval never took effect"
             return out
-        revoke = await self.revoke(ctx, wallet, ctx.idempotency_key + "/revoke", token, spender)
+        revoke = await self._revoke(scope, wallet, ctx.idempotency_key + "/revoke", token,
+                                    spender)
         out["revoke"] = revoke.summary() if revoke else None
-        out["allowance_after"] = self.allowance(wallet, token, spender)
+        out["allowance_after"] = self._allowance(wallet, token, spender)
         return out
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The wallet can pay for the revocation."""
-        wallet = self.wallet(ctx.services)
-        return self.gas_funds(wallet, wallet.network.gas_defaults["revoke"])
+        wallet = self._wallet(ctx)
+        return self._gas_funds(wallet, wallet.network.gas_defaults["revoke"])
 
     def estimate_cost(self, ctx: StepContext) -> CostEstimate:
         """Gas of ``approve(spender, 0)``, estimated on the node."""
-        wallet = self.wallet(ctx.services)
-        token, spender = str(self.param(ctx, "token")), str(self.param(ctx, "spender"))
-        data = self.token(wallet, token).encode_abi("approve", [spender, 0])
+        wallet = self._wallet(ctx)
+        token, spender = str(ctx.param("token")), str(ctx.param("spender"))
+        data = self._token(wallet, token).encode_abi("approve", [spender, 0])
         gas = wallet.estimate_gas(token, data)
-        return self.gas_cost(wallet, gas, self.rollback_route(wallet))
+        return self._gas_cost(wallet, gas, self._rollback_route(wallet))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from reversa.core.errors import (
+    Fenced,
     OutcomeUnknown,
     PermanentError,
     ReversaError,
@@ -42,6 +43,7 @@ class ReplacementUnderpriced(TransientError):
     default_code = "replacement_underpriced"
 
 
+_FENCED = re.compile(r"fencing token|\bfenced\b", re.I)
 _ALREADY_KNOWN = re.compile(r"already known|known transaction|already imported", re.I)
 _NONCE_LOW = re.compile(
     r"nonce too low|invalid transaction nonce|nonce has already been used", re.I
@@ -82,6 +84,10 @@ def translate(exc: BaseException, what: str, *, sent: bool) -> StepError:
         return PermanentError(exc.message, code=exc.code)
     text = _text(exc)
     reason = _reason(text)
+    if _FENCED.search(text):
+        # A relay that checks fencing tokens saw a newer owner of this saga: this
+        # process lost the saga, and the transaction was not taken.
+        return Fenced(f"{what}: refused, the saga has a newer owner ({reason})")
     if _NONCE_LOW.search(text):
         return NonceTooLow(f"{what}: the node says the nonce is already used ({reason})")
     if _UNDERPRICED.search(text):

@@ -2,7 +2,8 @@
 
 A fresh process knows nothing about the nonces an earlier one used. Before
 handing out a nonce the manager asks the chain for the account's pending
-transaction count and the journal for the highest nonce already signed, and
+transaction count and the saga store's journal for the highest nonce already
+signed by any saga (``max_seq`` of the account's transaction records), and
 takes the larger: a nonce is never reused by accident, and a journaled
 transaction that a crash left unsent keeps its slot until it is resent or
 cancelled.
@@ -21,21 +22,20 @@ __all__ = ["NonceManager"]
 class NonceManager:
     """Hands out nonces per sending account.
 
-    Args:
-        journal: The transaction journal (its highest nonce per sender counts
-            as used).
+    Thread-safe; one per wallet. The journal is the calling saga's, passed
+    with each reservation (its highest nonce per sender, across all sagas,
+    counts as used).
     """
 
-    def __init__(self, journal: TxJournal) -> None:
-        self._journal = journal
+    def __init__(self) -> None:
         self._next: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def reserve(self, w3: Any, address: str) -> int:
+    def reserve(self, w3: Any, address: str, journal: TxJournal) -> int:
         """The next nonce for ``address``; the caller must sign and journal it."""
         with self._lock:
             on_chain = int(w3.eth.get_transaction_count(address, "pending"))
-            journaled = self._journal.highest_nonce(address)
+            journaled = journal.highest_nonce(address)
             candidates = [on_chain, self._next.get(address.lower(), 0)]
             if journaled is not None:
                 candidates.append(journaled + 1)

@@ -17,6 +17,7 @@ from reversa.core.errors import ConfigError
 
 from ._base import EvmOperation
 from .abi import APPROVAL_TOPIC, VAULT_ABI
+from .journal import TxScope
 from .wallet import EvmWallet
 
 __all__ = ["EvmState", "watch"]
@@ -63,12 +64,12 @@ class EvmState(EvmOperation):
 
     def snapshot(self, ctx: SnapshotContext) -> dict[str, Any]:
         """Balances, allowances and vault shares of the wallet's account, and the block."""
-        wallet = self.wallet(ctx.services)
+        wallet = self._wallet_of(ctx.services, "EVM snapshot")
         spec = self._watch(ctx.input)
         balances, allowances = {}, {}
         for symbol, token in spec["tokens"].items():
-            balances[symbol] = self.balance(wallet, token)
-            allowances[symbol] = {s: self.allowance(wallet, token, s) for s in spec["spenders"]}
+            balances[symbol] = self._balance(wallet, token)
+            allowances[symbol] = {s: self._allowance(wallet, token, s) for s in spec["spenders"]}
         shares = {}
         for vault in spec.get("vaults", []):
             call = wallet.contract(vault, VAULT_ABI).functions.balanceOf(wallet.address)
@@ -79,7 +80,7 @@ class EvmState(EvmOperation):
             "balances": balances, "allowances": allowances, "shares": shares,
         }
 
-    def granted_since(self, wallet: EvmWallet, block: int) -> set[tuple[str, str]]:
+    def _granted_since(self, wallet: EvmWallet, block: int) -> set[tuple[str, str]]:
         """``(token, spender)`` of every Approval the account emitted after ``block``."""
         owner_topic = "0x" + "0" * 24 + wallet.address.lower().removeprefix("0x")
         logs = wallet.w3.eth.get_logs({"fromBlock": block + 1, "toBlock": "latest",
@@ -94,25 +95,25 @@ class EvmState(EvmOperation):
     def _granted(self, wallet: EvmWallet, pre: Mapping[str, Any] | None,
                  spec: Mapping[str, Any]) -> set[tuple[str, str]]:
         start = int(pre["block"]) if pre and "block" in pre else 0
-        granted = self.granted_since(wallet, start)
+        granted = self._granted_since(wallet, start)
         # Declared pairs count too: a grant may predate the log window's start.
         for symbol, token in spec["tokens"].items():
             before = (pre or {}).get("allowances", {}).get(symbol, {})
             for spender in spec["spenders"]:
-                if self.allowance(wallet, token, spender) > int(before.get(spender, 0)):
+                if self._allowance(wallet, token, spender) > int(before.get(spender, 0)):
                     granted.add((token, spender))
         return granted
 
     def predicate(self, ctx: PredicateContext) -> Check:
         """Every granted allowance is zero; balances within tolerance of the snapshot."""
-        wallet = self.wallet(ctx.services)
+        wallet = self._wallet_of(ctx.services, "EVM predicate")
         spec = self._watch(ctx.input)
         pre, post = ctx.pre_state or {}, ctx.post_state or self.snapshot(_as_snap(ctx))
         symbols = {token.lower(): sym for sym, token in spec["tokens"].items()}
         problems: list[str] = []
         allowances: dict[str, int] = {}
         for token, spender in sorted(self._granted(wallet, pre, spec)):
-            left = self.allowance(wallet, token, spender)
+            left = self._allowance(wallet, token, spender)
             label = f"{symbols.get(token.lower(), token)}->{spender}"
             allowances[label] = left
             if left != 0:
@@ -146,12 +147,12 @@ class EvmState(EvmOperation):
         cost more than allowed): the swap's position waits for a human, but no
         approval is left standing meanwhile.
         """
-        wallet = self.wallet(ctx.services)
+        wallet, scope = self._wallet(ctx), TxScope.of(ctx)
         spec = self._watch(ctx.input)
         revoked = []
         for token, spender in sorted(self._granted(wallet, ctx.pre_state, spec)):
-            sent = await self.revoke(ctx, wallet, f"{ctx.idempotency_key}/{token}/{spender}",
-                                     token, spender)
+            sent = await self._revoke(scope, wallet, f"{ctx.idempotency_key}/{token}/{spender}",
+                                      token, spender)
             if sent is not None:
                 revoked.append({"token": token, "spender": spender, **sent.summary()})
         return {"revoked": revoked, "account": wallet.address}

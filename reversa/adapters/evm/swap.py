@@ -19,8 +19,9 @@ from web3.logs import DISCARD
 from reversa.core.context import Check, CostEstimate, StepContext
 from reversa.core.errors import PermanentError, PreconditionFailed
 
-from ._base import EvmOperation, resolve_amount
+from ._base import EvmOperation
 from .abi import POOL_ABI, ROUTER_ABI
+from .journal import TxScope
 from .wallet import EvmWallet, Sent
 
 __all__ = ["SwapOp"]
@@ -34,7 +35,8 @@ class SwapOp(EvmOperation):
         pool: Pool address.
         token_in: Token sold.
         token_out: Token bought.
-        amount_in: Base units or a reference (see :func:`resolve_amount`).
+        amount_in: Base units, or a reference (``"$input.x"``,
+            ``"$results.step.amount_out"``).
         max_slippage_bps: Forward bound: the output may fall at most this far
             below ``amount_in`` at the pool's spot price (default 100). A pool
             too thin for it fails the step before anything is sent.
@@ -51,19 +53,21 @@ class SwapOp(EvmOperation):
 
     name = "evm.swap"
     main_label = "swap"
+    labels = ("zero_first", "approve", "swap", "cleanup")
+    side_labels = ("approve",)
 
     # -- reads --------------------------------------------------------------------
     def _router(self, wallet: EvmWallet, ctx: StepContext) -> Any:
-        return wallet.contract(str(self.param(ctx, "router")), ROUTER_ABI)
+        return wallet.contract(str(ctx.param("router")), ROUTER_ABI)
 
     def _quote(self, wallet: EvmWallet, ctx: StepContext, token_in: str, amount: int) -> int:
-        call = self._router(wallet, ctx).functions.quote(str(self.param(ctx, "pool")),
-                                                           token_in, amount)
+        call = self._router(wallet, ctx).functions.quote(str(ctx.param("pool")), token_in,
+                                                         amount)
         return int(wallet.read(call, "router quote"))
 
     def _spot_out(self, wallet: EvmWallet, ctx: StepContext, token_in: str, amount: int) -> int:
         """What ``amount`` would buy at the pool's spot price (no fee, no impact)."""
-        pool = wallet.contract(str(self.param(ctx, "pool")), POOL_ABI)
+        pool = wallet.contract(str(ctx.param("pool")), POOL_ABI)
         token0 = str(wallet.read(pool.functions.token0(), "pool token0"))
         r0 = int(wallet.read(pool.functions.reserve0(), "pool reserve0"))
         r1 = int(wallet.read(pool.functions.reserve1(), "pool reserve1"))
@@ -74,11 +78,11 @@ class SwapOp(EvmOperation):
 
     def _deadline(self, wallet: EvmWallet, ctx: StepContext) -> int:
         latest = wallet.w3.eth.get_block("latest")
-        return int(latest["timestamp"]) + int(ctx.params.get("deadline_s", 600))
+        return int(latest["timestamp"]) + int(ctx.param("deadline_s", 600))
 
     def _swap_event(self, wallet: EvmWallet, ctx: StepContext, receipt: Any) -> tuple[int, int]:
         """``(amount_in, amount_out)`` from the pool's Swap event in ``receipt``."""
-        pool = wallet.contract(str(self.param(ctx, "pool")), POOL_ABI)
+        pool = wallet.contract(str(ctx.param("pool")), POOL_ABI)
         events = pool.events.Swap().process_receipt(receipt, errors=DISCARD)
         if not events:
             raise PermanentError(f"step {ctx.step!r}: swap receipt has no Swap event",
@@ -92,62 +96,56 @@ class SwapOp(EvmOperation):
     # -- action -------------------------------------------------------------------
     async def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Check liquidity against the slippage bound, (approve,) swap."""
-        wallet = self.wallet(ctx.services)
-        token_in, token_out = str(self.param(ctx, "token_in")), str(self.param(ctx, "token_out"))
-        router = str(self.param(ctx, "router"))
-        amount_in = resolve_amount(self.param(ctx, "amount_in"), ctx, f"step {ctx.step!r}")
-        key = ctx.idempotency_key
+        wallet, scope = self._wallet(ctx), TxScope.of(ctx)
+        token_in, token_out = str(ctx.param("token_in")), str(ctx.param("token_out"))
+        router, pool = str(ctx.param("router")), str(ctx.param("pool"))
+        amount_in = self._amount(ctx, "amount_in")
+        key = ctx.action_key
         quote = self._quote(wallet, ctx, token_in, amount_in)
         spot = self._spot_out(wallet, ctx, token_in, amount_in)
-        slippage = int(ctx.params.get("max_slippage_bps", 100))
+        slippage = int(ctx.param("max_slippage_bps", 100))
         min_out = spot * (10_000 - slippage) // 10_000
-        resumed = wallet.journal.get(key + "/swap") is not None
+        resumed = scope.journal.current(key + "/swap") is not None
         if not resumed and quote < min_out:
             impact = 0 if spot == 0 else (spot - quote) * 10_000 // spot
             raise PermanentError(
-                f"insufficient liquidity on pool {self.param(ctx, 'pool')}: {amount_in} in "
-                f"would return {quote}, below the {slippage} bps bound ({min_out}); price "
-                f"impact {impact} bps. Nothing was sent.",
+                f"insufficient liquidity on pool {pool}: {amount_in} in would return {quote}, "
+                f"below the {slippage} bps bound ({min_out}); price impact {impact} bps. "
+                "Nothing was sent.",
                 code="insufficient_liquidity",
                 details={"quote": quote, "min_out": min_out, "impact_bps": impact},
             )
         sent: list[Sent] = []
-        if ctx.params.get("approve") == "exact":
-            sent += await self.approve(ctx, wallet, key, token_in, router, amount_in,
-                                       zero_first=bool(ctx.params.get("zero_first", False)),
-                                       rollback=False)
+        if ctx.param("approve", None) == "exact":
+            sent += await self._approve(scope, wallet, key, token_in, router, amount_in,
+                                        zero_first=bool(ctx.param("zero_first", False)),
+                                        rollback=False)
         data = self._router(wallet, ctx).encode_abi(
-            "swap_exact_in",
-            [str(self.param(ctx, "pool")), token_in, amount_in, min_out,
-             self._deadline(wallet, ctx)],
-        )
+            "swap_exact_in", [pool, token_in, amount_in, min_out, self._deadline(wallet, ctx)])
         try:
-            swap = await wallet.send(ctx.clock, key + "/swap", "swap", router, data,
-                                     rollback=False, deadline=ctx.deadline)
+            swap = await wallet.send(scope, key + "/swap", "swap", router, data, rollback=False)
         except PermanentError:
             # The swap did not happen but the exact approval did: the engine will
             # not compensate a step whose effect "did not happen", so clean up here.
             if sent:
-                await self.revoke(ctx, wallet, key + "/cleanup", token_in, router)
+                await self._revoke(scope, wallet, key + "/cleanup", token_in, router)
             raise
         sent.append(swap)
         amount_out = self._amount_out(wallet, ctx, swap.status.receipt)
         return {
-            "key": key, "pool": str(self.param(ctx, "pool")), "router": router,
-            "token_in": token_in, "token_out": token_out, "amount_in": amount_in,
-            "amount_out": amount_out, "min_out": min_out,
+            "pool": pool, "router": router, "token_in": token_in, "token_out": token_out,
+            "amount_in": amount_in, "amount_out": amount_out, "min_out": min_out,
             "rate": amount_out / amount_in if amount_in else 0.0,
             "txs": [s.summary() for s in sent],
         }
 
-    def result_from_receipt(self, ctx: StepContext, wallet: EvmWallet, receipt: Any) -> Any:
+    def _result_from_receipt(self, ctx: StepContext, wallet: EvmWallet, receipt: Any) -> Any:
         """Amounts of a swap that a crash left unrecorded."""
-        amount_in = resolve_amount(self.param(ctx, "amount_in"), ctx, f"step {ctx.step!r}")
+        amount_in = self._amount(ctx, "amount_in")
         amount_out = self._amount_out(wallet, ctx, receipt)
-        return {"key": self.action_key(ctx), "pool": str(self.param(ctx, "pool")),
-                "router": str(self.param(ctx, "router")),
-                "token_in": str(self.param(ctx, "token_in")),
-                "token_out": str(self.param(ctx, "token_out")), "amount_in": amount_in,
+        return {"pool": str(ctx.param("pool")), "router": str(ctx.param("router")),
+                "token_in": str(ctx.param("token_in")),
+                "token_out": str(ctx.param("token_out")), "amount_in": amount_in,
                 "amount_out": amount_out, "rate": amount_out / amount_in if amount_in else 0.0,
                 "recovered_from": "receipt"}
 
@@ -160,48 +158,48 @@ class SwapOp(EvmOperation):
         """
         amount_in, amount_out = int(forward["amount_in"]), int(forward["amount_out"])
         fair = amount_in * sell // amount_out if amount_out else 0
-        return fair * (10_000 - int(ctx.params.get("max_loss_bps", 100))) // 10_000
+        return fair * (10_000 - int(ctx.param("max_loss_bps", 100))) // 10_000
 
-    async def _forward(self, ctx: StepContext, wallet: EvmWallet) -> tuple[Any, Any]:
+    async def _forward(self, ctx: StepContext, scope: TxScope,
+                       wallet: EvmWallet) -> tuple[Any, Any]:
         """The forward swap's result, settling an in-doubt one first."""
-        key = self.action_key(ctx)
-        settled = await wallet.settle(key + "/swap", ctx.clock, deadline=ctx.deadline)
+        settled = await wallet.settle(scope, self._tx_key(ctx, "swap"))
         forward = ctx.result if isinstance(ctx.result, Mapping) else None
         if settled.happened and forward is None:
             assert settled.sent is not None
-            forward = self.result_from_receipt(ctx, wallet, settled.sent.status.receipt)
+            forward = self._result_from_receipt(ctx, wallet, settled.sent.status.receipt)
         return settled, forward
 
     async def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Reverse swap within the bound, privately; then revoke what was granted."""
-        wallet = self.wallet(ctx.services)
-        token_in, token_out = str(self.param(ctx, "token_in")), str(self.param(ctx, "token_out"))
-        router, ckey = str(self.param(ctx, "router")), ctx.idempotency_key
-        settled, forward = await self._forward(ctx, wallet)
+        wallet, scope = self._wallet(ctx), TxScope.of(ctx)
+        token_in, token_out = str(ctx.param("token_in")), str(ctx.param("token_out"))
+        router, ckey = str(ctx.param("router")), ctx.idempotency_key
+        settled, forward = await self._forward(ctx, scope, wallet)
         out: dict[str, Any] = {"forward": settled.how}
         if settled.cancel:
             out["cancelled"] = settled.cancel
         if settled.happened and forward is not None:
-            out.update(await self._reverse(ctx, wallet, forward))
+            out.update(await self._reverse(ctx, scope, wallet, forward))
         else:
             out["undone"] = "nothing: the swap never took effect"
         cleanup = [
-            await self.revoke(ctx, wallet, ckey + "/revoke_out", token_out, router),
-            await self.revoke(ctx, wallet, ckey + "/revoke_in", token_in, router)
-            if ctx.params.get("approve") == "exact" else None,
+            await self._revoke(scope, wallet, ckey + "/revoke_out", token_out, router),
+            await self._revoke(scope, wallet, ckey + "/revoke_in", token_in, router)
+            if ctx.param("approve", None) == "exact" else None,
         ]
         out["revocations"] = [s.summary() for s in cleanup if s is not None]
         return out
 
     async def _reverse(
-        self, ctx: StepContext, wallet: EvmWallet, forward: Mapping[str, Any]
+        self, ctx: StepContext, scope: TxScope, wallet: EvmWallet, forward: Mapping[str, Any]
     ) -> dict[str, Any]:
-        token_in, token_out = str(self.param(ctx, "token_in")), str(self.param(ctx, "token_out"))
-        router, ckey = str(self.param(ctx, "router")), ctx.idempotency_key
+        token_in, token_out = str(ctx.param("token_in")), str(ctx.param("token_out"))
+        router, ckey = str(ctx.param("router")), ctx.idempotency_key
         # After a crash mid-rollback the journaled reversal is re-evaluated, not
         # re-priced: the amounts below only shape a first attempt.
-        done = wallet.journal.get(ckey + "/reverse_swap") is not None
-        sell = min(self.balance(wallet, token_out), int(forward["amount_out"]))
+        done = scope.journal.current(ckey + "/reverse_swap") is not None
+        sell = min(self._balance(wallet, token_out), int(forward["amount_out"]))
         if sell == 0 and not done:
             raise PreconditionFailed(
                 f"the wallet holds none of {token_out} to swap back (the forward swap bought "
@@ -213,18 +211,18 @@ class SwapOp(EvmOperation):
         if not done and quote < bound:
             raise PreconditionFailed(
                 f"reverse swap would return {quote} of {token_in}, below the bound {bound} "
-                f"({ctx.params.get('max_loss_bps', 100)} bps off the forward rate): the market "
+                f"({ctx.param('max_loss_bps', 100)} bps off the forward rate): the market "
                 "moved past the acceptable rollback cost; not trading at any price",
                 details={"quote": quote, "min_out": bound, "sell": sell},
             )
-        sent = await self.approve(ctx, wallet, ckey, token_out, router, sell,
-                                  zero_first=False, rollback=True)
+        sent = await self._approve(scope, wallet, ckey, token_out, router, sell,
+                                   zero_first=False, rollback=True)
         data = self._router(wallet, ctx).encode_abi(
             "swap_exact_in",
-            [str(self.param(ctx, "pool")), token_out, sell, bound, self._deadline(wallet, ctx)],
+            [str(ctx.param("pool")), token_out, sell, bound, self._deadline(wallet, ctx)],
         )
-        swap = await wallet.send(ctx.clock, ckey + "/reverse_swap", "reverse_swap", router,
-                                 data, rollback=True, deadline=ctx.deadline)
+        swap = await wallet.send(scope, ckey + "/reverse_swap", "reverse_swap", router, data,
+                                 rollback=True)
         sell, received = self._swap_event(wallet, ctx, swap.status.receipt)
         bound = self._bound(ctx, forward, sell)
         fair = int(forward["amount_in"]) * sell // int(forward["amount_out"])
@@ -244,33 +242,34 @@ class SwapOp(EvmOperation):
         in a dry-run a later step may still hold it (B swapped on to C), and
         that step's own compensation brings it back first.
         """
-        wallet = self.wallet(ctx.services)
+        wallet = self._wallet(ctx)
         gas = sum(wallet.network.gas_defaults[k] for k in ("approve", "reverse_swap", "revoke"))
-        return self.gas_funds(wallet, gas)
+        return self._gas_funds(wallet, gas)
 
     def estimate_cost(self, ctx: StepContext) -> CostEstimate:
         """Quote the reversal now against the bound: the loss, and whether it is acceptable."""
-        wallet = self.wallet(ctx.services)
-        unit = str(ctx.params.get("cost_unit") or self.symbol(wallet, str(
-            self.param(ctx, "token_in"))))
+        wallet = self._wallet(ctx)
+        unit = str(ctx.param("cost_unit", None) or self._symbol(wallet, str(
+            ctx.param("token_in"))))
         gas = sum(wallet.network.gas_defaults[k] for k in ("approve", "reverse_swap", "revoke"))
         max_fee, _ = wallet.fee_quote()
-        common = {"gas": gas, "max_cost_wei": gas * max_fee, "route": self.rollback_route(wallet),
+        common = {"gas": gas, "max_cost_wei": gas * max_fee,
+                  "route": self._rollback_route(wallet),
                   "public_fallback": wallet.network.submission.may_fall_back("reverse_swap"),
-                  "max_loss_bps": int(ctx.params.get("max_loss_bps", 100))}
+                  "max_loss_bps": int(ctx.param("max_loss_bps", 100))}
         forward = ctx.result if isinstance(ctx.result, Mapping) else None
         if forward is None:
             return CostEstimate(0.0, unit, {**common, "note": "swap in doubt: settled first"},
                                 reason="the forward swap is in doubt; its reversal is bounded "
                                 "when it runs")
-        token_out = str(self.param(ctx, "token_out"))
+        token_out = str(ctx.param("token_out"))
         # Priced on the whole forward output: what a later step took, its own
         # compensation returns before this one runs.
-        sell, held = int(forward["amount_out"]), self.balance(wallet, token_out)
+        sell, held = int(forward["amount_out"]), self._balance(wallet, token_out)
         bound = self._bound(ctx, forward, sell)
         quote = self._quote(wallet, ctx, token_out, sell) if sell else 0
         fair = int(forward["amount_in"]) * sell // int(forward["amount_out"]) if sell else 0
-        decimals = 10 ** int(ctx.params.get("decimals", 18))
+        decimals = 10 ** int(ctx.param("decimals", 18))
         loss = max(fair - quote, 0)
         detail = {**common, "sell": sell, "held_now": held, "quote": quote, "min_out": bound,
                   "fair_value": fair,

@@ -11,8 +11,9 @@ from web3.logs import DISCARD
 from reversa.core.context import Check, CostEstimate, StepContext
 from reversa.core.errors import PermanentError
 
-from ._base import EvmOperation, resolve_amount
+from ._base import EvmOperation
 from .abi import VAULT_ABI
+from .journal import TxScope
 from .wallet import EvmWallet
 
 __all__ = ["VaultDepositOp"]
@@ -24,7 +25,7 @@ class VaultDepositOp(EvmOperation):
     Step params:
         vault: Vault address.
         token: The vault's asset.
-        amount: Base units or a reference (see :func:`resolve_amount`).
+        amount: Base units, or a reference (``"$results.swap.amount_out"``...).
         approve: ``"exact"`` (default) grants the vault exactly ``amount`` in
             this step; ``"none"`` when an earlier step granted it.
         zero_first: The asset needs zero-before-nonzero approvals.
@@ -32,9 +33,11 @@ class VaultDepositOp(EvmOperation):
 
     name = "evm.vault_deposit"
     main_label = "deposit"
+    labels = ("zero_first", "approve", "deposit", "cleanup")
+    side_labels = ("approve",)
 
     def _vault(self, wallet: EvmWallet, ctx: StepContext) -> Any:
-        return wallet.contract(str(self.param(ctx, "vault")), VAULT_ABI)
+        return wallet.contract(str(ctx.param("vault")), VAULT_ABI)
 
     def _event(self, wallet: EvmWallet, ctx: StepContext, receipt: Any, name: str) -> Any:
         events = getattr(self._vault(wallet, ctx).events, name)().process_receipt(
@@ -46,64 +49,64 @@ class VaultDepositOp(EvmOperation):
 
     async def execute(self, ctx: StepContext) -> dict[str, Any]:
         """(Approve exactly, then) deposit; returns the shares minted."""
-        wallet = self.wallet(ctx.services)
-        vault, token = str(self.param(ctx, "vault")), str(self.param(ctx, "token"))
-        amount = resolve_amount(self.param(ctx, "amount"), ctx, f"step {ctx.step!r} amount")
-        key = ctx.idempotency_key
+        wallet, scope = self._wallet(ctx), TxScope.of(ctx)
+        vault, token = str(ctx.param("vault")), str(ctx.param("token"))
+        amount = self._amount(ctx, "amount")
+        key = ctx.action_key
         sent = []
-        if ctx.params.get("approve", "exact") == "exact":
-            sent += await self.approve(ctx, wallet, key, token, vault, amount,
-                                       zero_first=bool(ctx.params.get("zero_first", False)),
-                                       rollback=False)
+        if ctx.param("approve", "exact") == "exact":
+            sent += await self._approve(scope, wallet, key, token, vault, amount,
+                                        zero_first=bool(ctx.param("zero_first", False)),
+                                        rollback=False)
         data = self._vault(wallet, ctx).encode_abi("deposit", [amount])
         try:
-            deposit = await wallet.send(ctx.clock, key + "/deposit", "deposit", vault, data,
-                                        rollback=False, deadline=ctx.deadline)
+            deposit = await wallet.send(scope, key + "/deposit", "deposit", vault, data,
+                                        rollback=False)
         except PermanentError:
             if sent:
-                await self.revoke(ctx, wallet, key + "/cleanup", token, vault)
+                await self._revoke(scope, wallet, key + "/cleanup", token, vault)
             raise
         sent.append(deposit)
         shares = int(self._event(wallet, ctx, deposit.status.receipt, "Deposit")["shares"])
-        return {"key": key, "vault": vault, "token": token, "assets": amount, "shares": shares,
+        return {"vault": vault, "token": token, "assets": amount, "shares": shares,
                 "txs": [s.summary() for s in sent]}
 
-    def result_from_receipt(self, ctx: StepContext, wallet: EvmWallet, receipt: Any) -> Any:
+    def _result_from_receipt(self, ctx: StepContext, wallet: EvmWallet, receipt: Any) -> Any:
         """Shares of a deposit that a crash left unrecorded."""
         args = self._event(wallet, ctx, receipt, "Deposit")
-        return {"key": self.action_key(ctx), "vault": str(self.param(ctx, "vault")),
-                "token": str(self.param(ctx, "token")), "assets": int(args["assets"]),
-                "shares": int(args["shares"]), "recovered_from": "receipt"}
+        return {"vault": str(ctx.param("vault")), "token": str(ctx.param("token")),
+                "assets": int(args["assets"]), "shares": int(args["shares"]),
+                "recovered_from": "receipt"}
 
     async def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Settle the deposit, redeem its shares, revoke the vault's allowance."""
-        wallet = self.wallet(ctx.services)
-        vault, token = str(self.param(ctx, "vault")), str(self.param(ctx, "token"))
-        key, ckey = self.action_key(ctx), ctx.idempotency_key
-        settled = await wallet.settle(key + "/deposit", ctx.clock, deadline=ctx.deadline)
+        wallet, scope = self._wallet(ctx), TxScope.of(ctx)
+        vault, token = str(ctx.param("vault")), str(ctx.param("token"))
+        ckey = ctx.idempotency_key
+        settled = await wallet.settle(scope, self._tx_key(ctx, "deposit"))
         out: dict[str, Any] = {"deposit": settled.how}
         if settled.cancel:
             out["cancelled"] = settled.cancel
         forward = ctx.result if isinstance(ctx.result, Mapping) else None
         if settled.happened and forward is None and settled.sent is not None:
-            forward = self.result_from_receipt(ctx, wallet, settled.sent.status.receipt)
+            forward = self._result_from_receipt(ctx, wallet, settled.sent.status.receipt)
         if settled.happened and forward is not None:
             data = self._vault(wallet, ctx).encode_abi("redeem", [int(forward["shares"])])
-            redeem = await wallet.send(ctx.clock, ckey + "/withdraw", "withdraw", vault, data,
-                                       rollback=True, deadline=ctx.deadline)
+            redeem = await wallet.send(scope, ckey + "/withdraw", "withdraw", vault, data,
+                                       rollback=True)
             args = self._event(wallet, ctx, redeem.status.receipt, "Withdraw")
             out.update(redeemed_shares=int(args["shares"]), assets_back=int(args["assets"]),
                        deposited=int(forward["assets"]), withdraw=redeem.summary())
         else:
             out["undone"] = "nothing: the deposit never took effect"
-        revoke = await self.revoke(ctx, wallet, ckey + "/revoke", token, vault)
+        revoke = await self._revoke(scope, wallet, ckey + "/revoke", token, vault)
         out["revoke"] = revoke.summary() if revoke else None
         return out
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The wallet still holds the shares and can pay the redemption's gas."""
-        wallet = self.wallet(ctx.services)
-        funds = self.gas_funds(wallet, wallet.network.gas_defaults["withdraw"])
+        wallet = self._wallet(ctx)
+        funds = self._gas_funds(wallet, wallet.network.gas_defaults["withdraw"])
         if not funds.ok or not isinstance(ctx.result, Mapping):
             return funds
         call = self._vault(wallet, ctx).functions.balanceOf(wallet.address)
@@ -115,12 +118,12 @@ class VaultDepositOp(EvmOperation):
 
     def estimate_cost(self, ctx: StepContext) -> CostEstimate:
         """Gas of the redemption (estimated on the node when the shares are there)."""
-        wallet = self.wallet(ctx.services)
+        wallet = self._wallet(ctx)
         gas = wallet.network.gas_defaults["withdraw"]
         if isinstance(ctx.result, Mapping):
             data = self._vault(wallet, ctx).encode_abi("redeem", [int(ctx.result["shares"])])
             # Would revert now: the precondition reports why; keep the default.
             with contextlib.suppress(PermanentError):
-                gas = wallet.estimate_gas(str(self.param(ctx, "vault")), data)
+                gas = wallet.estimate_gas(str(ctx.param("vault")), data)
         gas += wallet.network.gas_defaults["revoke"]
-        return self.gas_cost(wallet, gas, self.rollback_route(wallet))
+        return self._gas_cost(wallet, gas, self._rollback_route(wallet))

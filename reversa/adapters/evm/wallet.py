@@ -1,9 +1,14 @@
 """The wallet: sign locally, send along the policy's route, wait for the confirmation policy.
 
-Every transaction is journaled under the idempotency key of the step call
-that sends it before it leaves the process. Sending again under the same key
-never signs a second transaction: it re-evaluates the first one (waits for it,
-resends the identical bytes if the node lost it, or reports it replaced).
+Every transaction is journaled in the saga store, under the idempotency key
+of the step call that sends it, before it leaves the process. Sending again
+under the same key never signs a second transaction: it re-evaluates the first
+one (waits for it, resends the identical bytes if the node lost it, or reports
+it replaced). Only a transaction the node refused outright is signed again, in
+the key's next slot (``<key>~2``...), so each journal key is signed once.
+
+The wallet holds no journal of its own: each call gets the calling saga's
+through a :class:`~reversa.adapters.evm.TxScope`.
 """
 
 from __future__ import annotations
@@ -14,10 +19,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from reversa.core.clock import Clock
-from reversa.core.errors import OutcomeUnknown, PermanentError, StepError
+from reversa.core.errors import Fenced, OutcomeUnknown, PermanentError, StepError
 
 from .errors import NonceTooLow, TxRejected, translate
-from .journal import MemoryTxJournal, TxJournal, TxRecord
+from .journal import TxJournal, TxRecord, TxScope, slot_key
 from .network import EvmNetwork
 from .nonces import NonceManager
 from .signer import LocalSigner
@@ -69,7 +74,8 @@ class Settled:
 
     Attributes:
         happened: The transaction is confirmed (its effect stands).
-        how: ``confirmed``, ``never_sent``, ``reverted``, ``replaced`` or
+        how: ``confirmed``, ``never_sent``, ``blocked`` (nothing was journaled
+            and now nothing can be), ``reverted``, ``replaced`` or
             ``cancelled`` (a same-nonce replacement won).
         sent: The confirmed transaction when it happened.
         cancel: The cancellation summary when one was sent.
@@ -82,15 +88,16 @@ class Settled:
 
 
 class EvmWallet:
-    """One account on one network: what operations reach through ``ctx.services``.
+    """One account on one network: what operations reach through ``ctx.service``.
+
+    It keeps no durable state: transactions are journaled in the saga store
+    (each call's :class:`~reversa.adapters.evm.TxScope` carries the saga's
+    journal), so any process with the same database and key can recover them.
 
     Args:
         network: The node and its policies.
         signer: Holds the private key (never leaves it).
-        journal: Write-ahead transaction journal; use
-            :class:`~reversa.adapters.evm.SqliteTxJournal` wherever a crash
-            must be recoverable (the default keeps it in memory).
-        nonces: Nonce manager (default: one over ``journal``).
+        nonces: Nonce manager (default: a new one).
     """
 
     def __init__(
@@ -98,13 +105,11 @@ class EvmWallet:
         network: EvmNetwork,
         signer: LocalSigner,
         *,
-        journal: TxJournal | None = None,
         nonces: NonceManager | None = None,
     ) -> None:
         self.network = network
         self._signer = signer
-        self.journal: TxJournal = journal if journal is not None else MemoryTxJournal()
-        self.nonces = nonces if nonces is not None else NonceManager(self.journal)
+        self.nonces = nonces if nonces is not None else NonceManager()
         self._chain_id: int | None = None
         self._public = PublicSubmitter(network.w3)
         self._private: PrivateSubmitter | None = (
@@ -187,48 +192,53 @@ class EvmWallet:
     # -- sending ------------------------------------------------------------------
     async def send(
         self,
-        clock: Clock,
+        scope: TxScope,
         key: str,
         kind: str,
         to: str,
         data: str,
         *,
         rollback: bool,
-        deadline: float | None = None,
     ) -> Sent:
         """Send a contract call under ``key`` (once) and wait for the confirmation policy.
 
+        The signed transaction is journaled (a fenced write) before it is
+        broadcast: a process that lost the saga's lease, or a key that a
+        rollback blocked, never gets as far as the network.
+
         Args:
-            clock: The engine's clock (waiting uses its sleep).
+            scope: The calling step's journal, clock, deadline and fence.
             key: Idempotency key plus label; the same key never signs twice.
             kind: Transaction kind (decides the route).
             to: Destination.
             data: Calldata, hex.
             rollback: Whether this is part of a rollback (private route).
-            deadline: Absolute clock time to give up waiting (OutcomeUnknown).
 
         Raises:
             PermanentError: It would revert, it reverted, or it was replaced.
+            Fenced: The key was blocked, or the relay saw a newer owner.
+            LeaseLost: This process lost the saga's lease; nothing was sent.
             OutcomeUnknown: It was sent and has not reached the policy in time.
             TransientError: It could not be sent; nothing happened.
         """
-        record = self.journal.get(key)
-        if record is None or record.rejected:
+        record, slot, _ = scope.journal.find(key)
+        if record is None:
             routes = self._routes(kind, rollback)  # refuse before a nonce is taken
-            record = self._sign(key, kind, to, data)
-            record = self._submit(record, routes)
+            record = self._sign(scope.journal, slot, kind, to, data)
+            record = self._submit(scope, record, routes)
         else:
             log.info("evm: re-evaluating %s %s (nonce %d) under %s", kind, record.hash,
                      record.nonce, key)
-        return await self.wait(record, clock, rollback=rollback, deadline=deadline)
+        return await self.wait(scope, record, rollback=rollback)
 
-    def _sign(self, key: str, kind: str, to: str, data: str, nonce: int | None = None,
-              fees: tuple[int, int] | None = None, gas: int | None = None,
-              replaces: str | None = None) -> TxRecord:
+    def _sign(self, journal: TxJournal, key: str, kind: str, to: str, data: str,
+              nonce: int | None = None, fees: tuple[int, int] | None = None,
+              gas: int | None = None, replaces: str | None = None) -> TxRecord:
         gas = gas if gas is not None else self.estimate_gas(to, data)
         max_fee, tip = fees if fees is not None else self.fee_quote()
+        reserved = nonce is None
         if nonce is None:
-            nonce = self.nonces.reserve(self.w3, self.address)
+            nonce = self.nonces.reserve(self.w3, self.address, journal)
         tx = {
             "type": 2, "chainId": self.chain_id, "nonce": nonce, "to": to, "value": 0,
             "data": data, "gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip,
@@ -237,8 +247,13 @@ class EvmWallet:
         record = TxRecord(key=key, sender=self.address, nonce=nonce, hash=signed.hash,
                           raw=signed.raw.hex(), kind=kind, to=to, gas=gas, max_fee=max_fee,
                           tip=tip, replaces=replaces)
-        # Write-ahead: journaled before it can reach anyone.
-        self.journal.put(record)
+        # Write-ahead and fenced: journaled before it can reach anyone, or not sent.
+        try:
+            journal.put(record)
+        except BaseException:
+            if reserved:
+                self.nonces.release(self.address, nonce)
+            raise
         return record
 
     def _routes(self, kind: str, rollback: bool) -> list[Submitter]:
@@ -257,25 +272,29 @@ class EvmWallet:
             )
         return routes
 
-    def _submit(self, record: TxRecord, routes: list[Submitter]) -> TxRecord:
+    def _submit(self, scope: TxScope, record: TxRecord, routes: list[Submitter]) -> TxRecord:
         raw = bytes.fromhex(record.raw)
         last: StepError | None = None
         for index, route in enumerate(routes):
             try:
-                route.submit(raw, record.hash)
+                route.submit(raw, record.hash, scope.fence)
+            except Fenced:
+                # A newer owner of the saga reached the relay first. No fallback:
+                # this process must stop sending (its journal writes fail too).
+                raise
             except NonceTooLow:
-                self._reject(record)
+                self._reject(scope.journal, record)
                 self.nonces.forget(self.address)
                 raise
             except TxRejected:
-                self._reject(record)
+                self._reject(scope.journal, record)
                 raise
             except OutcomeUnknown:
-                self.journal.put(replace(record, route=route.route))
+                scope.journal.put(replace(record, route=route.route))
                 raise
             except StepError as exc:
                 if not exc.retryable:
-                    self._reject(record)
+                    self._reject(scope.journal, record)
                     raise
                 last = exc
                 if index + 1 < len(routes):
@@ -283,38 +302,33 @@ class EvmWallet:
                                 route.route, record.kind, exc.code, routes[index + 1].route)
                 continue
             sent = replace(record, route=route.route)
-            self.journal.put(sent)
+            scope.journal.put(sent)
             log.info("evm: sent %s %s nonce=%d via %s", record.kind, record.hash, record.nonce,
                      route.route)
             return sent
         assert last is not None
         # Every route refused it outright: it is nowhere, so its nonce is free.
-        self._reject(record)
+        self._reject(scope.journal, record)
         raise last
 
-    def _reject(self, record: TxRecord) -> None:
-        self.journal.put(replace(record, rejected=True))
+    def _reject(self, journal: TxJournal, record: TxRecord) -> None:
+        journal.put(replace(record, rejected=True))
         self.nonces.release(self.address, record.nonce)
 
-    def _resend(self, record: TxRecord) -> None:
+    def _resend(self, scope: TxScope, record: TxRecord) -> None:
         # The node lost it (reorg, restart, eviction): the identical signed bytes
         # are the same transaction, so resending cannot duplicate its effect.
         routes = {"private": self._private, "public": self._public}
         route = routes.get(record.route) or self._public
         try:
-            route.submit(bytes.fromhex(record.raw), record.hash)
+            route.submit(bytes.fromhex(record.raw), record.hash, scope.fence)
+        except Fenced:
+            raise
         except StepError as exc:
             log.warning("evm: resending %s failed (%s); will re-evaluate", record.hash, exc.code)
 
     # -- waiting ------------------------------------------------------------------
-    async def wait(
-        self,
-        record: TxRecord,
-        clock: Clock,
-        *,
-        rollback: bool = False,
-        deadline: float | None = None,
-    ) -> Sent:
+    async def wait(self, scope: TxScope, record: TxRecord, *, rollback: bool = False) -> Sent:
         """Wait until ``record`` reaches the confirmation policy.
 
         A transaction that leaves the chain after being seen in a block (a
@@ -326,8 +340,8 @@ class EvmWallet:
                 by another transaction (``replaced``).
             OutcomeUnknown: The policy was not reached before the deadline.
         """
-        limit = clock.now() + self.network.confirm_timeout_s
-        deadline = limit if deadline is None else min(deadline, limit)
+        clock = scope.clock
+        deadline = self._deadline(scope)
         seen: tuple[int | None, str | None] | None = None
         reorgs = resent = 0
         while True:
@@ -358,7 +372,7 @@ class EvmWallet:
                     )
                 if status.state is TxState.DROPPED:
                     resent += 1
-                    self._resend(record)
+                    self._resend(scope, record)
             if clock.now() >= deadline:
                 raise OutcomeUnknown(
                     f"{record.kind} transaction {record.hash} (nonce {record.nonce}) did not "
@@ -367,14 +381,19 @@ class EvmWallet:
                     details={"tx": record.hash, "nonce": record.nonce,
                              "state": status.state.value, "reorgs": reorgs},
                 )
-            if self.network.on_poll is not None:
-                self.network.on_poll()
-            await clock.sleep(self.network.poll_interval_s)
+            await self._pause(clock)
 
-    # -- settling and cancelling ----------------------------------------------------
-    async def settle(
-        self, key: str, clock: Clock, *, deadline: float | None = None
-    ) -> Settled:
+    def _deadline(self, scope: TxScope) -> float:
+        limit = scope.clock.now() + self.network.confirm_timeout_s
+        return limit if scope.deadline is None else min(scope.deadline, limit)
+
+    async def _pause(self, clock: Clock) -> None:
+        if self.network.on_poll is not None:
+            self.network.on_poll()
+        await clock.sleep(self.network.poll_interval_s)
+
+    # -- settling, blocking and cancelling ------------------------------------------
+    async def settle(self, scope: TxScope, key: str) -> Settled:
         """Decide, for good, whether the transaction sent under ``key`` took effect.
 
         A pending (or lost) transaction is cancelled with a same-nonce
@@ -384,49 +403,75 @@ class EvmWallet:
         Raises:
             OutcomeUnknown: Neither could be settled before the deadline.
         """
-        record = self.journal.get(key)
-        if record is None or record.rejected:
+        record = scope.journal.current(key)
+        if record is None:
             return Settled(False, "never_sent")
+        return await self._settle(scope, record)
+
+    async def block(self, scope: TxScope, key: str) -> Settled:
+        """Make the transaction under ``key`` unable to happen later, and settle what was sent.
+
+        Each of the key's journal slots is blocked in turn: an empty slot is
+        tombstoned (nothing can be journaled, so nothing broadcast, under it
+        from now on, by any process), a refused transaction is skipped, and a
+        journaled one is settled as :meth:`settle` does: confirmed means it
+        happened; pending or lost, a same-nonce replacement is sent and whichever
+        of the two consumes the nonce decides. Errors are not caught here: the
+        engine records a failed block and escalates what it cannot settle.
+
+        Raises:
+            OutcomeUnknown: Neither the transaction nor its replacement was
+                settled before the deadline.
+        """
+        slot, attempt = key, 1
+        while (record := scope.journal.block(slot)) is not None and record.rejected:
+            attempt += 1
+            slot = slot_key(key, attempt)
+        if record is None:
+            log.info("evm: blocked %s: nothing was journaled, nothing can be now", slot)
+            return Settled(False, "blocked")
+        return await self._settle(scope, record)
+
+    async def _settle(self, scope: TxScope, record: TxRecord) -> Settled:
         status = self.status(record)
         if status.state is TxState.REPLACED:
-            cancel = self.journal.get(key + "/cancel")
-            if cancel is None or cancel.rejected:
+            cancel = scope.journal.current(record.key + "/cancel")
+            if cancel is None:
                 return Settled(False, "replaced")
             # The nonce is taken, but only a confirmed cancellation makes that final.
-            confirmed = await self.wait(cancel, clock, rollback=True, deadline=deadline)
+            confirmed = await self.wait(scope, cancel, rollback=True)
             return Settled(False, "cancelled", None,
                            confirmed.summary() | {"won": True, "replaced": record.hash})
         if status.state in (TxState.PENDING, TxState.DROPPED):
-            return await self._cancel(record, clock, deadline)
+            return await self._cancel(scope, record)
         try:
-            sent = await self.wait(record, clock, rollback=True, deadline=deadline)
+            sent = await self.wait(scope, record, rollback=True)
         except PermanentError as exc:
             return Settled(False, exc.code)
         return Settled(True, "confirmed", sent)
 
-    async def _cancel(self, record: TxRecord, clock: Clock, deadline: float | None) -> Settled:
-        key = record.key + "/cancel"
-        cancel = self.journal.get(key)
-        if cancel is None or cancel.rejected:
+    async def _cancel(self, scope: TxScope, record: TxRecord) -> Settled:
+        cancel, slot, refused = scope.journal.find(record.key + "/cancel")
+        if cancel is None:
             bump = self.network.fees.replacement_bump_bps
-            floor_fee, floor_tip = (cancel.max_fee, cancel.tip) if cancel else (0, 0)
+            floor_fee, floor_tip = (refused.max_fee, refused.tip) if refused else (0, 0)
             now_fee, now_tip = self.fee_quote()
             tip = max(_bumped(record.tip, bump), _bumped(floor_tip, bump), now_tip)
             max_fee = max(_bumped(record.max_fee, bump), _bumped(floor_fee, bump), now_fee, tip)
             routes = self._routes("cancel", rollback=True)
-            cancel = self._sign(key, "cancel", self.address, "0x", nonce=record.nonce,
-                                fees=(max_fee, tip), gas=21_000, replaces=record.hash)
+            cancel = self._sign(scope.journal, slot, "cancel", self.address, "0x",
+                                nonce=record.nonce, fees=(max_fee, tip), gas=21_000,
+                                replaces=record.hash)
             try:
-                cancel = self._submit(cancel, routes)
+                cancel = self._submit(scope, cancel, routes)
             except NonceTooLow:
                 # The original got mined while the cancellation was on its way:
                 # settle on the original instead.
-                sent = await self.wait(record, clock, rollback=True, deadline=deadline)
+                sent = await self.wait(scope, record, rollback=True)
                 return Settled(True, "confirmed", sent, {"won": False, "tx": cancel.hash})
             log.info("evm: cancelling %s with same-nonce replacement %s", record.hash,
                      cancel.hash)
-        limit = clock.now() + self.network.confirm_timeout_s
-        deadline = limit if deadline is None else min(deadline, limit)
+        deadline = self._deadline(scope)
         while True:
             original = self.status(record)
             replacement = self.status(cancel)
@@ -440,16 +485,14 @@ class EvmWallet:
             if original.state is TxState.REVERTED:
                 return Settled(False, "reverted", None, {"tx": cancel.hash, "won": False})
             if replacement.state is TxState.DROPPED:
-                self._resend(cancel)
-            if clock.now() >= deadline:
+                self._resend(scope, cancel)
+            if scope.clock.now() >= deadline:
                 raise OutcomeUnknown(
                     f"neither {record.hash} nor its cancellation {cancel.hash} was settled in "
                     "time",
                     details={"tx": record.hash, "cancel": cancel.hash},
                 )
-            if self.network.on_poll is not None:
-                self.network.on_poll()
-            await clock.sleep(self.network.poll_interval_s)
+            await self._pause(scope.clock)
 
 
 def _bumped(value: int, bump_bps: int) -> int:

@@ -1,6 +1,7 @@
 """Payments adapter: settlement finality, holds and corrections, FX reversal cost.
 
-Install with ``pip install 'reversa[payments]'`` (ccxt, httpx).
+Install with ``pip install 'reversa[payments]'`` (ccxt); the mock ledger, FX venue
+and demos need ``'reversa[payments-sim]'`` (adds httpx).
 
 Operations (register them all with :func:`payments_registry`):
 
@@ -14,10 +15,14 @@ Operations (register them all with :func:`payments_registry`):
 - :class:`CancelInFlightPayments`: the safe-state action (no money in flight).
 
 Every operation has a probe answering "did the effect with this idempotency key
-happen?". :class:`LedgerSnapshot` and :class:`LedgerConsistency` are the
-snapshot and predicate. The ledger is reached through :class:`LedgerAPI`
-(in process, or over HTTP with ``reversa.simulators.ledger.http.HttpLedgerClient``).
-See docs/payments.md.
+happen?" and a block that answers the same question while making a "no" final
+(the key is tombstoned at the ledger, venue or counterparty). Every call carries
+the saga's fencing token (``ctx.fence``); a service's refusal of a stale token or
+a blocked key becomes :class:`reversa.Fenced`. :class:`LedgerSnapshot` and
+:class:`LedgerConsistency` are the snapshot and predicate. The ledger is reached
+through :class:`LedgerAPI` (in process, or over HTTP with
+``reversa.simulators.ledger.http.HttpLedgerClient``); the FX venue through ccxt
+with the extensions of :mod:`reversa.adapters.payments.fx_api`. See docs/payments.md.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from .fx import (
     estimate_reversal,
     walk_book,
 )
+from .fx_api import FxFenced
 from .fx_ops import FxConvert
 from .ledger_api import (
     Account,
@@ -39,6 +45,7 @@ from .ledger_api import (
     InvalidState,
     LedgerAPI,
     LedgerError,
+    LedgerFenced,
     LedgerNotFound,
     LedgerRejected,
     LedgerTimeout,
@@ -78,12 +85,12 @@ __all__ = [
     "LedgerSnapshot", "LedgerConsistency", "UNDO_CODES",
     # FX reversal cost
     "ReversalPolicy", "ReversalEstimate", "BookWalk", "estimate_reversal", "walk_book",
-    "conversion_side",
+    "conversion_side", "FxFenced",
     # the ledger boundary
     "LedgerAPI", "Account", "AccountRole", "Transfer", "TransferKind", "TransferRequest",
     "PendingState", "Payment", "PaymentRequest", "PaymentStatus", "Recall", "RecallStatus",
     "LedgerError", "LedgerTimeout", "LedgerUnavailable", "LedgerRejected",
-    "IdempotencyConflict", "LedgerNotFound", "InvalidState",
+    "IdempotencyConflict", "LedgerNotFound", "InvalidState", "LedgerFenced",
     # money
     "to_minor", "to_major", "format_money",
 ]

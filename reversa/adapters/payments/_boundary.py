@@ -1,100 +1,40 @@
-"""The adapter boundary: services, parameters, and vendor errors -> Reversa errors."""
+"""The adapter boundary: vendor errors -> Reversa errors.
+
+Parameters, services, keys and fencing tokens come from the engine's
+:class:`~reversa.core.context.StepContext`; this module only translates what the
+ledger and the FX venue raise into the most specific Reversa error.
+"""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import ccxt
 
-from reversa.core.context import StepContext
 from reversa.core.errors import (
-    ConfigError,
+    Fenced,
     OutcomeUnknown,
     PermanentError,
     StepError,
     TransientError,
 )
-from reversa.core.states import Phase
 
+from .fx_api import FxFenced
 from .ledger_api import (
     IdempotencyConflict,
-    LedgerAPI,
     LedgerError,
+    LedgerFenced,
     LedgerNotFound,
     LedgerRejected,
     LedgerTimeout,
     LedgerUnavailable,
 )
 
-__all__ = [
-    "action_key",
-    "fx_boundary",
-    "ledger_boundary",
-    "ledger_of",
-    "param",
-    "resolve",
-    "service",
-]
+__all__ = ["fx_boundary", "ledger_boundary", "translate_ccxt", "translate_ledger"]
 
 _URL_SECRETS = re.compile(r"\?[^\s]*")
-
-
-def service(ctx: Any, name: str) -> Any:
-    """``ctx.services[name]``, or a ConfigError naming the fix."""
-    services: Mapping[str, Any] = getattr(ctx, "services", {}) or {}
-    found = services.get(name)
-    if found is None:
-        raise ConfigError(
-            f"service {name!r} is missing; pass it to Engine(services={{{name!r}: ...}})"
-        )
-    return found
-
-
-def ledger_of(ctx: Any) -> LedgerAPI:
-    """The ledger client this step uses (param ``ledger_service``, default ``ledger``)."""
-    name = str(ctx.params.get("ledger_service", "ledger"))
-    ledger = service(ctx, name)
-    if not isinstance(ledger, LedgerAPI):
-        raise ConfigError(f"service {name!r} does not implement LedgerAPI: {ledger!r}")
-    return ledger
-
-
-def resolve(ctx: Any, value: Any) -> Any:
-    """Resolve ``"$input.a.b"`` and ``"$results.step.field"`` references; others pass."""
-    if not isinstance(value, str) or not value.startswith("$"):
-        return value
-    root, _, path = value[1:].partition(".")
-    sources: dict[str, Any] = {"input": ctx.input, "results": ctx.results}
-    if root not in sources:
-        raise PermanentError(f"param {value!r}: use $input.<key> or $results.<step>.<key>")
-    current: Any = sources[root]
-    for part in path.split(".") if path else []:
-        if not isinstance(current, Mapping) or part not in current:
-            raise PermanentError(
-                f"param {value!r}: {part!r} is missing (step {ctx.step!r}); check the saga "
-                "input or the earlier step's result"
-            )
-        current = current[part]
-    return current
-
-
-def param(ctx: Any, name: str, default: Any = ...) -> Any:
-    """A step parameter with references resolved; PermanentError when required and absent."""
-    if name not in ctx.params:
-        if default is ...:
-            raise PermanentError(f"step {ctx.step!r} needs param {name!r}")
-        return default
-    return resolve(ctx, ctx.params[name])
-
-
-def action_key(ctx: StepContext) -> str:
-    """The idempotency key the step's action used (from its result when known)."""
-    result = ctx.result if isinstance(ctx.result, Mapping) else {}
-    key = result.get("key")
-    return str(key) if key else ctx.key_for(Phase.ACTION)
 
 
 @contextmanager
@@ -115,6 +55,8 @@ def ledger_boundary(what: str, *, effect: bool) -> Iterator[None]:
 def translate_ledger(exc: LedgerError, what: str, *, effect: bool) -> StepError:
     """One ledger error -> one Reversa error (see the module docs of ledger_api)."""
     message = f"{what}: {exc.message}"
+    if isinstance(exc, LedgerFenced):
+        return Fenced(message, code=exc.code)
     if isinstance(exc, LedgerTimeout):
         if effect:
             return OutcomeUnknown(message, code="ledger_timeout")
@@ -149,6 +91,8 @@ def translate_ccxt(exc: Exception, what: str, *, effect: bool) -> StepError:
     """
     text = _URL_SECRETS.sub("?…", str(exc))[:300]
     message = f"{what}: {type(exc).__name__}: {text}"
+    if isinstance(exc, FxFenced):
+        return Fenced(message, code="fx_fenced")
     if isinstance(exc, ccxt.RequestTimeout):
         return (OutcomeUnknown if effect else TransientError)(message, code="fx_timeout")
     if isinstance(exc, ccxt.ExchangeNotAvailable | ccxt.DDoSProtection | ccxt.RateLimitExceeded):

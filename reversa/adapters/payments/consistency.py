@@ -10,10 +10,11 @@ After a rollback the predicate holds when:
    pending);
 3. per currency, the absorbing accounts' changes net to zero (the FX cost moved
    between P&L and the venue's side and nowhere else);
-4. every transfer the saga booked (ids start ``rv:<saga>:``) is undone the
-   ledger's way: holds voided or expired, posted amounts fully corrected by
-   transfers that reference them. Nothing was deleted or edited, so this is
-   checked from the ledger itself, not from the saga's own record.
+4. every transfer the saga booked (its ids start with the saga's key prefix,
+   :func:`reversa.core.context.key_prefix`) is undone the ledger's way: holds
+   voided or expired, posted amounts fully corrected by transfers that reference
+   them. Nothing was deleted or edited, so this is checked from the ledger
+   itself, not from the saga's own record.
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from reversa.core.context import Check, PredicateContext, SnapshotContext
+from reversa.core.context import (
+    Check,
+    PredicateContext,
+    SnapshotContext,
+    key_prefix,
+    lookup_service,
+)
 
-from ._boundary import service
 from .ledger_api import LedgerAPI, LedgerNotFound, PendingState, TransferKind
 from .money import format_money
 
@@ -78,7 +84,8 @@ class LedgerSnapshot:
 
     def __call__(self, ctx: SnapshotContext) -> dict[str, Any]:
         """The snapshot the engine stores before step 1 and after rollback."""
-        ledger = service(ctx, self.ledger_service)
+        ledger = lookup_service(ctx.services, self.ledger_service, LedgerAPI,
+                                where=f"snapshot of {ctx.workflow!r}")
         return {self.key: self.capture(ledger, self.account_ids(ctx.input))}
 
 
@@ -107,7 +114,8 @@ class LedgerConsistency:
 
     def __call__(self, ctx: PredicateContext) -> Check:
         """Evaluate after a rollback."""
-        ledger = service(ctx, self.ledger_service)
+        ledger = lookup_service(ctx.services, self.ledger_service, LedgerAPI,
+                                where=f"predicate of {ctx.workflow!r}")
         remaining = set(ctx.results) if ctx.checkpoint is not None else set()
         return self.evaluate(ctx.saga_id, ctx.pre_state or {}, ctx.post_state or {}, ledger,
                              steps_in_effect=remaining)
@@ -159,14 +167,13 @@ class LedgerConsistency:
     @staticmethod
     def _undone(saga_id: str, ledger: LedgerAPI, in_effect: set[str]) -> list[str]:
         problems: list[str] = []
-        prefix = f"rv:{saga_id}:"
-        for t in ledger.find_transfers(prefix=prefix):
+        standing = tuple(key_prefix(saga_id, step) for step in in_effect)
+        for t in ledger.find_transfers(prefix=key_prefix(saga_id)):
             if t.corrects is not None or t.code in UNDO_CODES or t.kind in (
                 TransferKind.POST, TransferKind.VOID,
             ):
                 continue  # an undo, or the resolution of a hold: not an original
-            # Keys are rv:<saga>:<step>:<phase>[suffix]; step names may contain ':'.
-            if t.id.removeprefix(prefix).rsplit(":", 1)[0] in in_effect:
+            if standing and t.id.startswith(standing):
                 continue  # a checkpoint rollback leaves this step's effect standing
             if t.kind == TransferKind.PENDING and t.state in (
                 PendingState.VOIDED, PendingState.EXPIRED, PendingState.PENDING,

@@ -12,6 +12,12 @@ units or ``max_reversal_cost_bps``) turns a too-costly reversal into
 ``CostEstimate(acceptable=False)``, which makes the dry-run infeasible, so a
 human decides instead of the engine.
 
+``block`` asks the venue for the order with the action's client order id and,
+where the venue can (``has["blockOrder"]``), tombstones that id in the same call,
+so a late order from a paused owner is refused. Every order call carries the
+saga's fencing token where the venue checks them (``has["reversaFence"]``; see
+:mod:`reversa.adapters.payments.fx_api`).
+
 ``compensate`` converts the bought amount back (clientOrderId: the
 compensation's key) and books **corrections** of both legs. The original
 account gets back exactly what it gave: what the reversal yields, topped up from
@@ -29,10 +35,11 @@ from typing import Any
 import ccxt
 
 from reversa.core.context import Check, CostEstimate, Probe, StepContext
-from reversa.core.errors import PreconditionFailed
+from reversa.core.errors import PermanentError, PreconditionFailed
 
-from ._boundary import action_key, fx_boundary, ledger_boundary, ledger_of, param, service
+from ._boundary import fx_boundary, ledger_boundary
 from .fx import ReversalEstimate, ReversalPolicy, conversion_side, estimate_reversal
+from .fx_api import BLOCK_CAPABILITY, FENCE_CAPABILITY, FENCE_PARAM
 from .ledger_api import AccountRole, LedgerAPI, TransferRequest
 from .money import format_money, to_major, to_minor
 
@@ -46,20 +53,37 @@ class FxConvert:
     currency, major units), ``from_account`` and ``to_account`` (ledger accounts
     in each currency); optional ``liquidity_prefix`` (default ``fx:``),
     ``pnl_account`` (default ``fx_pnl:<SELL>``), ``max_reversal_cost``,
-    ``max_reversal_cost_bps``, ``fx_service`` (default ``fx``).
+    ``max_reversal_cost_bps``.
+
+    Args:
+        fx_service: Name of the ccxt exchange service (default ``fx``).
+        ledger_service: Name of the :class:`LedgerAPI` service (default ``ledger``).
     """
 
     name = "payments.fx_convert"
 
+    def __init__(self, fx_service: str = "fx", ledger_service: str = "ledger") -> None:
+        self.fx_service = fx_service
+        self.ledger_service = ledger_service
+
     # -- helpers ------------------------------------------------------------------------
+    def _exchange(self, ctx: StepContext) -> ccxt.Exchange:
+        return ctx.service(self.fx_service, ccxt.Exchange)
+
+    def _ledger(self, ctx: StepContext) -> LedgerAPI:
+        return ctx.service(self.ledger_service, LedgerAPI)
+
     @staticmethod
-    def _exchange(ctx: StepContext) -> Any:
-        return service(ctx, str(ctx.params.get("fx_service", "fx")))
+    def _fenced(ex: ccxt.Exchange, ctx: StepContext, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` plus the fencing token, for a venue that checks them."""
+        if ex.has.get(FENCE_CAPABILITY):
+            return {**params, FENCE_PARAM: ctx.fence.header()}
+        return params
 
     @staticmethod
     def _policy(ctx: StepContext) -> ReversalPolicy:
-        cost = param(ctx, "max_reversal_cost", None)
-        bps = param(ctx, "max_reversal_cost_bps", None)
+        cost = ctx.param("max_reversal_cost", None)
+        bps = ctx.param("max_reversal_cost_bps", None)
         return ReversalPolicy(
             max_cost=None if cost is None else float(cost),
             max_bps=None if bps is None else float(bps),
@@ -67,23 +91,26 @@ class FxConvert:
 
     @staticmethod
     def _accounts(ctx: StepContext, sell: str, buy: str) -> dict[str, str]:
-        prefix = str(param(ctx, "liquidity_prefix", "fx:"))
+        prefix = str(ctx.param("liquidity_prefix", "fx:"))
         return {
-            "from": str(param(ctx, "from_account")), "to": str(param(ctx, "to_account")),
+            "from": str(ctx.param("from_account")), "to": str(ctx.param("to_account")),
             "liq_sell": f"{prefix}{sell}", "liq_buy": f"{prefix}{buy}",
-            "pnl": str(param(ctx, "pnl_account", f"fx_pnl:{sell}")),
+            "pnl": str(ctx.param("pnl_account", f"fx_pnl:{sell}")),
         }
 
     @staticmethod
-    def _ensure_accounts(ledger: LedgerAPI, acc: Mapping[str, str], sell: str, buy: str) -> None:
-        ledger.create_account(acc["liq_sell"], sell, AccountRole.FX_LIQUIDITY.value)
-        ledger.create_account(acc["liq_buy"], buy, AccountRole.FX_LIQUIDITY.value)
-        ledger.create_account(acc["pnl"], sell, AccountRole.PNL.value)
+    def _ensure_accounts(ledger: LedgerAPI, acc: Mapping[str, str], sell: str, buy: str,
+                         ctx: StepContext) -> None:
+        fence = ctx.fence
+        ledger.create_account(acc["liq_sell"], sell, AccountRole.FX_LIQUIDITY.value, fence=fence)
+        ledger.create_account(acc["liq_buy"], buy, AccountRole.FX_LIQUIDITY.value, fence=fence)
+        ledger.create_account(acc["pnl"], sell, AccountRole.PNL.value, fence=fence)
 
-    @staticmethod
-    def _place(ex: Any, give: str, get: str, amount: float, client_id: str) -> dict[str, Any]:
+    def _place(self, ctx: StepContext, give: str, get: str, amount: float, client_id: str
+               ) -> dict[str, Any]:
+        ex = self._exchange(ctx)
         symbol, side = conversion_side(ex.load_markets(), give, get)
-        params = {"clientOrderId": client_id}
+        params = self._fenced(ex, ctx, {"clientOrderId": client_id})
         if side == "sell":
             order: dict[str, Any] = ex.create_order(symbol, "market", "sell", amount, None, params)
         else:
@@ -106,9 +133,9 @@ class FxConvert:
         self, ctx: StepContext, order: Mapping[str, Any], key: str
     ) -> tuple[dict[str, Any], list[TransferRequest]]:
         """Rebuild the forward result and its ledger legs from the venue's fill."""
-        sell = str(param(ctx, "sell_currency")).upper()
-        buy = str(param(ctx, "buy_currency")).upper()
-        sold = to_minor(param(ctx, "amount"), sell)
+        sell = str(ctx.param("sell_currency")).upper()
+        buy = str(ctx.param("buy_currency")).upper()
+        sold = to_minor(ctx.param("amount"), sell)
         bought = self._received(order, buy)
         acc = self._accounts(ctx, sell, buy)
         rate = to_major(bought, buy) / to_major(sold, sell)
@@ -125,7 +152,7 @@ class FxConvert:
             ),
         ]
         result = {
-            "key": key, "symbol": order["symbol"], "side": order["side"],
+            "symbol": order["symbol"], "side": order["side"],
             "order_id": order["id"], "client_order_id": order.get("clientOrderId"),
             "sell_currency": sell, "sell_amount": sold, "buy_currency": buy,
             "buy_amount": bought, "buy_amount_major": str(to_major(bought, buy)),
@@ -150,37 +177,36 @@ class FxConvert:
 
     def _order(self, ctx: StepContext, client_id: str) -> dict[str, Any] | None:
         """The venue's fill for ``client_id`` (the source of truth), or None."""
-        try:
-            with fx_boundary(f"look up FX order of {ctx.step!r}", effect=False):
-                order: dict[str, Any] = self._exchange(ctx).fetch_order(client_id)
-        except Exception as exc:
-            if isinstance(exc.__cause__, ccxt.OrderNotFound):
-                return None
-            raise
+        ex = self._exchange(ctx)
+        with fx_boundary(f"look up FX order of {ctx.step!r}", effect=False):
+            try:
+                order: dict[str, Any] = ex.fetch_order(client_id, None,
+                                                       self._fenced(ex, ctx, {}))
+            except ccxt.OrderNotFound:
+                return None  # an answer, not a failure: no order under this id
         return order
 
     def _fetch_forward(
         self, ctx: StepContext
     ) -> tuple[dict[str, Any], list[TransferRequest]] | None:
         """The forward result and legs, rebuilt from the venue's fill, or None."""
-        key = action_key(ctx)
-        order = self._order(ctx, key)
-        return None if order is None else self._forward(ctx, order, key)
+        order = self._order(ctx, ctx.action_key)
+        return None if order is None else self._forward(ctx, order, ctx.action_key)
 
     # -- Operation ------------------------------------------------------------------------
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Convert at the venue, book both legs, record the rate and the reversal cost."""
-        sell = str(param(ctx, "sell_currency")).upper()
-        buy = str(param(ctx, "buy_currency")).upper()
-        amount = float(to_major(to_minor(param(ctx, "amount"), sell), sell))
+        sell = str(ctx.param("sell_currency")).upper()
+        buy = str(ctx.param("buy_currency")).upper()
+        amount = float(to_major(to_minor(ctx.param("amount"), sell), sell))
         key = ctx.idempotency_key
         with fx_boundary(f"convert {sell}->{buy} ({ctx.step!r})", effect=True):
-            order = self._place(self._exchange(ctx), sell, buy, amount, key)
+            order = self._place(ctx, sell, buy, amount, key)
         result, legs = self._forward(ctx, order, key)
-        ledger = ledger_of(ctx)
+        ledger = self._ledger(ctx)
         with ledger_boundary(f"book FX legs of {ctx.step!r}", effect=True):
-            self._ensure_accounts(ledger, self._accounts(ctx, sell, buy), sell, buy)
-            ledger.create_linked(legs)
+            self._ensure_accounts(ledger, self._accounts(ctx, sell, buy), sell, buy, ctx)
+            ledger.create_linked(legs, fence=ctx.fence)
         estimate = self._estimate(ctx, result)
         if not result["mid_at_execution"]:
             # The venue does not report its mid in the fill: use the book's, read at once.
@@ -197,7 +223,7 @@ class FxConvert:
         else:
             fetched = self._fetch_forward(ctx)
             forward = None if fetched is None else fetched[0]
-        sell = str(param(ctx, "sell_currency")).upper()
+        sell = str(ctx.param("sell_currency")).upper()
         if forward is None:
             return CostEstimate(0.0, sell, reason="conversion never happened: nothing to reverse")
         estimate = self._estimate(ctx, forward)
@@ -206,8 +232,8 @@ class FxConvert:
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The venue quotes the market the reversal needs."""
-        sell = str(param(ctx, "sell_currency")).upper()
-        buy = str(param(ctx, "buy_currency")).upper()
+        sell = str(ctx.param("sell_currency")).upper()
+        buy = str(ctx.param("buy_currency")).upper()
         ex = self._exchange(ctx)
         try:
             with fx_boundary("check FX venue", effect=False):
@@ -227,14 +253,15 @@ class FxConvert:
         forward, legs = fetched
         if isinstance(ctx.result, Mapping) and ctx.result.get("mid_at_execution"):
             forward["mid_at_execution"] = ctx.result["mid_at_execution"]
-        key, ckey = str(forward["key"]), ctx.idempotency_key
+        key, ckey = ctx.action_key, ctx.idempotency_key
         sell, buy = str(forward["sell_currency"]), str(forward["buy_currency"])
         sold, bought = int(forward["sell_amount"]), int(forward["buy_amount"])
         acc = self._accounts(ctx, sell, buy)
-        ledger = ledger_of(ctx)
+        ledger = self._ledger(ctx)
         with ledger_boundary(f"complete FX legs of {ctx.step!r}", effect=True):
-            self._ensure_accounts(ledger, acc, sell, buy)
-            ledger.create_linked(legs)  # a replay, unless a crash came between venue and ledger
+            self._ensure_accounts(ledger, acc, sell, buy, ctx)
+            # A replay, unless a crash came between the venue and the ledger.
+            ledger.create_linked(legs, fence=ctx.fence)
         estimate = self._estimate(ctx, forward)
         order = self._order(ctx, ckey)
         if order is None:
@@ -243,13 +270,11 @@ class FxConvert:
                 # The market moved past policy since the dry-run: stop, a human decides.
                 raise PreconditionFailed(f"FX reversal of {ctx.step!r} refused: {reason}")
             with fx_boundary(f"reverse conversion {buy}->{sell} ({ctx.step!r})", effect=True):
-                order = self._place(
-                    self._exchange(ctx), buy, sell, float(to_major(bought, buy)), ckey
-                )
+                order = self._place(ctx, buy, sell, float(to_major(bought, buy)), ckey)
         back = self._received(order, sell)
         corrections = self._corrections(key, ckey, acc, sold, bought, back, sell, buy)
         with ledger_boundary(f"book FX corrections of {ctx.step!r}", effect=True):
-            ledger.create_linked(corrections)
+            ledger.create_linked(corrections, fence=ctx.fence)
         cost = sold - back
         return {
             "outcome": "reversed", "reverse_order_id": order["id"], "client_order_id": ckey,
@@ -294,11 +319,25 @@ class FxConvert:
         return out
 
     def probe(self, ctx: StepContext) -> Probe | tuple[Probe, dict[str, Any]]:
-        """Did the venue execute an order with this step's key?"""
-        try:
-            fetched = self._fetch_forward(ctx)
-        except Exception:
-            return Probe.UNKNOWN
-        if fetched is None:
+        """Did the venue execute an order with this step's key? (Errors reach the engine.)"""
+        fetched = self._fetch_forward(ctx)
+        return Probe.NOT_HAPPENED if fetched is None else (Probe.HAPPENED, fetched[0])
+
+    def block(self, ctx: StepContext) -> Probe | tuple[Probe, dict[str, Any]]:
+        """The venue executed the order, or its client order id is now tombstoned there.
+
+        Raises:
+            PermanentError: The venue cannot block client order ids; the engine
+                then falls back to the probe, and escalates unless it finds the order.
+        """
+        ex = self._exchange(ctx)
+        if not ex.has.get(BLOCK_CAPABILITY):
+            raise PermanentError(
+                f"FX venue {ex.id!r} cannot block client order id {ctx.action_key}; a late "
+                "order cannot be refused, so a conversion that is not found needs a human",
+                code="fx_cannot_block")
+        with fx_boundary(f"block FX order of {ctx.step!r}", effect=True):
+            order = ex.block_order(ctx.action_key, None, self._fenced(ex, ctx, {}))
+        if order is None:
             return Probe.NOT_HAPPENED
-        return Probe.HAPPENED, fetched[0]
+        return Probe.HAPPENED, self._forward(ctx, order, ctx.action_key)[0]

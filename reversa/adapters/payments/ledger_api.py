@@ -22,7 +22,15 @@ into Reversa errors)::
     ├── LedgerRejected         refused, nothing booked (sanctions, funds...)
     ├── IdempotencyConflict    the id exists with different fields
     ├── LedgerNotFound         no such account / transfer / payment
-    └── InvalidState           e.g. voiding a posted hold, returning a final payment
+    ├── InvalidState           e.g. voiding a posted hold, returning a final payment
+    └── LedgerFenced           stale fencing token, or an id a rollback blocked
+
+Fencing: every call may carry the caller's :class:`~reversa.core.context.Fence`
+(the saga's lease epoch). A ledger keeping the effect boundary remembers the
+highest epoch per saga and refuses calls with a lower one, and refuses to create
+anything under an id that :meth:`LedgerAPI.block_transfer` or
+:meth:`LedgerAPI.block_payment` tombstoned; both refusals are
+:class:`LedgerFenced` (nothing was booked).
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any, Protocol, Self, runtime_checkable
 
+from reversa.core.context import Fence
+
 __all__ = [
     "Account",
     "AccountRole",
@@ -39,6 +49,7 @@ __all__ = [
     "InvalidState",
     "LedgerAPI",
     "LedgerError",
+    "LedgerFenced",
     "LedgerNotFound",
     "LedgerRejected",
     "LedgerTimeout",
@@ -128,6 +139,17 @@ class InvalidState(LedgerError):
     default_code = "invalid_state"
 
 
+class LedgerFenced(LedgerError):
+    """Refused at the effect boundary: nothing was booked.
+
+    ``code`` is ``"stale_epoch"`` (a newer owner of the saga already called) or
+    ``"key_blocked"`` (a rollback tombstoned this id after judging that the
+    effect never happened).
+    """
+
+    default_code = "fenced"
+
+
 _ERRORS: dict[str, type[LedgerError]] = {
     cls.__name__: cls
     for cls in (
@@ -138,6 +160,7 @@ _ERRORS: dict[str, type[LedgerError]] = {
         IdempotencyConflict,
         LedgerNotFound,
         InvalidState,
+        LedgerFenced,
     )
 }
 
@@ -354,7 +377,14 @@ class Recall(_Record):
 # -- protocol ---------------------------------------------------------------------------
 @runtime_checkable
 class LedgerAPI(Protocol):
-    """The operations the payments adapter needs from a ledger."""
+    """The operations the payments adapter needs from a ledger.
+
+    Every method takes ``fence``: the adapter passes the saga's fencing token on
+    every call, and a ledger keeping the effect boundary refuses a stale one
+    (:class:`LedgerFenced`). The ``block_*`` methods are the two halves of a
+    rollback's probe-and-block: atomically, the record exists (it happened) or
+    its id is tombstoned (it never happened and now cannot).
+    """
 
     def create_account(
         self,
@@ -363,36 +393,46 @@ class LedgerAPI(Protocol):
         role: str = "customer",
         *,
         debits_must_not_exceed_credits: bool = False,
+        fence: Fence | None = None,
     ) -> Account:
         """Create an account (idempotent: same id and fields returns it)."""
         ...
 
-    def get_account(self, id: str) -> Account:
+    def get_account(self, id: str, *, fence: Fence | None = None) -> Account:
         """The account, or LedgerNotFound."""
         ...
 
-    def get_accounts(self, ids: Sequence[str]) -> list[Account]:
+    def get_accounts(self, ids: Sequence[str], *, fence: Fence | None = None) -> list[Account]:
         """Several accounts in one call, in the order asked."""
         ...
 
-    def create_transfer(self, request: TransferRequest) -> Transfer:
+    def create_transfer(self, request: TransferRequest, *, fence: Fence | None = None
+                        ) -> Transfer:
         """Create one single-phase or pending transfer."""
         ...
 
-    def create_linked(self, requests: Sequence[TransferRequest]) -> list[Transfer]:
+    def create_linked(self, requests: Sequence[TransferRequest], *, fence: Fence | None = None
+                      ) -> list[Transfer]:
         """Create transfers atomically: all are booked or none is."""
         ...
 
-    def post_pending(self, id: str, pending_id: str, amount: int | None = None) -> Transfer:
+    def post_pending(self, id: str, pending_id: str, amount: int | None = None, *,
+                     fence: Fence | None = None) -> Transfer:
         """Post a hold (all of it, or ``amount`` and release the rest)."""
         ...
 
-    def void_pending(self, id: str, pending_id: str) -> Transfer:
+    def void_pending(self, id: str, pending_id: str, *, fence: Fence | None = None
+                     ) -> Transfer:
         """Void a hold, restoring its amount."""
         ...
 
-    def get_transfer(self, id: str) -> Transfer | None:
+    def get_transfer(self, id: str, *, fence: Fence | None = None) -> Transfer | None:
         """The transfer with this id (a probe), or None."""
+        ...
+
+    def block_transfer(self, id: str, *, fence: Fence | None = None) -> Transfer | None:
+        """Atomically: the transfer with this id, or None after tombstoning the id
+        (no transfer, posting or void may ever be created under it)."""
         ...
 
     def find_transfers(
@@ -401,31 +441,44 @@ class LedgerAPI(Protocol):
         prefix: str | None = None,
         corrects: str | None = None,
         pending_id: str | None = None,
+        fence: Fence | None = None,
     ) -> list[Transfer]:
         """Transfers by id ``prefix``, by the transfer they correct, or by the hold
         they post or void (``pending_id``); filters combine."""
         ...
 
-    def submit_payment(self, request: PaymentRequest) -> Payment:
+    def submit_payment(self, request: PaymentRequest, *, fence: Fence | None = None
+                       ) -> Payment:
         """Submit a payment on its rail (idempotent by id)."""
         ...
 
-    def get_payment(self, id: str) -> Payment | None:
+    def get_payment(self, id: str, *, fence: Fence | None = None) -> Payment | None:
         """The payment with this id, or None."""
         ...
 
-    def cancel_payment(self, payment_id: str) -> Payment:
+    def block_payment(self, id: str, *, fence: Fence | None = None) -> Payment | None:
+        """Atomically: the payment with this id (rejected ones included), or None
+        after tombstoning the id (no payment may ever be submitted under it)."""
+        ...
+
+    def find_payments(self, *, prefix: str, fence: Fence | None = None) -> list[Payment]:
+        """Payments whose id starts with ``prefix``."""
+        ...
+
+    def cancel_payment(self, payment_id: str, *, fence: Fence | None = None) -> Payment:
         """Cancel an accepted, unsettled payment on a rail that allows it."""
         ...
 
-    def return_payment(self, payment_id: str, return_id: str) -> Payment:
+    def return_payment(self, payment_id: str, return_id: str, *, fence: Fence | None = None
+                       ) -> Payment:
         """Give a settled payment back by correction or refund (non-final rails)."""
         ...
 
-    def request_recall(self, recall_id: str, payment_id: str, reason: str) -> Recall:
+    def request_recall(self, recall_id: str, payment_id: str, reason: str, *,
+                       fence: Fence | None = None) -> Recall:
         """Ask the beneficiary bank to return a final payment (camt.056)."""
         ...
 
-    def get_recall(self, id: str) -> Recall | None:
+    def get_recall(self, id: str, *, fence: Fence | None = None) -> Recall | None:
         """The recall with this id, or None."""
         ...

@@ -11,8 +11,8 @@ rail (see :mod:`reversa.adapters.payments.rails`):
   which the beneficiary bank may refuse) after;
 - a rail we can always undo (internal book, card) makes it ``REVERSIBLE``.
 
-The compensation reads the payment by its idempotency key and does what its
-state allows: nothing (never submitted, rejected, already cancelled or
+The compensation reads the payment by the action's idempotency key and does
+what its state allows: nothing (never submitted, rejected, already cancelled or
 returned), cancel (accepted, unsettled, cancellable), return (settled on a
 non-final rail) or recall (settled on a final rail). A refused recall fails the
 compensation, which escalates the saga to a human.
@@ -22,13 +22,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from reversa.core.context import Check, Probe, StepContext
+from reversa.core.context import Check, Probe, StepContext, key_prefix
 from reversa.core.errors import PermanentError, PlanError, TransientError
 from reversa.core.model import CompensationKind, Escalation, Reversibility, Step
 from reversa.core.registry import Registry
 
-from ._boundary import action_key, ledger_boundary, ledger_of, param
-from .ledger_api import Payment, PaymentRequest, PaymentStatus, PendingState, RecallStatus
+from ._boundary import ledger_boundary
+from .ledger_api import LedgerAPI, Payment, PaymentRequest, PaymentStatus, RecallStatus
 from .money import format_money, to_minor
 from .rails import AfterFinality, Rail, RailSpec, rail_spec
 
@@ -37,9 +37,9 @@ __all__ = ["CancelInFlightPayments", "RailPayment", "payment_step"]
 _DONE = {PaymentStatus.CANCELLED.value, PaymentStatus.RETURNED.value}
 
 
-def _payment_result(p: Payment, key: str) -> dict[str, Any]:
+def _payment_result(p: Payment) -> dict[str, Any]:
     return {
-        "key": key, "payment_id": p.id, "rail": p.rail, "status": p.status,
+        "payment_id": p.id, "rail": p.rail, "status": p.status,
         "debit_account": p.debit_account, "amount": p.amount, "currency": p.currency,
         "beneficiary": p.beneficiary, "settles_at": p.settles_at,
         "display": f"{format_money(p.amount, p.currency)} via {p.rail} to {p.beneficiary}",
@@ -54,36 +54,45 @@ class RailPayment:
     ``recall_reason`` (ISO reason sent with a recall, default ``"CUST"``:
     requested by the customer) and ``allow_recall`` (default True; False makes a
     settled final payment an infeasible rollback in the dry-run).
+
+    Args:
+        ledger_service: Name of the :class:`LedgerAPI` service (default ``ledger``).
     """
 
     name = "payments.pay"
 
+    def __init__(self, ledger_service: str = "ledger") -> None:
+        self.ledger_service = ledger_service
+
+    def _ledger(self, ctx: StepContext) -> LedgerAPI:
+        return ctx.service(self.ledger_service, LedgerAPI)
+
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Submit the payment under the step's idempotency key."""
-        currency = str(param(ctx, "currency")).upper()
-        minor = param(ctx, "amount_minor", None)
+        currency = str(ctx.param("currency")).upper()
+        minor = ctx.param("amount_minor", None)
         request = PaymentRequest(
-            id=ctx.idempotency_key, rail=str(param(ctx, "rail")),
-            debit_account=str(param(ctx, "debit_account")),
-            amount=int(minor) if minor is not None else to_minor(param(ctx, "amount"), currency),
-            currency=currency, beneficiary=str(param(ctx, "beneficiary")),
-            reference=str(param(ctx, "reference", f"{ctx.workflow}/{ctx.step}")),
+            id=ctx.idempotency_key, rail=str(ctx.param("rail")),
+            debit_account=str(ctx.param("debit_account")),
+            amount=int(minor) if minor is not None else to_minor(ctx.param("amount"), currency),
+            currency=currency, beneficiary=str(ctx.param("beneficiary")),
+            reference=str(ctx.param("reference", f"{ctx.workflow}/{ctx.step}")),
         )
         with ledger_boundary(f"pay {request.rail} ({ctx.step!r})", effect=True):
-            payment = ledger_of(ctx).submit_payment(request)
-        return _payment_result(payment, ctx.idempotency_key)
+            payment = self._ledger(ctx).submit_payment(request, fence=ctx.fence)
+        return _payment_result(payment)
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Cancel, return or recall the payment, as its state and rail allow."""
-        ledger = ledger_of(ctx)
-        key = action_key(ctx)
+        ledger, fence = self._ledger(ctx), ctx.fence
+        key = ctx.action_key
         with ledger_boundary(f"undo payment {ctx.step!r}", effect=True):
-            pay = ledger.get_payment(key)
+            pay = ledger.get_payment(key, fence=fence)
             if pay is None or pay.status == PaymentStatus.REJECTED:
                 why = "never submitted" if pay is None else f"rejected ({pay.rejection_code})"
                 return {"outcome": "nothing_to_undo", "reason": f"payment {why}"}
             if pay.status in _DONE:
-                recall = ledger.get_recall(ctx.idempotency_key)
+                recall = ledger.get_recall(ctx.idempotency_key, fence=fence)
                 if recall is not None and recall.status == RecallStatus.ACCEPTED:
                     # Our own recall, answered since the last attempt asked.
                     return {"outcome": "recalled", "payment_id": key, "recall_id": recall.id,
@@ -91,14 +100,14 @@ class RailPayment:
                 return {"outcome": f"already_{pay.status}", "payment_id": key}
             spec = rail_spec(pay.rail)
             if pay.status == PaymentStatus.ACCEPTED and spec.cancellable_before_settlement:
-                cancelled = ledger.cancel_payment(key)
+                cancelled = ledger.cancel_payment(key, fence=fence)
                 return {"outcome": "cancelled", "payment_id": key, "status": cancelled.status}
             if spec.after_finality is not AfterFinality.RECALL:
-                returned = ledger.return_payment(key, ctx.idempotency_key)
+                returned = ledger.return_payment(key, ctx.idempotency_key, fence=fence)
                 return {"outcome": "returned", "payment_id": key,
                         "return_transfer_id": returned.return_transfer_id}
-            reason = str(param(ctx, "recall_reason", "CUST"))
-            recall = ledger.request_recall(ctx.idempotency_key, key, reason)
+            reason = str(ctx.param("recall_reason", "CUST"))
+            recall = ledger.request_recall(ctx.idempotency_key, key, reason, fence=fence)
         if recall.status == RecallStatus.ACCEPTED:
             return {"outcome": "recalled", "payment_id": key, "recall_id": recall.id,
                     "return_transfer_id": recall.return_transfer_id}
@@ -115,21 +124,24 @@ class RailPayment:
 
     def probe(self, ctx: StepContext) -> Probe | tuple[Probe, dict[str, Any]]:
         """Did a payment with this key reach the rail (rejections count as not)?"""
-        key = action_key(ctx)
-        try:
-            with ledger_boundary(f"probe payment {ctx.step!r}", effect=False):
-                pay = ledger_of(ctx).get_payment(key)
-        except Exception:
-            return Probe.UNKNOWN
-        if pay is None or pay.status == PaymentStatus.REJECTED:
-            return Probe.NOT_HAPPENED
-        return Probe.HAPPENED, _payment_result(pay, key)
+        with ledger_boundary(f"probe payment {ctx.step!r}", effect=False):
+            pay = self._ledger(ctx).get_payment(ctx.action_key, fence=ctx.fence)
+        return _verdict(pay)
+
+    def block(self, ctx: StepContext) -> Probe | tuple[Probe, dict[str, Any]]:
+        """The payment reached the rail, or its key is now tombstoned at the ledger.
+
+        A rejected payment never moved money, and a replay of its key is refused
+        as rejected, so it counts as blocked.
+        """
+        with ledger_boundary(f"block payment {ctx.step!r}", effect=True):
+            pay = self._ledger(ctx).block_payment(ctx.action_key, fence=ctx.fence)
+        return _verdict(pay)
 
     def preconditions(self, ctx: StepContext) -> Check:
         """Report how the payment would be undone; refuse only what cannot be asked for."""
-        key = action_key(ctx)
         with ledger_boundary(f"check payment {ctx.step!r}", effect=False):
-            pay = ledger_of(ctx).get_payment(key)
+            pay = self._ledger(ctx).get_payment(ctx.action_key, fence=ctx.fence)
         if pay is None or pay.status in _DONE or pay.status == PaymentStatus.REJECTED:
             return Check(True, "nothing in flight to undo")
         spec = rail_spec(pay.rail)
@@ -137,9 +149,15 @@ class RailPayment:
             return Check(True, f"not settled on {pay.rail}: cancellable")
         if spec.after_finality is not AfterFinality.RECALL:
             return Check(True, f"settled on {pay.rail}: returned by {spec.after_finality}")
-        if not bool(param(ctx, "allow_recall", True)):
+        if not bool(ctx.param("allow_recall", True)):
             return Check(False, f"final on {pay.rail} and recalls are not allowed by the plan")
         return Check(True, f"final on {pay.rail}: needs a recall the beneficiary bank may refuse")
+
+
+def _verdict(pay: Payment | None) -> Probe | tuple[Probe, dict[str, Any]]:
+    if pay is None or pay.status == PaymentStatus.REJECTED:
+        return Probe.NOT_HAPPENED
+    return Probe.HAPPENED, _payment_result(pay)
 
 
 def payment_step(
@@ -204,25 +222,27 @@ class CancelInFlightPayments:
     rollback infeasible, before a human takes over: nothing else is undone, so
     the human sees the positions as they were, with no payment still in flight.
     Register with ``registry.add(HandlerKind.ACTION, name, CancelInFlightPayments())``.
+
+    Args:
+        ledger_service: Name of the :class:`LedgerAPI` service (default ``ledger``).
     """
 
     name = "payments.cancel_in_flight"
 
+    def __init__(self, ledger_service: str = "ledger") -> None:
+        self.ledger_service = ledger_service
+
     def __call__(self, ctx: StepContext) -> dict[str, Any]:
         """Cancel every accepted, cancellable payment whose key belongs to this saga."""
-        ledger = ledger_of(ctx)
+        ledger, fence = ctx.service(self.ledger_service, LedgerAPI), ctx.fence
         cancelled, irrevocable = [], []
         with ledger_boundary("safe state: cancel in-flight payments", effect=True):
-            for transfer in ledger.find_transfers(prefix=f"rv:{ctx.saga_id}:"):
-                if transfer.code != "payment" or transfer.state != PendingState.PENDING:
-                    continue
-                payment_id = transfer.id.removesuffix("#pay")
-                pay = ledger.get_payment(payment_id)
-                if pay is None or pay.status != PaymentStatus.ACCEPTED:
+            for pay in ledger.find_payments(prefix=key_prefix(ctx.saga_id), fence=fence):
+                if pay.status != PaymentStatus.ACCEPTED:
                     continue
                 if rail_spec(pay.rail).cancellable_before_settlement:
-                    ledger.cancel_payment(payment_id)
-                    cancelled.append(payment_id)
+                    ledger.cancel_payment(pay.id, fence=fence)
+                    cancelled.append(pay.id)
                 else:
-                    irrevocable.append(payment_id)
+                    irrevocable.append(pay.id)
         return {"cancelled": cancelled, "irrevocable_in_flight": irrevocable}

@@ -3,9 +3,10 @@
 Warehouse reservation, ERP purchase order, the logistics partner's pre-step
 webhook (capacity planning notice) and shipment confirmation, and customer
 notices. A webhook cannot be unsent, so its compensation is *semantic*: a
-cancellation webhook (AG-166 4.9). The service is ``ctx.services["counterparties"]``
-(any object with the methods of
-:class:`~reversa.simulators.counterparties.Counterparties`).
+cancellation webhook (AG-166 4.9). The service (``counterparties`` unless the
+operation is built with another name) is any object with the methods of
+:class:`~reversa.simulators.counterparties.Counterparties`; every call carries
+the saga's fencing token, and ``block`` tombstones the action's key there.
 """
 
 from __future__ import annotations
@@ -15,9 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from reversa.core.context import Probe, StepContext
-from reversa.core.errors import OutcomeUnknown, PermanentError, TransientError
-
-from ._boundary import action_key, param, service
+from reversa.core.errors import Fenced, OutcomeUnknown, PermanentError, TransientError
 
 __all__ = [
     "ConfirmShipment",
@@ -26,10 +25,6 @@ __all__ = [
     "ReserveStock",
     "SendNotice",
 ]
-
-
-def _world(ctx: StepContext) -> Any:
-    return service(ctx, str(ctx.params.get("counterparties_service", "counterparties")))
 
 
 @contextmanager
@@ -41,6 +36,8 @@ def _boundary(what: str) -> Iterator[None]:
         kind = type(exc).__name__
         message = f"{what}: {getattr(exc, 'message', str(exc))}"
         code = str(getattr(exc, "code", "error"))
+        if kind == "CounterpartyFenced":
+            raise Fenced(message, code=code) from exc
         if kind == "CounterpartyTimeout":
             raise OutcomeUnknown(message, code="timeout") from exc
         if kind == "CounterpartyRejected":
@@ -50,14 +47,37 @@ def _boundary(what: str) -> Iterator[None]:
         raise
 
 
-def _probe(ctx: StepContext) -> Probe:
-    try:
-        return Probe.HAPPENED if _world(ctx).seen(action_key(ctx)) else Probe.NOT_HAPPENED
-    except Exception:
-        return Probe.UNKNOWN
+class _WithCounterparties:
+    """Shared by the operations below: the service, and probe-and-block by the action's key.
+
+    Args:
+        counterparties_service: Name of the service (default ``counterparties``).
+    """
+
+    name = ""
+
+    def __init__(self, counterparties_service: str = "counterparties") -> None:
+        self.counterparties_service = counterparties_service
+
+    def _world(self, ctx: StepContext) -> Any:
+        # Duck-typed (any object with Counterparties' methods): the adapter imports
+        # no simulator, and the stories' counterparties have no protocol of their own.
+        return ctx.service(self.counterparties_service, object)
+
+    def probe(self, ctx: StepContext) -> Probe:
+        """Was the effect with the action's key applied? (Errors reach the engine.)"""
+        with _boundary(f"probe {ctx.step!r}"):
+            seen = self._world(ctx).seen(ctx.action_key, fence=ctx.fence)
+        return Probe.HAPPENED if seen else Probe.NOT_HAPPENED
+
+    def block(self, ctx: StepContext) -> Probe:
+        """It was applied, or the action's key is now tombstoned at the counterparty."""
+        with _boundary(f"block {ctx.step!r}"):
+            seen = self._world(ctx).block(ctx.action_key, fence=ctx.fence)
+        return Probe.HAPPENED if seen else Probe.NOT_HAPPENED
 
 
-class ReserveStock:
+class ReserveStock(_WithCounterparties):
     """Reserve stock. Params: ``sku``, ``qty``. Undone by releasing the reservation."""
 
     name = "procurement.reserve"
@@ -65,22 +85,18 @@ class ReserveStock:
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Reserve under the step's key."""
         with _boundary(f"reserve ({ctx.step!r})"):
-            out = _world(ctx).reserve(ctx.idempotency_key, str(param(ctx, "sku")),
-                                      int(param(ctx, "qty")))
-        return {"key": ctx.idempotency_key, **out}
+            return dict(self._world(ctx).reserve(
+                ctx.idempotency_key, str(ctx.param("sku")), int(ctx.param("qty")),
+                fence=ctx.fence))
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Release it (never reserved: nothing to release)."""
         with _boundary(f"release ({ctx.step!r})"):
-            out = _world(ctx).release(ctx.idempotency_key, action_key(ctx))
-        return dict(out)
-
-    def probe(self, ctx: StepContext) -> Probe:
-        """Was the reservation with this key made?"""
-        return _probe(ctx)
+            return dict(self._world(ctx).release(ctx.idempotency_key, ctx.action_key,
+                                                 fence=ctx.fence))
 
 
-class CreatePurchaseOrder:
+class CreatePurchaseOrder(_WithCounterparties):
     """Create a PO. Params: ``supplier``, ``sku``, ``qty``, ``amount``. Undone by cancelling."""
 
     name = "procurement.create_po"
@@ -88,27 +104,21 @@ class CreatePurchaseOrder:
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Create the PO under the step's key."""
         with _boundary(f"create PO ({ctx.step!r})"):
-            out = _world(ctx).create_po(
-                ctx.idempotency_key, str(param(ctx, "supplier")), str(param(ctx, "sku")),
-                int(param(ctx, "qty")), str(param(ctx, "amount")),
-            )
-        return {"key": ctx.idempotency_key, **out}
+            return dict(self._world(ctx).create_po(
+                ctx.idempotency_key, str(ctx.param("supplier")), str(ctx.param("sku")),
+                int(ctx.param("qty")), str(ctx.param("amount")), fence=ctx.fence))
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Cancel the PO created with the action's key (none: nothing to cancel)."""
-        world = _world(ctx)
-        po = world.po_for(action_key(ctx))
-        if po is None:
-            return {"cancelled": False, "reason": "no PO was created"}
+        world = self._world(ctx)
         with _boundary(f"cancel PO ({ctx.step!r})"):
-            return dict(world.cancel_po(ctx.idempotency_key, po))
+            po = world.po_for(ctx.action_key, fence=ctx.fence)
+            if po is None:
+                return {"cancelled": False, "reason": "no PO was created"}
+            return dict(world.cancel_po(ctx.idempotency_key, po, fence=ctx.fence))
 
-    def probe(self, ctx: StepContext) -> Probe:
-        """Was a PO created with this key?"""
-        return _probe(ctx)
 
-
-class NotifyLogistics:
+class NotifyLogistics(_WithCounterparties):
     """Pre-step webhook to the logistics partner. Params: ``po`` (e.g.
     ``$results.create_po.po``), ``qty``. Semantic compensation: a cancellation webhook."""
 
@@ -117,21 +127,18 @@ class NotifyLogistics:
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Send the capacity-planning webhook."""
         with _boundary(f"notify logistics ({ctx.step!r})"):
-            out = _world(ctx).notify(ctx.idempotency_key, str(param(ctx, "po")),
-                                     int(param(ctx, "qty")))
-        return {"key": ctx.idempotency_key, **out}
+            return dict(self._world(ctx).notify(
+                ctx.idempotency_key, str(ctx.param("po")), int(ctx.param("qty")),
+                fence=ctx.fence))
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Send the cancellation webhook."""
         with _boundary(f"cancel logistics notice ({ctx.step!r})"):
-            return dict(_world(ctx).cancel_notice(ctx.idempotency_key, action_key(ctx)))
-
-    def probe(self, ctx: StepContext) -> Probe:
-        """Was the webhook with this key delivered?"""
-        return _probe(ctx)
+            return dict(self._world(ctx).cancel_notice(ctx.idempotency_key, ctx.action_key,
+                                                       fence=ctx.fence))
 
 
-class ConfirmShipment:
+class ConfirmShipment(_WithCounterparties):
     """Send the shipment confirmation. Param: ``po``. Semantic compensation: a cancellation."""
 
     name = "procurement.confirm_shipment"
@@ -139,23 +146,20 @@ class ConfirmShipment:
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Send the confirmation."""
         with _boundary(f"confirm shipment ({ctx.step!r})"):
-            out = _world(ctx).confirm_shipment(ctx.idempotency_key, str(param(ctx, "po")))
-        return {"key": ctx.idempotency_key, **out}
+            return dict(self._world(ctx).confirm_shipment(
+                ctx.idempotency_key, str(ctx.param("po")), fence=ctx.fence))
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Send a shipment cancellation (only if a confirmation went out)."""
-        world = _world(ctx)
-        if not world.seen(action_key(ctx)):
-            return {"cancelled": False, "reason": "no confirmation was sent"}
+        world = self._world(ctx)
         with _boundary(f"cancel shipment ({ctx.step!r})"):
-            return dict(world.cancel_shipment(ctx.idempotency_key, str(param(ctx, "po"))))
+            if not world.seen(ctx.action_key, fence=ctx.fence):
+                return {"cancelled": False, "reason": "no confirmation was sent"}
+            return dict(world.cancel_shipment(ctx.idempotency_key, str(ctx.param("po")),
+                                              fence=ctx.fence))
 
-    def probe(self, ctx: StepContext) -> Probe:
-        """Was the confirmation with this key sent?"""
-        return _probe(ctx)
 
-
-class SendNotice:
+class SendNotice(_WithCounterparties):
     """Send a customer notice. Params: ``to``, ``text``. Semantic compensation: a correction."""
 
     name = "payments.notify_customer"
@@ -163,20 +167,17 @@ class SendNotice:
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Send the confirmation notice."""
         with _boundary(f"notify ({ctx.step!r})"):
-            out = _world(ctx).send(ctx.idempotency_key, str(param(ctx, "to")), "confirmation",
-                                   str(param(ctx, "text")))
-        return {"key": ctx.idempotency_key, **out}
+            return dict(self._world(ctx).send(
+                ctx.idempotency_key, str(ctx.param("to")), "confirmation",
+                str(ctx.param("text")), fence=ctx.fence))
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Send a correction notice (only if the confirmation went out)."""
-        world = _world(ctx)
-        if not world.seen(action_key(ctx)):
-            return {"sent": False, "reason": "no confirmation was sent"}
+        world = self._world(ctx)
         with _boundary(f"correct notice ({ctx.step!r})"):
-            out = world.send(ctx.idempotency_key, str(param(ctx, "to")), "correction",
-                             "Please disregard our confirmation: the payment was reversed.")
-        return dict(out)
-
-    def probe(self, ctx: StepContext) -> Probe:
-        """Was the notice with this key sent?"""
-        return _probe(ctx)
+            if not world.seen(ctx.action_key, fence=ctx.fence):
+                return {"sent": False, "reason": "no confirmation was sent"}
+            return dict(world.send(
+                ctx.idempotency_key, str(ctx.param("to")), "correction",
+                "Please disregard our confirmation: the payment was reversed.",
+                fence=ctx.fence))

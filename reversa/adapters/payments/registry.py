@@ -22,7 +22,7 @@ def payments_registry(registry: Registry | None = None) -> Registry:
     """Register the payments operations (into ``registry``, or a new one).
 
     Operations (action name; compensation is ``<name>:compensate``, probe
-    ``<name>:probe``...): ``payments.transfer``, ``payments.hold``,
+    ``<name>:probe``, block ``<name>:block``...): ``payments.transfer``, ``payments.hold``,
     ``payments.post_hold``, ``payments.fx_convert``, ``payments.pay``,
     ``payments.notify_customer``, ``procurement.reserve``,
     ``procurement.create_po``, ``procurement.notify_logistics``,

@@ -8,6 +8,10 @@ to any e-stop or protective stop at once. When the full rollback is infeasible
 the arm is driven to the nearest reachable declared safe state and the saga is
 escalated with a state report, or the declared forward recovery runs.
 
+Every command to the cell carries a :class:`Stamp` (the call's idempotency key
+and the saga's fencing token); the controllers refuse stale epochs and blocked
+keys, and each operation's ``block`` tombstones its forward key at them.
+
 Transports: rosbridge v2 via roslibpy (:class:`RosLink`) and a serial
 gripper/tool controller via pyserial (:class:`SerialTooling`). See docs/robot.md.
 """
@@ -21,10 +25,12 @@ from .layout import CellLayout, Station, pcb_cell
 from .operations import ApplyPaste, Inspect, MoveTo, Pick, Place
 from .ports import (
     ArmPort,
+    BlockOutcome,
     CameraPort,
     ConveyorPort,
     MotionOutcome,
     SafetySensors,
+    Stamp,
     ToolingPort,
     ZoneStatus,
 )
@@ -35,10 +41,10 @@ from .recovery import (
     route_to_rework,
     state_report,
 )
+from .registry import robot_registry
 from .ros import RosLink, RosNames, RosTooling
 from .scene import Attached, BoardStatus, Box, Person, PlanningScene
 from .serial_tooling import SerialTooling
-from .workflows import robot_registry, scenario_b_saga, transfer_saga
 
 __all__ = [
     # the cell
@@ -56,6 +62,8 @@ __all__ = [
     "ConveyorPort",
     "MotionOutcome",
     "ZoneStatus",
+    "Stamp",
+    "BlockOutcome",
     "RosLink",
     "RosNames",
     "RosTooling",
@@ -80,8 +88,6 @@ __all__ = [
     "cell_snapshot",
     "cell_predicate",
     "state_report",
-    # ready-made workflows
+    # the registry sagas name
     "robot_registry",
-    "scenario_b_saga",
-    "transfer_saga",
 ]

@@ -12,6 +12,10 @@ model in this order:
 5. while the arm moves, an e-stop or protective stop reported by the machine, or
    a person entering the zone, trips the latch and cancels the goal at once; the
    call then raises :class:`~reversa.core.errors.EmergencyStop`.
+
+Every command (motion, tooling, conveyor) carries the caller's
+:class:`~.ports.Stamp`; a controller's refusal of a stale epoch or a blocked key
+raises :class:`~reversa.core.errors.Fenced` and nothing moved.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from reversa.core.clock import Clock, SystemClock
 from reversa.core.context import Check
 from reversa.core.errors import (
     EmergencyStop,
+    Fenced,
     OutcomeUnknown,
     PermanentError,
     PreconditionFailed,
@@ -43,7 +48,16 @@ from reversa.safety import (
 
 from .collision import CollisionChecker, PathReport
 from .layout import CellLayout
-from .ports import ArmPort, CameraPort, ConveyorPort, SafetySensors, ToolingPort, ZoneStatus
+from .ports import (
+    ArmPort,
+    BlockOutcome,
+    CameraPort,
+    ConveyorPort,
+    SafetySensors,
+    Stamp,
+    ToolingPort,
+    ZoneStatus,
+)
 from .scene import PlanningScene
 
 __all__ = ["Belief", "RobotCell"]
@@ -233,6 +247,7 @@ class RobotCell:
         *,
         speed: float,
         label: str,
+        stamp: Stamp,
         budget_s: float | None = None,
     ) -> dict[str, Any]:
         """Move to ``goal`` along a checked joint-space path.
@@ -241,6 +256,7 @@ class RobotCell:
             goal: Target joints.
             speed: Joint speed limit (rad/s), clamped to the joints' limits.
             label: What this motion is for (reports and errors).
+            stamp: The calling step's key and fencing token, sent with the goal.
             budget_s: Seconds left before the caller's deadline; the motion is
                 cancelled rather than allowed to outlive it.
 
@@ -250,6 +266,8 @@ class RobotCell:
         Raises:
             EmergencyStop: A safety stop is latched, or happened during the motion.
             PreconditionFailed: The zone is occupied or the path is not safe now.
+            Fenced: The controller refused the stamp: a newer owner of the saga
+                has spoken to it, or a rollback blocked the key (the arm did not move).
             PermanentError: The controller refused the goal (the arm did not move).
             OutcomeUnknown: The motion did not finish or report in time; where
                 the arm stopped is for the next call to read.
@@ -276,8 +294,8 @@ class RobotCell:
                 timeout = max(0.1, min(timeout, budget_s))
             self._moving.set()
             try:
-                outcome = self.arm.execute(list(report.path[1:]), times[1:], timeout=timeout,
-                                           abort=lambda: self.latch.tripped)
+                outcome = self.arm.execute(list(report.path[1:]), times[1:], stamp=stamp,
+                                           timeout=timeout, abort=lambda: self.latch.tripped)
             finally:
                 self._moving.clear()
             record.update(outcome=outcome.status, message=outcome.message,
@@ -290,6 +308,9 @@ class RobotCell:
             self.latch.raise_if_tripped()
             if outcome.ok:
                 return {**record, "moved": True}
+            if outcome.status == "fenced":
+                raise Fenced(f"{label}: the controller refused the command: {outcome.message}",
+                             code=outcome.refusal or None, details=record)
             if outcome.status == "rejected":
                 raise PermanentError(f"{label}: the controller refused the goal: "
                                      f"{outcome.message}", details=record)
@@ -297,10 +318,11 @@ class RobotCell:
                 f"{label}: motion {outcome.status} ({outcome.message}); the arm stopped "
                 "somewhere on the checked path", details=record)
 
-    def actuate(self, command: str, key: str, **args: Any) -> dict[str, Any]:
+    def actuate(self, command: str, stamp: Stamp, **args: Any) -> dict[str, Any]:
         """Run a tooling command unless a safety stop is latched.
 
         ``tool_off`` always runs: switching a tool off is safe in every state.
+        The controller deduplicates by (``stamp.key``, command).
         """
         if command != "tool_off":
             self.latch.raise_if_tripped()
@@ -310,10 +332,34 @@ class RobotCell:
             "tool_off": self.tooling.tool_off,
         }.get(command)
         if command == "dispense":
-            return self.tooling.dispense(key, float(args.get("volume_ul", 5.0)))
+            return self.tooling.dispense(stamp, float(args.get("volume_ul", 5.0)))
         if handler is None:
             raise PermanentError(f"unknown tooling command {command!r}")
-        return handler(key)
+        return handler(stamp)
+
+    def block(self, stamp: Stamp) -> BlockOutcome:
+        """Block ``stamp.key`` at every controller that takes keyed commands.
+
+        Each controller, atomically, reports what ran under the key or tombstones
+        it, and from now on refuses the saga's older epochs. Every controller is
+        asked, even after one reports that something ran: each must learn the
+        new epoch, and a key blocked where it did not run keeps a late command
+        from running there.
+
+        Returns:
+            The commands that had run under the key, on any controller (empty:
+            none had, and none ever will).
+        """
+        executed: list[str] = []
+        seen: set[int] = set()
+        for port in (self.arm, self.tooling):
+            # A port fronting another port's controller (RosTooling on the arm's
+            # link) says so, and that controller is asked once.
+            controller = getattr(port, "controller", port)
+            if id(controller) not in seen:
+                seen.add(id(controller))
+                executed += port.block(stamp).executed
+        return BlockOutcome(tuple(executed))
 
     def require(self, what: str, port: Any) -> Any:
         """Return an optional port or explain that the cell lacks it."""

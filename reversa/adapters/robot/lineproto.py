@@ -5,11 +5,17 @@ One ASCII line per frame, NMEA-style checksum::
     <seq> <WORD> [<arg> ...]*<CS>\\n
 
 ``CS`` is the XOR of every byte before ``*``, as two upper-case hex digits.
-Requests: ``PING``, ``STATUS``, ``GRIP <key>``, ``RELEASE <key>``,
-``DISPENSE <key> <volume_ul>``, ``TOOLOFF <key>``, ``QUERY <key>``.
+Requests: ``PING``, ``STATUS``, ``GRIP <key> <saga> <epoch>``,
+``RELEASE <key> <saga> <epoch>``, ``DISPENSE <key> <saga> <epoch> <volume_ul>``,
+``TOOLOFF <key> <saga> <epoch>``, ``BLOCK <key> <saga> <epoch>``, ``QUERY <key>``.
 Replies: ``<seq> OK k=v ...`` or ``<seq> ERR <CODE> <message>``. The device
-remembers the reply of every keyed command, so a retry with the same key is
-answered without acting twice, and ``QUERY`` tells whether a key ran.
+remembers the reply of every keyed command, so a retry of the same command with
+the same key is answered without acting twice, and ``QUERY`` tells which
+commands ran under a key. ``<saga> <epoch>`` is the fencing token: the device
+refuses (``ERR FENCED``) an epoch older than one it has seen for the saga, and
+(``ERR KEY_BLOCKED``) any command under a key that ``BLOCK`` tombstoned; ``BLOCK``
+answers ``executed=<commands>`` (``-``: none had run, the key is now blocked).
+Keys and saga ids travel as :func:`device_key` digests (no separators).
 """
 
 from __future__ import annotations
@@ -74,6 +80,6 @@ def decode(line: bytes) -> Frame:
     return Frame(int(parts[0]), parts[1], tuple(parts[2:]))
 
 
-def device_key(idempotency_key: str) -> str:
-    """A short, separator-free device key derived from a Reversa idempotency key."""
-    return hashlib.sha256(idempotency_key.encode("utf-8")).hexdigest()[:16]
+def device_key(text: str) -> str:
+    """A short, separator-free device form of an idempotency key or a saga id."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

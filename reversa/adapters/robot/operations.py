@@ -1,10 +1,14 @@
 """Domain operations of a pick-and-place cell, each with its real rollback semantics.
 
-Every operation gets the :class:`~.cell.RobotCell` from ``ctx.services["robot"]``.
-Compensations are not mirror images: they re-check the path against the scene
-read now, move at the recovery speed, refuse what the process state forbids
-(re-gripping a pasted part, un-releasing a part), and treat "nothing to undo"
-as success so a retried or in-doubt compensation is harmless.
+Every operation looks the :class:`~.cell.RobotCell` up with
+``ctx.service(name, RobotCell)`` (the name defaults to ``"robot"``), reads its
+parameters with ``ctx.param`` and sends every command with the call's
+:class:`~.ports.Stamp` (idempotency key and fencing token). Compensations are
+not mirror images: they re-check the path against the scene read now, move at
+the recovery speed, refuse what the process state forbids (re-gripping a pasted
+part, un-releasing a part), and treat "nothing to undo" as success so a retried
+or in-doubt compensation is harmless. ``block`` tombstones the forward call's
+key at the controllers unless a command under it already ran there.
 """
 
 from __future__ import annotations
@@ -13,13 +17,21 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from reversa.core.context import Check, Probe, StepContext
-from reversa.core.errors import OutcomeUnknown, PermanentError, PreconditionFailed, StepError
+from reversa.core.errors import (
+    Fenced,
+    OutcomeUnknown,
+    PermanentError,
+    PreconditionFailed,
+    StepError,
+)
 from reversa.safety import PASTE_IRREVERSIBLE, Joints, can_regrip, can_return_part
 
 from .cell import RobotCell
 from .layout import Station
+from .ports import Stamp
 
 __all__ = [
+    "ROBOT",
     "ApplyPaste",
     "Inspect",
     "MoveTo",
@@ -27,18 +39,10 @@ __all__ = [
     "Place",
     "all_of",
     "budget",
-    "cell_of",
 ]
 
-
-def cell_of(ctx: Any) -> RobotCell:
-    """The RobotCell handed to the engine as ``services["robot"]``."""
-    cell = ctx.services.get("robot")
-    if not isinstance(cell, RobotCell):
-        raise PermanentError(
-            "no RobotCell in the engine's services; create the engine with "
-            "Engine(..., services={'robot': RobotCell(...)})")
-    return cell
+ROBOT = "robot"
+"""The service name operations look the cell up under unless told otherwise."""
 
 
 def budget(ctx: StepContext) -> float | None:
@@ -58,39 +62,54 @@ def all_of(checks: Iterable[Check], summary: str) -> Check:
     return Check(True, summary, detail)
 
 
-def _station(cell: RobotCell, params: Mapping[str, Any]) -> Station:
-    name = str(params["station"])
+def _station(cell: RobotCell, ctx: StepContext) -> Station:
+    name = str(ctx.param("station"))
     try:
         return cell.layout.stations[name]
     except KeyError:
         raise PermanentError(f"unknown station {name!r}; known: "
-                             f"{', '.join(sorted(cell.layout.stations))}") from None
+                             f"{', '.join(sorted(cell.layout.stations))}",
+                             code="bad_param") from None
 
 
-def _recovery(cell: RobotCell) -> float:
-    return cell.policy.recovery_speed
+class _Call:
+    """One call's commands to the cell: stamped with its key and fence, bounded by
+    its deadline, labelled with its step."""
+
+    def __init__(self, cell: RobotCell, ctx: StepContext) -> None:
+        self.cell = cell
+        self.ctx = ctx
+        self.stamp = Stamp.of(ctx)
+
+    def move(self, pose: str | Joints, label: str, *, recovery: bool = False) -> dict[str, Any]:
+        goal = self.cell.layout.pose(pose) if isinstance(pose, str) else pose
+        speed = self.cell.policy.recovery_speed if recovery else self.cell.production_speed
+        return self.cell.move(goal, speed=speed, label=f"{self.ctx.step}: {label}",
+                              stamp=self.stamp, budget_s=budget(self.ctx))
+
+    def actuate(self, command: str, **args: Any) -> dict[str, Any]:
+        return self.cell.actuate(command, self.stamp, **args)
 
 
-class _Attempt:
+class _Attempt(_Call):
     """Keeps a multi-motion action's contract: fail without effect, or be in doubt.
 
     Before the commit point (the grip, release or dispense took effect) a
     refusal retraces the motions made so far and re-raises, so the step really
     had no effect. After it, any failure becomes OutcomeUnknown: the engine then
-    probes or compensates with the same key. Safety signals pass untouched.
+    blocks or compensates with the same key. Safety signals pass untouched, and
+    so does a fencing refusal before the commit point: this process no longer
+    owns the saga and must not move the arm again, even to retrace.
     """
 
     def __init__(self, cell: RobotCell, ctx: StepContext) -> None:
-        self.cell = cell
-        self.ctx = ctx
+        super().__init__(cell, ctx)
         self.visited: list[Joints] = [cell.joints()]
         self.committed = False
 
-    def move(self, pose: str, label: str) -> None:
-        goal = self.cell.layout.pose(pose)
-        self.cell.move(goal, speed=self.cell.production_speed, label=f"{self.ctx.step}: {label}",
-                       budget_s=budget(self.ctx))
-        self.visited.append(goal)
+    def go(self, pose: str, label: str) -> None:
+        self.move(pose, label)
+        self.visited.append(self.cell.layout.pose(pose))
 
     def __enter__(self) -> _Attempt:
         return self
@@ -101,20 +120,43 @@ class _Attempt:
         if self.committed:
             raise OutcomeUnknown(f"{self.ctx.step}: failed after its effect took place "
                                  f"({exc.message})") from exc
-        if isinstance(exc, OutcomeUnknown):
+        if isinstance(exc, OutcomeUnknown | Fenced):
             return False
         try:
             for q in reversed(self.visited[:-1]):
-                self.cell.move(q, speed=_recovery(self.cell), budget_s=budget(self.ctx),
-                               label=f"{self.ctx.step}: retrace a partial motion")
+                self.move(q, "retrace a partial motion", recovery=True)
         except StepError as retreat:
             raise OutcomeUnknown(f"{self.ctx.step}: failed ({exc.message}) and could not "
                                  f"retrace its motion ({retreat.message})") from exc
         return False
 
 
-class MoveTo:
-    """Move the arm to a named pose; compensation moves it back to ``params["back"]``.
+class _CellOperation:
+    """What the cell's operations share: the service name, and the block.
+
+    Args:
+        service: The name the RobotCell is registered under in the engine's
+            services.
+    """
+
+    name = "robot.operation"
+
+    def __init__(self, service: str = ROBOT) -> None:
+        self.service = service
+
+    def _cell(self, ctx: StepContext) -> RobotCell:
+        return ctx.service(self.service, RobotCell)
+
+    def block(self, ctx: StepContext) -> Probe:
+        """Tombstone the forward call's key at the controllers unless a command under it
+        ran; any command that ran (a motion is enough) counts as happened, and the
+        compensation, which tolerates a partial effect, then runs."""
+        outcome = self._cell(ctx).block(Stamp.forward(ctx))
+        return Probe.HAPPENED if outcome.happened else Probe.NOT_HAPPENED
+
+
+class MoveTo(_CellOperation):
+    """Move the arm to a named pose; compensation moves it back to ``back``.
 
     Params: ``to`` (pose name), ``back`` (pose the compensation returns to).
     """
@@ -123,40 +165,34 @@ class MoveTo:
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Move along a checked path at production speed."""
-        cell = cell_of(ctx)
-        target = str(ctx.params["to"])
-        moved = cell.move(cell.layout.pose(target), speed=cell.production_speed,
-                          label=f"{ctx.step}: move to {target}", budget_s=budget(ctx))
+        target = str(ctx.param("to"))
+        moved = _Call(self._cell(ctx), ctx).move(target, f"move to {target}")
         return {"pose": target, "from": moved["from"], "moved": moved["moved"]}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Move back along a path re-checked now, at the recovery speed."""
-        cell = cell_of(ctx)
-        back = str(ctx.params["back"])
-        moved = cell.move(cell.layout.pose(back), speed=_recovery(cell),
-                          label=f"{ctx.step}: reverse to {back}", budget_s=budget(ctx))
+        back = str(ctx.param("back"))
+        moved = _Call(self._cell(ctx), ctx).move(back, f"reverse to {back}", recovery=True)
         return {"pose": back, "outcome": "reversed" if moved["moved"] else "nothing_to_undo"}
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The reverse path ``to -> back`` is safe in the scene read now."""
-        cell = cell_of(ctx)
-        start = cell.layout.pose(str(ctx.params["to"]))
-        back = cell.layout.pose(str(ctx.params["back"]))
-        return cell.check_motion(start, back, label=f"reverse path {ctx.params['to']} -> "
-                                                    f"{ctx.params['back']}")
+        cell = self._cell(ctx)
+        to, back = str(ctx.param("to")), str(ctx.param("back"))
+        return cell.check_motion(cell.layout.pose(to), cell.layout.pose(back),
+                                 label=f"reverse path {to} -> {back}")
 
     def probe(self, ctx: StepContext) -> Probe:
         """At the target: happened; at the start pose: not; anywhere else: unknown."""
-        cell = cell_of(ctx)
-        here = cell.pose_name()
-        if here == ctx.params["to"]:
+        here = self._cell(ctx).pose_name()
+        if here == ctx.param("to"):
             return Probe.HAPPENED
-        if here == ctx.params["back"]:
+        if here == ctx.param("back"):
             return Probe.NOT_HAPPENED
         return Probe.UNKNOWN
 
 
-class Pick:
+class Pick(_CellOperation):
     """Pick a part from a station; compensation puts it back and returns the arm.
 
     Params: ``part``, ``station``, ``back`` (pose the compensation ends at).
@@ -166,28 +202,28 @@ class Pick:
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Approach, descend, grip, verify the part is held, lift."""
-        cell = cell_of(ctx)
-        station = _station(cell, ctx.params)
-        part = str(ctx.params["part"])
+        cell = self._cell(ctx)
+        station = _station(cell, ctx)
+        part = str(ctx.param("part"))
         with _Attempt(cell, ctx) as attempt:
-            attempt.move(station.approach_pose, f"approach {station.name}")
-            attempt.move(station.grasp_pose, f"descend to {part}")
-            reply = cell.actuate("grip", ctx.idempotency_key)
+            attempt.go(station.approach_pose, f"approach {station.name}")
+            attempt.go(station.grasp_pose, f"descend to {part}")
+            reply = attempt.actuate("grip")
             if reply.get("holding") != part:
                 # Closed on nothing: open again; the attempt then retraces its motion.
-                cell.actuate("release", ctx.idempotency_key + "/undo")
+                attempt.actuate("release")
                 raise PermanentError(f"{ctx.step}: no part {part} at {station.name} "
                                      f"(gripper closed on {reply.get('holding') or 'nothing'})")
             attempt.committed = True
             cell.belief(ctx.saga_id).parts[part] = "gripper"
-            attempt.move(station.approach_pose, f"lift {part}")
+            attempt.go(station.approach_pose, f"lift {part}")
         return {"part": part, "station": station.name}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Put the part back where it was picked, then return to ``back``."""
-        cell = cell_of(ctx)
-        station = _station(cell, ctx.params)
-        part = str(ctx.params["part"])
+        cell = self._cell(ctx)
+        station = _station(cell, ctx)
+        part = str(ctx.param("part"))
         status, tooling = cell.part(part), cell.tooling_status()
         check = can_return_part(status, tooling, station.name)
         if not check.ok:
@@ -195,32 +231,27 @@ class Pick:
         if status.location != station.name and tooling.holding != part:
             raise PreconditionFailed(f"{ctx.step}: part {part} is at {status.location!r} and "
                                      "not held; it must be re-gripped before it can go back")
-        speed = _recovery(cell)
+        call = _Call(cell, ctx)
         outcome = "nothing_to_undo"
         if status.location != station.name:
             if cell.pose_name() != station.grasp_pose:  # a retry may find it already down
-                cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                          label=f"{ctx.step}: approach {station.name} to return {part}",
-                          budget_s=budget(ctx))
-            cell.move(cell.layout.pose(station.grasp_pose), speed=speed,
-                      label=f"{ctx.step}: lower {part} into {station.name}",
-                      budget_s=budget(ctx))
-            cell.actuate("release", ctx.idempotency_key)
-            cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                      label=f"{ctx.step}: lift from {station.name}", budget_s=budget(ctx))
+                call.move(station.approach_pose, f"approach {station.name} to return {part}",
+                          recovery=True)
+            call.move(station.grasp_pose, f"lower {part} into {station.name}", recovery=True)
+            call.actuate("release")
+            call.move(station.approach_pose, f"lift from {station.name}", recovery=True)
             outcome = "returned"
         # Also on a retry after a lost reply: the part is back, whoever put it there.
         cell.belief(ctx.saga_id).parts[part] = station.name
-        back = str(ctx.params.get("back", station.approach_pose))
-        cell.move(cell.layout.pose(back), speed=speed, label=f"{ctx.step}: return to {back}",
-                  budget_s=budget(ctx))
+        back = str(ctx.param("back", station.approach_pose))
+        call.move(back, f"return to {back}", recovery=True)
         return {"part": part, "outcome": outcome}
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The part can go back (tooling/process rules) along a safe path."""
-        cell = cell_of(ctx)
-        station = _station(cell, ctx.params)
-        part = str(ctx.params["part"])
+        cell = self._cell(ctx)
+        station = _station(cell, ctx)
+        part = str(ctx.param("part"))
         scene = cell.scene()
         rules = can_return_part(cell.part(part, scene), cell.tooling_status(), station.name)
         path = cell.check_motion(cell.layout.pose(station.approach_pose),
@@ -230,16 +261,16 @@ class Pick:
 
     def probe(self, ctx: StepContext) -> Probe:
         """Held: the pick happened; resting at its station: it did not."""
-        cell = cell_of(ctx)
-        part = str(ctx.params["part"])
+        cell = self._cell(ctx)
+        part = str(ctx.param("part"))
         if cell.tooling_status().holding == part:
             return Probe.HAPPENED
-        if cell.part(part).location == ctx.params["station"]:
+        if cell.part(part).location == ctx.param("station"):
             return Probe.NOT_HAPPENED
         return Probe.UNKNOWN
 
 
-class Place:
+class Place(_CellOperation):
     """Place the held part on a station; compensation re-grips it (if the process allows).
 
     Params: ``part``, ``station``.
@@ -249,23 +280,23 @@ class Place:
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Approach, descend, release, lift."""
-        cell = cell_of(ctx)
-        station = _station(cell, ctx.params)
-        part = str(ctx.params["part"])
+        cell = self._cell(ctx)
+        station = _station(cell, ctx)
+        part = str(ctx.param("part"))
         with _Attempt(cell, ctx) as attempt:
-            attempt.move(station.approach_pose, f"approach {station.name}")
-            attempt.move(station.grasp_pose, f"lower {part} onto {station.name}")
-            cell.actuate("release", ctx.idempotency_key)
+            attempt.go(station.approach_pose, f"approach {station.name}")
+            attempt.go(station.grasp_pose, f"lower {part} onto {station.name}")
+            attempt.actuate("release")
             attempt.committed = True
             cell.belief(ctx.saga_id).parts[part] = station.name
-            attempt.move(station.approach_pose, f"lift from {station.name}")
+            attempt.go(station.approach_pose, f"lift from {station.name}")
         return {"part": part, "station": station.name}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Re-grip the part and lift it, unless the process state forbids it."""
-        cell = cell_of(ctx)
-        station = _station(cell, ctx.params)
-        part = str(ctx.params["part"])
+        cell = self._cell(ctx)
+        station = _station(cell, ctx)
+        part = str(ctx.param("part"))
         status = cell.part(part)
         check = can_regrip(status)
         if not check.ok:
@@ -273,25 +304,22 @@ class Place:
         if status.location == "gripper":
             cell.belief(ctx.saga_id).parts[part] = "gripper"
             return {"part": part, "outcome": "nothing_to_undo"}
-        speed = _recovery(cell)
-        cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                  label=f"{ctx.step}: approach {part} on {station.name}", budget_s=budget(ctx))
-        cell.move(cell.layout.pose(station.grasp_pose), speed=speed,
-                  label=f"{ctx.step}: descend to {part}", budget_s=budget(ctx))
-        reply = cell.actuate("grip", ctx.idempotency_key)
+        call = _Call(cell, ctx)
+        call.move(station.approach_pose, f"approach {part} on {station.name}", recovery=True)
+        call.move(station.grasp_pose, f"descend to {part}", recovery=True)
+        reply = call.actuate("grip")
         if reply.get("holding") != part:
             raise PermanentError(f"{ctx.step}: re-grip of {part} failed (holding "
                                  f"{reply.get('holding') or 'nothing'})")
         cell.belief(ctx.saga_id).parts[part] = "gripper"
-        cell.move(cell.layout.pose(station.approach_pose), speed=speed,
-                  label=f"{ctx.step}: lift {part}", budget_s=budget(ctx))
+        call.move(station.approach_pose, f"lift {part}", recovery=True)
         return {"part": part, "outcome": "regripped"}
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The part can be re-gripped (no paste, known pose) along a safe path."""
-        cell = cell_of(ctx)
-        station = _station(cell, ctx.params)
-        part = str(ctx.params["part"])
+        cell = self._cell(ctx)
+        station = _station(cell, ctx)
+        part = str(ctx.param("part"))
         scene = cell.scene()
         status = cell.part(part, scene)
         rule = can_regrip(status)
@@ -308,16 +336,16 @@ class Place:
 
     def probe(self, ctx: StepContext) -> Probe:
         """Resting at the station: placed; still held: not placed."""
-        cell = cell_of(ctx)
-        part = str(ctx.params["part"])
-        if cell.part(part).location == ctx.params["station"]:
+        cell = self._cell(ctx)
+        part = str(ctx.param("part"))
+        if cell.part(part).location == ctx.param("station"):
             return Probe.HAPPENED
         if cell.tooling_status().holding == part:
             return Probe.NOT_HAPPENED
         return Probe.UNKNOWN
 
 
-class ApplyPaste:
+class ApplyPaste(_CellOperation):
     """Dispense solder paste on a board: irreversible (declare a forward recovery).
 
     Params: ``board``, ``pose`` (dispensing pose), ``volume_ul``.
@@ -327,14 +355,14 @@ class ApplyPaste:
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Move over the board and dispense."""
-        cell = cell_of(ctx)
-        pose = str(ctx.params.get("pose", "board_above"))
-        volume = float(ctx.params.get("volume_ul", 5.0))
+        cell = self._cell(ctx)
+        pose = str(ctx.param("pose", "board_above"))
+        volume = float(ctx.param("volume_ul", 5.0))
         with _Attempt(cell, ctx) as attempt:
-            attempt.move(pose, f"move to {pose}")
-            cell.actuate("dispense", ctx.idempotency_key, volume_ul=volume)
+            attempt.go(pose, f"move to {pose}")
+            attempt.actuate("dispense", volume_ul=volume)
         return {"process": "solder_paste", "irreversible": True,
-                "board": str(ctx.params["board"]), "volume_ul": volume}
+                "board": str(ctx.param("board")), "volume_ul": volume}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """There is none: declare the step irreversible with a forward recovery."""
@@ -342,12 +370,21 @@ class ApplyPaste:
                              "reversibility=IRREVERSIBLE with forward_recovery or escalation")
 
     def probe(self, ctx: StepContext) -> Probe:
-        """Ask the dispenser whether the command with this key ran."""
-        reply = cell_of(ctx).tooling.query(ctx.idempotency_key)
-        return Probe.HAPPENED if reply is not None else Probe.NOT_HAPPENED
+        """Ask the dispenser whether the dispense under the forward call's key ran."""
+        ran = self._cell(ctx).tooling.query(ctx.action_key)
+        return Probe.HAPPENED if ran and "dispense" in ran.get("commands", ()) \
+            else Probe.NOT_HAPPENED
+
+    def block(self, ctx: StepContext) -> Probe:
+        """Happened only if the paste was dispensed: the approach motion alone changed
+        nothing irreversible, so a step whose dispense is now blocked is recorded as
+        never having happened (no rework needed). A dispense that ran keeps the
+        step's forward recovery or escalation."""
+        outcome = self._cell(ctx).block(Stamp.forward(ctx))
+        return Probe.HAPPENED if "dispense" in outcome.executed else Probe.NOT_HAPPENED
 
 
-class Inspect:
+class Inspect(_CellOperation):
     """Trigger the optical inspection of a board. It changes nothing physical.
 
     Params: ``board``.
@@ -357,10 +394,10 @@ class Inspect:
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Trigger the camera; a failed inspection is a permanent failure."""
-        cell = cell_of(ctx)
+        cell = self._cell(ctx)
         camera = cell.require("camera", cell.camera)
-        board = str(ctx.params["board"])
-        result = dict(camera.inspect(board))
+        board = str(ctx.param("board"))
+        result = dict(camera.inspect(Stamp.of(ctx), board))
         if not result.get("passed", False):
             raise PermanentError(f"{ctx.step}: board {board} failed inspection: "
                                  f"{result.get('defects')}")

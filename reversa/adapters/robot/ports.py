@@ -5,6 +5,12 @@ operations, the safety checks and the tests do not know which one they talk to.
 The rosbridge transport implements :class:`ArmPort`, :class:`SafetySensors`,
 :class:`CameraPort` and :class:`ConveyorPort`; tooling is either the serial
 controller or the rosbridge gripper/tool services (:class:`ToolingPort`).
+
+Every command that changes the cell carries a :class:`Stamp`: the call's
+idempotency key and the saga's fencing token. The controller refuses a stamp
+whose epoch is older than one it has seen for the saga, and any stamp whose key
+a rollback blocked (:meth:`ArmPort.block`); the port raises
+:class:`~reversa.core.errors.Fenced` for both.
 """
 
 from __future__ import annotations
@@ -13,16 +19,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
+from reversa.core.context import Fence, StepContext
 from reversa.safety import Joints
 
 from .scene import PlanningScene
 
 __all__ = [
     "ArmPort",
+    "BlockOutcome",
     "CameraPort",
     "ConveyorPort",
     "MotionOutcome",
     "SafetySensors",
+    "Stamp",
     "StopListener",
     "ToolingPort",
     "ZoneStatus",
@@ -30,19 +39,67 @@ __all__ = [
 
 
 @dataclass(frozen=True, slots=True)
+class Stamp:
+    """What every command to the cell carries, so the controller can fence it.
+
+    Attributes:
+        key: The idempotency key of the call the command belongs to. Several
+            commands of one call share it (a pick's motions and its grip); the
+            controller deduplicates tooling commands by (key, command) and
+            refuses every command under a key a rollback blocked.
+        fence: The saga's fencing token (saga id and lease epoch).
+    """
+
+    key: str
+    fence: Fence
+
+    @classmethod
+    def of(cls, ctx: StepContext) -> Stamp:
+        """The stamp of this call (``ctx.idempotency_key``, ``ctx.fence``)."""
+        return cls(ctx.idempotency_key, ctx.fence)
+
+    @classmethod
+    def forward(cls, ctx: StepContext) -> Stamp:
+        """The stamp naming the step's forward call (``ctx.action_key``) under this
+        call's fence: what a block tombstones."""
+        return cls(ctx.action_key, ctx.fence)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockOutcome:
+    """A controller's answer to a block.
+
+    Attributes:
+        executed: Commands that had taken effect under the key (``"motion"``,
+            ``"grip"``, ``"dispense"``...). Empty: none had, and the key is now
+            tombstoned there, so none ever will.
+    """
+
+    executed: tuple[str, ...] = ()
+
+    @property
+    def happened(self) -> bool:
+        """Whether any command under the key had taken effect."""
+        return bool(self.executed)
+
+
+@dataclass(frozen=True, slots=True)
 class MotionOutcome:
     """How a trajectory ended.
 
     Attributes:
-        status: ``"succeeded"``, ``"aborted"``, ``"canceled"``, ``"rejected"``
-            or ``"timeout"`` (no result arrived).
+        status: ``"succeeded"``, ``"aborted"``, ``"canceled"``, ``"rejected"``,
+            ``"fenced"`` (refused for a stale epoch or a blocked key: the arm
+            did not move) or ``"timeout"`` (no result arrived).
         error_code: control_msgs FollowJointTrajectory error code.
         message: The controller's error string.
+        refusal: For ``"fenced"``: ``"fenced"`` (stale epoch) or ``"key_blocked"``.
     """
 
     status: str
     error_code: int = 0
     message: str = ""
+    refusal: str = ""
 
     @property
     def ok(self) -> bool:
@@ -75,14 +132,25 @@ class ArmPort(Protocol):
         path: Sequence[Joints],
         times: Sequence[float],
         *,
+        stamp: Stamp,
         timeout: float,
         abort: Callable[[], bool],
     ) -> MotionOutcome:
         """Follow ``path`` (waypoints after the current pose) at ``times``.
 
-        Blocks until the controller reports the outcome, ``timeout`` expires,
-        or ``abort()`` turns true; in the last two cases the goal is cancelled
-        before returning.
+        The goal carries ``stamp``. Blocks until the controller reports the
+        outcome, ``timeout`` expires, or ``abort()`` turns true; in the last two
+        cases the goal is cancelled before returning.
+        """
+        ...
+
+    def block(self, stamp: Stamp) -> BlockOutcome:
+        """Atomically at the controller: report what ran under ``stamp.key``, or, if
+        nothing did, tombstone the key so that nothing ever will. Also makes the
+        controller refuse epochs older than ``stamp.fence`` for the saga.
+
+        Raises:
+            Fenced: ``stamp.fence`` is itself stale.
         """
         ...
 
@@ -115,22 +183,26 @@ class SafetySensors(Protocol):
 
 @runtime_checkable
 class ToolingPort(Protocol):
-    """Gripper and process tool. Every command carries an idempotency key."""
+    """Gripper and process tool. Every command carries a :class:`Stamp`."""
 
-    def grip(self, key: str) -> dict[str, Any]:
+    def grip(self, stamp: Stamp) -> dict[str, Any]:
         """Close the fingers."""
         ...
 
-    def release(self, key: str) -> dict[str, Any]:
+    def release(self, stamp: Stamp) -> dict[str, Any]:
         """Open the fingers."""
         ...
 
-    def dispense(self, key: str, volume_ul: float) -> dict[str, Any]:
+    def dispense(self, stamp: Stamp, volume_ul: float) -> dict[str, Any]:
         """Dispense solder paste (irreversible)."""
         ...
 
-    def tool_off(self, key: str) -> dict[str, Any]:
+    def tool_off(self, stamp: Stamp) -> dict[str, Any]:
         """Switch the process tool off."""
+        ...
+
+    def block(self, stamp: Stamp) -> BlockOutcome:
+        """Like :meth:`ArmPort.block`, at the tooling controller."""
         ...
 
     def status(self) -> dict[str, Any]:
@@ -138,7 +210,7 @@ class ToolingPort(Protocol):
         ...
 
     def query(self, key: str) -> dict[str, Any] | None:
-        """The recorded reply of the command sent with ``key``, if it ran."""
+        """What ran under ``key``, if anything: ``{"commands": [...], ...last reply}``."""
         ...
 
 
@@ -146,7 +218,7 @@ class ToolingPort(Protocol):
 class CameraPort(Protocol):
     """The optical inspection station."""
 
-    def inspect(self, board: str) -> dict[str, Any]:
+    def inspect(self, stamp: Stamp, board: str) -> dict[str, Any]:
         """Trigger an inspection; ``{"passed": bool, "defects": [...]}``."""
         ...
 
@@ -155,10 +227,10 @@ class CameraPort(Protocol):
 class ConveyorPort(Protocol):
     """Moves boards between stations (the rework route of a forward recovery)."""
 
-    def route(self, key: str, board: str, destination: str) -> dict[str, Any]:
+    def route(self, stamp: Stamp, board: str, destination: str) -> dict[str, Any]:
         """Send ``board`` to ``destination``."""
         ...
 
     def query(self, key: str) -> dict[str, Any] | None:
-        """The recorded reply of the route sent with ``key``, if it ran."""
+        """What ran under ``key``, if anything (see :meth:`ToolingPort.query`)."""
         ...

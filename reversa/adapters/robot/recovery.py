@@ -19,7 +19,8 @@ from reversa.core.errors import PermanentError, PreconditionFailed, StepError
 from reversa.safety import Joints, SafeState, joint_distance, tooling_matches
 
 from .cell import RobotCell
-from .operations import all_of, budget, cell_of
+from .operations import ROBOT, all_of, budget
+from .ports import Stamp
 
 __all__ = [
     "cell_predicate",
@@ -31,8 +32,10 @@ __all__ = [
 ]
 
 
-def drive_to_safe_state(ctx: StepContext) -> dict[str, Any]:
+def drive_to_safe_state(ctx: StepContext, *, service: str = ROBOT) -> dict[str, Any]:
     """The saga's ``safe_state`` action (register it with ``registry.action``).
+
+    Every command carries this call's stamp (its key and the saga's fence).
 
     Returns:
         A state report: the safe state reached, the route and its check, every
@@ -43,8 +46,8 @@ def drive_to_safe_state(ctx: StepContext) -> dict[str, Any]:
         PermanentError: No declared safe state is reachable along a safe path;
             the arm was held where it is (the message carries the report).
     """
-    cell = cell_of(ctx)
-    reached, tried, notes = reach_safe_state(cell, ctx.idempotency_key, budget(ctx))
+    cell = ctx.service(service, RobotCell)
+    reached, tried, notes = reach_safe_state(cell, Stamp.of(ctx), budget(ctx))
     report = state_report(cell)
     report.update(reached=reached.name if reached else None, tried=tried, notes=notes,
                   recovery_speed=cell.policy.recovery_speed,
@@ -59,9 +62,11 @@ def drive_to_safe_state(ctx: StepContext) -> dict[str, Any]:
 
 
 def reach_safe_state(
-    cell: RobotCell, key: str, budget_s: float | None
+    cell: RobotCell, stamp: Stamp, budget_s: float | None
 ) -> tuple[SafeState | None, list[dict[str, Any]], list[str]]:
     """Tool off, then the nearest declared safe state reachable along a checked path.
+
+    ``stamp`` goes with every command (the calling step's key and fence).
 
     Returns:
         The safe state reached (None: the arm was held where it is), every
@@ -69,7 +74,7 @@ def reach_safe_state(
     """
     notes: list[str] = []
     try:
-        cell.actuate("tool_off", key + "/tool_off")
+        cell.actuate("tool_off", stamp)
     except StepError as exc:
         notes.append(f"tool off failed: {exc.message}")
     cell.latch.raise_if_tripped()
@@ -89,9 +94,9 @@ def reach_safe_state(
                           or checks[-1].reason})
             if ok:
                 for goal in legs[1:]:
-                    cell.move(goal, speed=cell.policy.recovery_speed,
+                    cell.move(goal, speed=cell.policy.recovery_speed, stamp=stamp,
                               label=f"safe state {state.name} ({route})", budget_s=budget_s)
-                notes += _settle_gripper(cell, state, key)
+                notes += _settle_gripper(cell, state, stamp)
                 return state, tried, notes
     return None, tried, notes
 
@@ -107,13 +112,13 @@ def _routes(start: Joints, state: SafeState) -> list[tuple[str, list[Joints]]]:
     return routes
 
 
-def _settle_gripper(cell: RobotCell, state: SafeState, key: str) -> list[str]:
+def _settle_gripper(cell: RobotCell, state: SafeState, stamp: Stamp) -> list[str]:
     tooling = cell.tooling_status()
     if state.gripper.value == "open" and tooling.gripper.value != "open":
         if tooling.holding:
             return [f"part {tooling.holding} kept in the closed gripper: opening it here "
                     "would drop it"]
-        cell.actuate("release", key + "/gripper")
+        cell.actuate("release", stamp)
     return []
 
 
@@ -137,25 +142,26 @@ def state_report(cell: RobotCell) -> dict[str, Any]:
     }
 
 
-def route_to_rework(ctx: StepContext) -> dict[str, Any]:
+def route_to_rework(ctx: StepContext, *, service: str = ROBOT) -> dict[str, Any]:
     """Forward recovery of an irreversible paste step: send the board to rework.
 
     Reads the irreversible step's params (``board``). The arm must be at a
     declared safe state, clear of the board, before the conveyor moves it.
     """
-    cell = cell_of(ctx)
+    cell = ctx.service(service, RobotCell)
     conveyor = cell.require("conveyor", cell.conveyor)
-    board = str(ctx.params["board"])
+    board = str(ctx.param("board"))
+    stamp = Stamp.of(ctx)
     q = cell.joints()
     if not any(s.arm_at(q).ok for s in cell.policy.safe_states):
         # The conveyor must not pull the board out from under the arm.
-        reached, _, notes = reach_safe_state(cell, ctx.idempotency_key, budget(ctx))
+        reached, _, notes = reach_safe_state(cell, stamp, budget(ctx))
         if reached is None:
             raise PreconditionFailed(
                 f"arm is at {cell.pose_name(q) or 'an undeclared pose'} and cannot reach a "
                 f"declared safe state ({'; '.join(notes) or 'no collision-free route'}); "
                 f"board {board} cannot be moved out from under it")
-    reply = conveyor.route(ctx.idempotency_key, board, "rework")
+    reply = conveyor.route(stamp, board, "rework")
     belief = cell.belief(ctx.saga_id)
     belief.boards[board] = "rework"
     for part, location in list(belief.parts.items()):
@@ -164,9 +170,9 @@ def route_to_rework(ctx: StepContext) -> dict[str, Any]:
     return {"board": board, "location": reply.get("location", "rework"), "route": "rework"}
 
 
-def cell_snapshot(ctx: SnapshotContext) -> dict[str, Any]:
+def cell_snapshot(ctx: SnapshotContext, *, service: str = ROBOT) -> dict[str, Any]:
     """The state a cell saga touches; the first call also starts its world model."""
-    cell = cell_of(ctx)
+    cell = ctx.service(service, RobotCell)
     cell.belief(ctx.saga_id)
     report = state_report(cell)
     report["stop_latched"] = cell.latch.tripped
@@ -174,10 +180,10 @@ def cell_snapshot(ctx: SnapshotContext) -> dict[str, Any]:
     return report
 
 
-def cell_predicate(ctx: PredicateContext) -> Check:
+def cell_predicate(ctx: PredicateContext, *, service: str = ROBOT) -> Check:
     """Arm at a declared safe state (or its pre-workflow pose), tooling as declared,
     the world model matching the sensors, no stop latched."""
-    cell = cell_of(ctx)
+    cell = ctx.service(service, RobotCell)
     q = cell.joints()
     tooling = cell.tooling_status()
     scene = cell.scene()

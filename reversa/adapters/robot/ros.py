@@ -10,7 +10,14 @@ how to point them at a real rosbridge_server in front of Gazebo or a robot).
 roslibpy errors never leave this module: a lost connection or a service that
 refuses is a :class:`~reversa.core.errors.TransientError` or
 :class:`~reversa.core.errors.PermanentError`; a timeout of a call that changes
-something is :class:`~reversa.core.errors.OutcomeUnknown`.
+something is :class:`~reversa.core.errors.OutcomeUnknown`; a refusal by the cell
+bridge's fence (``FENCED: ...`` for a stale epoch, ``KEY_BLOCKED: ...``) is
+:class:`~reversa.core.errors.Fenced`.
+
+Every command carries a :class:`~.ports.Stamp` as ``key`` and
+``fence: {saga_id, epoch}`` fields: trajectory goals go to the cell bridge's
+fenced action, which checks them before forwarding to the controller (see
+docs/robot.md for what a real cell bridge must do).
 
 roslibpy's default transport runs Twisted's reactor in a background thread,
 once per process; this class never stops it (``close`` only closes the
@@ -29,13 +36,14 @@ import roslibpy
 
 from reversa.core.errors import (
     EmergencyStop,
+    Fenced,
     OutcomeUnknown,
     PermanentError,
     TransientError,
 )
 from reversa.safety import Joints
 
-from .ports import MotionOutcome, StopListener, ZoneStatus
+from .ports import BlockOutcome, MotionOutcome, Stamp, StopListener, ZoneStatus
 from .scene import PlanningScene
 
 __all__ = ["RosLink", "RosNames", "RosTooling"]
@@ -51,21 +59,22 @@ UR_JOINTS = (
 _GOAL_STATUS = {4: "succeeded", 5: "canceled", 6: "aborted"}
 _POLL_S = 0.01  # how often a waiting motion re-checks its abort condition
 _CANCEL_WAIT_S = 1.0  # how long a cancelled goal may take to report its end
+_FENCED = {"FENCED", "KEY_BLOCKED"}  # the cell bridge's refusals of a stale or blocked command
 
 
 @dataclass(frozen=True, slots=True)
 class RosNames:
     """ROS interface names and types the adapter uses.
 
-    The defaults match the simulator and a ros2_control arm with a
-    ``joint_trajectory_controller`` named ``arm_controller``; the
-    ``reversa_cell_msgs`` interfaces are the cell-bridge node's (docs/robot.md).
+    The defaults match the simulator; the ``reversa_cell_msgs`` interfaces are
+    the cell-bridge node's (docs/robot.md). ``trajectory`` is the bridge's fenced
+    action, which forwards accepted goals to the arm's trajectory controller.
     """
 
     joint_states: str = "/joint_states"
     joint_states_type: str = "sensor_msgs/msg/JointState"
-    trajectory: str = "/arm_controller/follow_joint_trajectory"
-    trajectory_type: str = "control_msgs/action/FollowJointTrajectory"
+    trajectory: str = "/cell/follow_joint_trajectory"
+    trajectory_type: str = "reversa_cell_msgs/action/FencedFollowJointTrajectory"
     estop: str = "/safety/estop"
     estop_type: str = "reversa_cell_msgs/msg/SafetyStop"
     zone: str = "/safety/zone"
@@ -73,6 +82,7 @@ class RosNames:
     stop_request: str = "/safety/stop_request"
     scene: str = "/cell/get_scene"
     query: str = "/cell/query"
+    block: str = "/cell/block"
     gripper: str = "/gripper/command"
     tool: str = "/tool/command"
     inspection: str = "/inspection/trigger"
@@ -254,17 +264,19 @@ class RosLink:
         path: Sequence[Joints],
         times: Sequence[float],
         *,
+        stamp: Stamp,
         timeout: float,
         abort: Callable[[], bool],
     ) -> MotionOutcome:
-        """Send a FollowJointTrajectory goal and wait for it (see :class:`ArmPort`)."""
+        """Send a fenced trajectory goal and wait for it (see :class:`ArmPort`)."""
         self._require_connection()
         points = [
             {"positions": list(q), "velocities": [], "accelerations": [],
              "time_from_start": {"sec": int(t), "nanosec": round((t % 1) * 1e9)}}
             for q, t in zip(path, times, strict=True)
         ]
-        goal = {"trajectory": {"joint_names": list(self.names.joint_names), "points": points}}
+        goal = {"trajectory": {"joint_names": list(self.names.joint_names), "points": points},
+                **_stamped(stamp)}
         done = threading.Event()
         box: dict[str, Any] = {}
 
@@ -298,18 +310,27 @@ class RosLink:
                                  f"no result within the timeout; cancelled ({outcome.status})")
         return outcome
 
-    # -- CameraPort / ConveyorPort ----------------------------------------------------
-    def inspect(self, board: str) -> dict[str, Any]:
-        """Trigger the inspection camera (a read: safe to retry)."""
-        return self.call(self.names.inspection, {"board": board}, mutating=False)
+    def block(self, stamp: Stamp) -> BlockOutcome:
+        """Block ``stamp.key`` at the cell bridge unless a command under it ran (see
+        :meth:`ArmPort.block`). Blocking twice answers the same, so a lost reply
+        is a :class:`TransientError`."""
+        values = self.call(self.names.block, _stamped(stamp), mutating=False)
+        return BlockOutcome(tuple(str(c) for c in values.get("executed") or ()))
 
-    def route(self, key: str, board: str, destination: str) -> dict[str, Any]:
-        """Send a board to another station (deduplicated by ``key``)."""
+    # -- CameraPort / ConveyorPort ----------------------------------------------------
+    def inspect(self, stamp: Stamp, board: str) -> dict[str, Any]:
+        """Trigger the inspection camera (it changes nothing: safe to retry)."""
+        return self.call(self.names.inspection, {"board": board, **_stamped(stamp)},
+                         mutating=False)
+
+    def route(self, stamp: Stamp, board: str, destination: str) -> dict[str, Any]:
+        """Send a board to another station (deduplicated by the stamp's key)."""
         return self.call(self.names.conveyor,
-                         {"key": key, "board": board, "destination": destination}, mutating=True)
+                         {"board": board, "destination": destination, **_stamped(stamp)},
+                         mutating=True)
 
     def query(self, key: str) -> dict[str, Any] | None:
-        """The recorded reply of a keyed command, if it ran (the probe's question)."""
+        """What ran under ``key`` (``commands`` and the last reply), if anything."""
         values = self.call(self.names.query, {"key": key}, mutating=False)
         return dict(values.get("reply") or {}) if values.get("found") else None
 
@@ -355,25 +376,35 @@ class RosTooling:
     def __init__(self, link: RosLink) -> None:
         self.link = link
 
-    def grip(self, key: str) -> dict[str, Any]:
+    @property
+    def controller(self) -> RosLink:
+        """The connection whose cell bridge receives these commands (and their blocks)."""
+        return self.link
+
+    def grip(self, stamp: Stamp) -> dict[str, Any]:
         """Close the fingers."""
-        return self.link.call(self.link.names.gripper, {"command": "grip", "key": key},
+        return self.link.call(self.link.names.gripper, {"command": "grip", **_stamped(stamp)},
                               mutating=True)
 
-    def release(self, key: str) -> dict[str, Any]:
+    def release(self, stamp: Stamp) -> dict[str, Any]:
         """Open the fingers."""
-        return self.link.call(self.link.names.gripper, {"command": "release", "key": key},
-                              mutating=True)
+        return self.link.call(self.link.names.gripper,
+                              {"command": "release", **_stamped(stamp)}, mutating=True)
 
-    def dispense(self, key: str, volume_ul: float) -> dict[str, Any]:
+    def dispense(self, stamp: Stamp, volume_ul: float) -> dict[str, Any]:
         """Dispense paste."""
-        return self.link.call(self.link.names.tool, {"command": "dispense", "key": key,
-                                                     "volume_ul": volume_ul}, mutating=True)
-
-    def tool_off(self, key: str) -> dict[str, Any]:
-        """Switch the tool off."""
-        return self.link.call(self.link.names.tool, {"command": "off", "key": key},
+        return self.link.call(self.link.names.tool, {"command": "dispense",
+                                                     "volume_ul": volume_ul, **_stamped(stamp)},
                               mutating=True)
+
+    def tool_off(self, stamp: Stamp) -> dict[str, Any]:
+        """Switch the tool off."""
+        return self.link.call(self.link.names.tool, {"command": "off", **_stamped(stamp)},
+                              mutating=True)
+
+    def block(self, stamp: Stamp) -> BlockOutcome:
+        """Block at the cell bridge, which fronts the gripper and tool too."""
+        return self.link.block(stamp)
 
     def status(self) -> dict[str, Any]:
         """Gripper and tool state."""
@@ -386,6 +417,11 @@ class RosTooling:
         return self.link.query(key)
 
 
+def _stamped(stamp: Stamp) -> dict[str, Any]:
+    return {"key": stamp.key,
+            "fence": {"saga_id": stamp.fence.saga_id, "epoch": stamp.fence.epoch}}
+
+
 def _ignore(_feedback: Any) -> None:
     """Trajectory feedback is not needed: joint states arrive on their topic."""
 
@@ -394,7 +430,11 @@ def _outcome(box: dict[str, Any]) -> MotionOutcome:
     if "error" in box:
         error = box["error"]
         values = error.get("values") if isinstance(error, dict) else error
-        return MotionOutcome("rejected", -1, str(values))
+        text = str(values)
+        refusal = text.split(":", 1)[0]
+        if refusal in _FENCED:
+            return MotionOutcome("fenced", -1, text, refusal=refusal.lower())
+        return MotionOutcome("rejected", -1, text)
     result = box["result"]
     status = result["status"]
     code = int(getattr(status, "value", status))
@@ -415,6 +455,8 @@ def _service_error(service: str, values: Any) -> BaseException:
     message = f"{service} failed: {text}"
     if code == "STOPPED":
         return EmergencyStop(message, category=2, source=f"device:{service}")
+    if code in _FENCED:
+        return Fenced(message, code=code.lower())
     if code in {"BUSY", "CHECKSUM"}:
         return TransientError(message)
     return PermanentError(message, code=f"device_{code.lower()}" if code else None)

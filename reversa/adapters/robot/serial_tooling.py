@@ -11,7 +11,9 @@ numbers and per-command timeouts. Translation at this boundary:
   effect may have happened -- :class:`~reversa.core.errors.OutcomeUnknown`;
   the retry carries the same key, which the device deduplicates;
 * ``ERR STOPPED`` (the device's safety input is active):
-  :class:`~reversa.core.errors.EmergencyStop`.
+  :class:`~reversa.core.errors.EmergencyStop`;
+* ``ERR FENCED`` / ``ERR KEY_BLOCKED`` (a newer owner of the saga has spoken to
+  the device, or a rollback blocked the key): :class:`~reversa.core.errors.Fenced`.
 """
 
 from __future__ import annotations
@@ -21,9 +23,16 @@ from typing import Any
 
 import serial
 
-from reversa.core.errors import EmergencyStop, OutcomeUnknown, PermanentError, TransientError
+from reversa.core.errors import (
+    EmergencyStop,
+    Fenced,
+    OutcomeUnknown,
+    PermanentError,
+    TransientError,
+)
 
 from .lineproto import FrameError, decode, device_key, encode
+from .ports import BlockOutcome, Stamp
 
 __all__ = ["SerialTooling"]
 
@@ -59,33 +68,45 @@ class SerialTooling:
         self._serial.close()
 
     # -- ToolingPort --------------------------------------------------------------------
-    def grip(self, key: str) -> dict[str, Any]:
+    def grip(self, stamp: Stamp) -> dict[str, Any]:
         """Close the fingers."""
-        return _tooling(self._transact("GRIP", device_key(key), mutating=True))
+        return _tooling(self._transact("GRIP", *_stamped(stamp), mutating=True))
 
-    def release(self, key: str) -> dict[str, Any]:
+    def release(self, stamp: Stamp) -> dict[str, Any]:
         """Open the fingers."""
-        return _tooling(self._transact("RELEASE", device_key(key), mutating=True))
+        return _tooling(self._transact("RELEASE", *_stamped(stamp), mutating=True))
 
-    def dispense(self, key: str, volume_ul: float) -> dict[str, Any]:
+    def dispense(self, stamp: Stamp, volume_ul: float) -> dict[str, Any]:
         """Dispense solder paste."""
-        return _tooling(self._transact("DISPENSE", device_key(key), f"{volume_ul:g}",
+        return _tooling(self._transact("DISPENSE", *_stamped(stamp), f"{volume_ul:g}",
                                        mutating=True))
 
-    def tool_off(self, key: str) -> dict[str, Any]:
+    def tool_off(self, stamp: Stamp) -> dict[str, Any]:
         """Switch the dispenser off."""
-        return _tooling(self._transact("TOOLOFF", device_key(key), mutating=True))
+        return _tooling(self._transact("TOOLOFF", *_stamped(stamp), mutating=True))
+
+    def block(self, stamp: Stamp) -> BlockOutcome:
+        """Tombstone ``stamp.key`` at the device unless a command under it ran there.
+
+        A lost reply is :class:`TransientError`: blocking again is harmless (the
+        device answers the same), so the engine's caller may retry.
+        """
+        fields = self._transact("BLOCK", *_stamped(stamp), mutating=False)
+        executed = fields.get("executed", "-")
+        return BlockOutcome(tuple(executed.split(",")) if executed != "-" else ())
 
     def status(self) -> dict[str, Any]:
         """Gripper and tool state."""
         return _tooling(self._transact("STATUS", mutating=False))
 
     def query(self, key: str) -> dict[str, Any] | None:
-        """The device's recorded reply for ``key``, or None if it never ran."""
+        """What ran under ``key`` at the device (``commands`` and the last reply), or None."""
         fields = self._transact("QUERY", device_key(key), mutating=False)
         if fields.get("found") != "1":
             return None
-        return _tooling(fields)
+        out = _tooling(fields)
+        out["commands"] = str(fields.get("commands", "")).split(",")
+        return out
 
     def ping(self) -> bool:
         """Whether the controller answers."""
@@ -135,9 +156,15 @@ def _device_error(word: str, code: str, text: str) -> BaseException:
     message = f"serial tooling refused {word}: {code} {text}".strip()
     if code == "STOPPED":
         return EmergencyStop(message, category=2, source="device:serial-tooling")
+    if code in {"FENCED", "KEY_BLOCKED"}:
+        return Fenced(message, code=code.lower())
     if code in _RETRYABLE:
         return TransientError(message)
     return PermanentError(message, code=f"device_{code.lower()}")
+
+
+def _stamped(stamp: Stamp) -> tuple[str, str, str]:
+    return device_key(stamp.key), device_key(stamp.fence.saga_id), str(stamp.fence.epoch)
 
 
 def _tooling(fields: dict[str, str]) -> dict[str, Any]:

@@ -101,7 +101,7 @@ class GroupCommitter:
             raise
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
-                continue  # its waiter was cancelled meanwhile (a lost lease, a shutdown)
+                continue  # see _fail
             if isinstance(result, StoreError):
                 item.future.set_exception(StoreAbort(result))
             else:
@@ -109,8 +109,10 @@ class GroupCommitter:
 
 
 def _fail(batch: list[_Item], exc: BaseException) -> None:
-    # A waiter cancelled meanwhile has a done future: setting it would raise and
-    # leave every later waiter of the batch hanging forever.
+    # A waiter cancelled meanwhile (a lost lease, a shutdown; Ctrl-C cancels every
+    # task while the loop shuts down) has a done future: setting it would raise
+    # InvalidStateError from a loop callback and leave every later waiter of the
+    # batch hanging forever. What was written stands.
     for item in batch:
         if not item.future.done():
             item.future.set_exception(exc)

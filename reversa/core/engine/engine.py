@@ -25,6 +25,7 @@ from ..errors import (
     StoreAbort,
     StoreError,
 )
+from ..inspector import Inspector
 from ..live import LiveSaga, LiveStep
 from ..model import Saga
 from ..plan import Plan, validate
@@ -35,7 +36,6 @@ from ..store import Store
 from ..views import AuditEntry, SagaResult, SagaView
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .forward import forward
-from .inspect import audit_entries, saga_view
 from .recovery import continue_saga, load_live, tampered_reason
 from .rollback import rollback, run_recovery
 from .runtime import Runtime
@@ -116,6 +116,7 @@ class Engine:
             steps={n: LiveStep(n, i) for i, n in enumerate(plan.order)}, token=1, seq=0,
             head=plan.hash, created_at=now, updated_at=now, lease_owner=self.owner,
             lease_expires_at=now + self._rt.lease_s, app=plan.saga.app,
+            services=plan.saga.services,
         )
         try:
             live.pre_state = await self._rt.snapshot(live)
@@ -213,7 +214,7 @@ class Engine:
         """The resources handed to every handler."""
         return self._rt.services
 
-    def _claim(self, saga_id: str) -> LiveSaga:
+    def _claim(self, saga_id: str, *, handlers: bool = True) -> LiveSaga:
         claimed = self.store.claim(self.owner, self._rt.lease_s, saga_id=saga_id)
         if not claimed:
             row, _ = self.store.load(saga_id)
@@ -223,11 +224,11 @@ class Engine:
             raise LeaseLost(
                 f"saga {saga_id} is leased by {row['lease_owner']} for another {left:.1f}s; "
                 "wait for the lease to expire or stop that worker")
-        return self._load_claimed(saga_id, claimed[0][1])
+        return self._load_claimed(saga_id, claimed[0][1], handlers=handlers)
 
-    def _load_claimed(self, saga_id: str, token: int) -> LiveSaga:
+    def _load_claimed(self, saga_id: str, token: int, *, handlers: bool = True) -> LiveSaga:
         try:
-            return load_live(self._rt, saga_id, token)
+            return load_live(self._rt, saga_id, token, handlers=handlers)
         except PlanTampered as exc:
             # Keep the saga (and the lease) to escalate it without running anything.
             self._tampered[saga_id] = exc
@@ -308,12 +309,12 @@ class Engine:
 
     # -- inspection -------------------------------------------------------------------
     def inspect(self, saga_id: str) -> SagaView:
-        """Everything recorded about one saga."""
-        return saga_view(self.store, saga_id)
+        """Everything recorded about one saga (see :class:`~reversa.Inspector`)."""
+        return Inspector(self.store).saga(saga_id)
 
     def audit(self, saga_id: str) -> list[AuditEntry]:
         """The saga's tamper-evident log, in order (verify it with ``store.verify_audit``)."""
-        return [AuditEntry(**e) for e in audit_entries(self.store, saga_id)]
+        return Inspector(self.store).audit(saga_id)
 
     def dry_run(self, saga_id: str) -> DryRunReport:
         """Evaluate, without executing anything, the rollback of a saga as it stands."""
@@ -352,7 +353,8 @@ class Engine:
         if not rows or rows[0]["status"] != "open":
             raise NotFound(f"no open escalation #{escalation_id}; list them with "
                            "`reversa escalations list`")
-        live = self._claim(rows[0]["saga_id"])
+        # mark_resolved runs no handler, so it must not need the workflow's code.
+        live = self._claim(rows[0]["saga_id"], handlers=action != "mark_resolved")
         if live.status is not SagaStatus.ESCALATED:
             self._release(live)
             raise ConfigError(f"saga {live.id} is {live.status}, not escalated")
@@ -360,13 +362,13 @@ class Engine:
         if tampered is not None and action != "mark_resolved":
             self.store.release(live.id, live.token)
             raise tampered
-        # Recorded by the body's first commit, together with the saga's move out of
-        # "escalated": a crash in between can never close the escalation and leave
-        # the saga escalated with nothing open for a worker or a human to act on.
-        live.resolving = {"escalation_id": escalation_id, "resolution": action,
-                          "author": author, "note": note}
+        # The escalation row, its audit entry and the saga's next state share one
+        # commit: a crash leaves either all of them or none.
+        resolved_at = self.clock.now()
+        live.resolution = {"escalation": escalation_id, "resolution": action,
+                           "author": author, "note": note, "resolved_at": resolved_at}
         live.log("escalation_resolved", action, escalation=escalation_id, author=author,
-                 note=note)
+                 note=note, resolved_at=resolved_at)
 
         async def body() -> None:
             if action == "mark_resolved":

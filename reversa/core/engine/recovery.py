@@ -26,12 +26,17 @@ from .runtime import Runtime
 __all__ = ["continue_saga", "load_live", "tampered_reason"]
 
 
-def load_live(rt: Runtime, saga_id: str, token: int, *, quarantine: bool = False) -> LiveSaga:
+def load_live(
+    rt: Runtime, saga_id: str, token: int, *, handlers: bool = True, quarantine: bool = False
+) -> LiveSaga:
     """Rebuild the in-memory image of a saga this process has just claimed.
 
     The stored plan is verified first (:func:`~reversa.core.plan.verify_stored`).
-    With ``quarantine`` the plan is loaded unverified and without resolving any
-    handler, only to report and escalate a saga whose plan was tampered with.
+    ``handlers=False`` skips checking the plan's handlers against this
+    process' registry: for work that calls none (marking an escalation
+    resolved), so it never needs the workflow's code. With ``quarantine`` the
+    plan is loaded unverified and without resolving any handler, only to report
+    and escalate a saga whose plan was tampered with.
 
     Raises:
         PlanTampered: The stored plan does not match its recorded hashes.
@@ -42,7 +47,7 @@ def load_live(rt: Runtime, saga_id: str, token: int, *, quarantine: bool = False
     else:
         verify_stored(saga_id, row["plan_json"], row["plan_hash"],
                       rt.store.chain_anchor(saga_id))
-        plan = Plan.from_json(row["plan_json"], rt.registry)
+        plan = Plan.from_json(row["plan_json"], rt.registry if handlers else None)
     steps = {
         r["name"]: LiveStep(
             name=r["name"], position=r["position"], status=StepStatus(r["status"]),
@@ -63,6 +68,7 @@ def load_live(rt: Runtime, saga_id: str, token: int, *, quarantine: bool = False
         error=row["error"], rollback_started_at=row["rollback_started_at"],
         checkpoint=row["checkpoint"], resumes=row["resumes"], lease_owner=rt.owner,
         lease_expires_at=row["lease_expires_at"], created=True, app=row["app"],
+        services=row["services"],
     )
 
 

@@ -52,7 +52,7 @@ class StoreJournal:
         Raises:
             LeaseLost: The saga's lease token moved on: this process lost it.
         """
-        with self.store._tx() as conn:
+        with self.store._tx(write=True) as conn:
             self._fence(conn, record.key)
             existing = conn.execute(select(t.journal.c.kind).where(
                 t.journal.c.key == record.key)).scalar()
@@ -74,7 +74,7 @@ class StoreJournal:
         Raises:
             LeaseLost: This process no longer holds the saga's lease.
         """
-        with self.store._tx() as conn:
+        with self.store._tx(write=True) as conn:
             self._fence(conn, key)
             row = conn.execute(select(t.journal).where(t.journal.c.key == key)).mappings().first()
             if row is not None and row["kind"] != TOMBSTONE:

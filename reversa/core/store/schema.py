@@ -8,6 +8,7 @@ upgrades in place without touching its records.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -28,41 +29,48 @@ from sqlalchemy import (
 
 from ..errors import SchemaError
 
-__all__ = ["MIGRATIONS", "journal", "metadata", "migrate", "schema_version"]
+__all__ = ["MIGRATIONS", "audit_meta", "checkpoints", "heads", "journal", "metadata", "migrate",
+           "schema_version"]
 
 metadata = MetaData()
 
-sagas = Table(
-    "reversa_sagas",
-    metadata,
-    Column("id", String(64), primary_key=True),
-    Column("workflow", String(128), nullable=False),
-    Column("status", String(32), nullable=False),
-    Column("plan_hash", String(64), nullable=False),
-    Column("plan_json", Text, nullable=False),
-    Column("input_json", Text, nullable=False),
-    Column("pre_state_json", Text),
-    Column("created_at", Float, nullable=False),
-    Column("updated_at", Float, nullable=False),
-    Column("failed_step", String(128)),
-    Column("error", Text),
-    Column("rollback_started_at", Float),
-    Column("checkpoint", String(128)),
-    Column("resumes", Integer, nullable=False, default=0),
-    Column("lease_owner", String(256)),
-    Column("lease_token", Integer, nullable=False, default=0),
-    Column("lease_expires_at", Float),
-    Column("audit_seq", Integer, nullable=False, default=0),
-    Column("audit_head", String(64), nullable=False),
-    Column("app", String(256)),
-    Column("heartbeat_at", Float),
-)
+def _sagas_table(meta: MetaData, *, version: int) -> Table:
+    columns: list[Column[Any]] = [
+        Column("id", String(64), primary_key=True),
+        Column("workflow", String(128), nullable=False),
+        Column("status", String(32), nullable=False),
+        Column("plan_hash", String(64), nullable=False),
+        Column("plan_json", Text, nullable=False),
+        Column("input_json", Text, nullable=False),
+        Column("pre_state_json", Text),
+        Column("created_at", Float, nullable=False),
+        Column("updated_at", Float, nullable=False),
+        Column("failed_step", String(128)),
+        Column("error", Text),
+        Column("rollback_started_at", Float),
+        Column("checkpoint", String(128)),
+        Column("resumes", Integer, nullable=False, default=0),
+        Column("lease_owner", String(256)),
+        Column("lease_token", Integer, nullable=False, default=0),
+        Column("lease_expires_at", Float),
+        Column("audit_seq", Integer, nullable=False, default=0),
+        Column("audit_head", String(64), nullable=False),
+        # Import path of the registry the saga's handlers come from ("pkg.mod:attr").
+        Column("app", String(256)),
+    ]
+    if version >= 5:
+        # Import path of the factory of the services its handlers were given.
+        columns.append(Column("services", String(256)))
+    if version >= 6:
+        # The last heartbeat: progress for the watchdog, on the store's clock.
+        columns.append(Column("heartbeat_at", Float))
+    if version >= 7:
+        # Signature of (id, audit_seq, audit_head) by the audit key, and that key's id.
+        columns += [Column("audit_key", String(64)), Column("audit_sig", Text)]
+    return Table("reversa_sagas", meta, *columns)
 
-def _v1_sagas() -> Table:
-    # reversa_sagas as version 1 created it: later columns come from migrations.
-    later = {"heartbeat_at"}
-    return Table("reversa_sagas", MetaData(),
-                 *(c._copy() for c in sagas.columns if c.name not in later))
+
+sagas = _sagas_table(metadata, version=7)
 
 
 def _steps_table(meta: MetaData, *, version: int) -> Table:
@@ -85,13 +93,13 @@ def _steps_table(meta: MetaData, *, version: int) -> Table:
     if version >= 3:
         # Snapshot taken when a checkpoint step completed (rollback-to-checkpoint baseline).
         columns.append(Column("state_json", Text))
-    if version >= 6:
+    if version >= 8:
         # The checkpoint-resume generation of the step's effect (its keys carry it).
         columns.append(Column("generation", Integer, nullable=False, server_default="0"))
     return Table("reversa_steps", meta, *columns)
 
 
-steps = _steps_table(metadata, version=6)
+steps = _steps_table(metadata, version=8)
 
 audit = Table(
     "reversa_audit",
@@ -108,6 +116,8 @@ audit = Table(
     Column("detail_json", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # The state record of the commit this entry ends (see reversa.core.evidence.records).
+    Column("state_json", Text),
     UniqueConstraint("saga_id", "seq", name="uq_reversa_audit_saga_seq"),
 )
 
@@ -156,6 +166,37 @@ journal = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+heads = Table(
+    # The checkpoint log: every sealed saga head, in the order checkpoints
+    # sealed them (the leaves of the RFC 6962 tree whose roots are witnessed).
+    "reversa_heads",
+    metadata,
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("head", String(64), nullable=False),
+    Column("plan_hash", String(64), nullable=False),
+    Column("checkpoint", Integer, nullable=False),
+)
+
+checkpoints = Table(
+    "reversa_checkpoints",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("size", Integer, nullable=False),
+    Column("root", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("frontier_json", Text, nullable=False),
+    Column("statement_json", Text, nullable=False),
+)
+
+audit_meta = Table(
+    "reversa_audit_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
 schema_table = Table(
     "reversa_schema",
     metadata,
@@ -167,8 +208,8 @@ schema_table = Table(
 def _v1(conn: Connection) -> None:
     # The tables exactly as version 1 shipped them; later columns come from
     # their own migrations so that old databases and new ones converge.
-    v1_steps = _steps_table(MetaData(), version=1)
-    v1_sagas = _v1_sagas()
+    v1 = MetaData()
+    v1_sagas, v1_steps = _sagas_table(v1, version=1), _steps_table(v1, version=1)
     for table in (v1_sagas, v1_steps, audit, escalations, rollbacks):
         table.create(conn, checkfirst=True)
 
@@ -201,6 +242,14 @@ def _v4(conn: Connection) -> None:
 
 
 def _v5(conn: Connection) -> None:
+    # Where a saga's services come from, next to its registry (``app``), so a
+    # reviewer's retry or dry-run can rebuild both without flags.
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_sagas")}
+    if "services" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN services VARCHAR(256)"))
+
+
+def _v6(conn: Connection) -> None:
     # Heartbeats count as progress for the watchdog (a long step of a live owner is
     # not stalled), and the effect journal moves into the saga store: one durable
     # store, one transaction discipline (the EVM write-ahead journal lived in a
@@ -213,7 +262,26 @@ def _v5(conn: Connection) -> None:
                       "ON reversa_journal (kind, ref, seq)"))
 
 
-def _v6(conn: Connection) -> None:
+def _v7(conn: Connection) -> None:
+    # Evidence an auditor accepts: state records in the chain, signed heads, and
+    # the checkpoint log whose roots an external witness keeps. The log id names
+    # this database in the witness; a restored copy keeps it (and is caught).
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_audit")}
+    if "state_json" not in columns:
+        conn.execute(text("ALTER TABLE reversa_audit ADD COLUMN state_json TEXT"))
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_sagas")}
+    if "audit_key" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN audit_key VARCHAR(64)"))
+    if "audit_sig" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN audit_sig TEXT"))
+    for table in (heads, checkpoints, audit_meta):
+        table.create(conn, checkfirst=True)
+    if conn.execute(text("SELECT COUNT(*) FROM reversa_audit_meta WHERE name = 'log_id'")
+                    ).scalar() == 0:
+        conn.execute(audit_meta.insert().values(name="log_id", value=uuid.uuid4().hex))
+
+
+def _v8(conn: Connection) -> None:
     # Each step remembers the generation its effect belongs to: after a checkpoint
     # resume, the steps before the checkpoint keep the keys they ran under, and only
     # re-run steps move to the new generation's keys.
@@ -223,7 +291,7 @@ def _v6(conn: Connection) -> None:
                           "DEFAULT 0"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

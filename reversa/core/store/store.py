@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
-    create_engine,
-    event,
     func,
     select,
     text,
@@ -31,18 +29,21 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from ..audit import AuditProblem, AuditReport, verify_chain
-from ..canonical import sha256_hex
+from ..audit import AuditReport
 from ..clock import Clock
-from ..errors import ConfigError, NotFound, StoreError
+from ..errors import ConfigError, LeaseLost, NotFound, SchemaError, StoreError
+from ..evidence.config import AuditConfig
 from ..live import LiveSaga
 from ..states import TERMINAL_SAGA, SagaStatus
 from . import schema as t
+from .engines import WRITE, postgres_engine, sqlite_engine
 from .writer import Writer, Written
 
 __all__ = ["Store", "resolve_url"]
 
 DEFAULT_DB = "./reversa.db"
+_RESOLVE = ("UPDATE reversa_escalations SET status = 'resolved', resolution = ?, "
+            "resolved_by = ?, resolved_at = ?, note = ? WHERE id = ? AND status = 'open'")
 
 
 def resolve_url(db: str | os.PathLike[str] | None = None) -> str:
@@ -65,14 +66,26 @@ class Store:
     share between threads.
     """
 
-    def __init__(self, engine: Engine, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        read_only: bool = False,
+        clock: Clock | None = None,
+        audit: AuditConfig | None = None,
+    ) -> None:
         self.engine = engine
+        self.read_only = read_only
         self.url = engine.url.render_as_string(hide_password=True)
         self.dialect = engine.dialect.name
         self.clock = clock
         """Injected time source for leases (tests); None means database time."""
+        self.audit = audit or AuditConfig()
+        """How this store signs and witnesses its audit record."""
         self._now_sql = None if clock is not None else _NOW_SQL[self.dialect]
-        self._writer = Writer(engine, self._now_sql)
+        self._writer = Writer(engine, self._now_sql, self.audit.signer,
+                              self.audit.redaction_key, self.audit.sign_interval_s)
+        self._checkpointer: Any = None
         from .journal import StoreJournal
 
         self._journal_type = StoreJournal
@@ -96,7 +109,9 @@ class Store:
         *,
         migrate: bool = True,
         synchronous: str = "FULL",
+        read_only: bool = False,
         clock: Clock | None = None,
+        audit: AuditConfig | None = None,
     ) -> Store:
         """Open (and by default create or upgrade) the store at ``db``.
 
@@ -106,49 +121,146 @@ class Store:
             migrate: Apply pending schema migrations.
             synchronous: SQLite ``synchronous`` pragma; ``FULL`` fsyncs every
                 commit (the default: a crash never loses a recorded outcome).
+            read_only: Open for inspection only: nothing is ever created,
+                migrated or written. An SQLite file is opened read-only (a
+                missing one is an error, never created); a PostgreSQL session is
+                read-only; the schema must already be at this Reversa's version.
             clock: Time source for leases. Leave None in production: leases are
                 then judged on database time, one clock for every worker. Tests
                 inject a ``FakeClock`` (the same one their engines use).
+            audit: Signing key and witnesses of the audit record. Default:
+                :meth:`AuditConfig.from_env` (``REVERSA_SIGNING_KEY``,
+                ``REVERSA_WITNESS_DIR``), so every writing command honours them.
+
+        Raises:
+            NotFound: ``read_only`` and there is no database file, or no
+                Reversa schema in the database.
+            SchemaError: The schema is newer than this Reversa, or (``read_only``)
+                older: ``reversa db-upgrade`` upgrades it.
+            StoreError: The database cannot be reached or read.
+            ConfigError: Unsupported URL or pragma value, or an audit setting names a
+                missing key or directory.
         """
+        if audit is None:
+            audit = AuditConfig.from_env()
         url = make_url(resolve_url(db))
         if url.get_backend_name() == "sqlite":
-            engine = _sqlite_engine(url.render_as_string(hide_password=False), synchronous)
+            engine = sqlite_engine(url, synchronous, read_only=read_only)
         elif url.get_backend_name() == "postgresql":
-            engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+            engine = postgres_engine(url, read_only=read_only)
         else:
             raise ConfigError(
                 f"unsupported database {url.get_backend_name()!r}; use an SQLite path or a "
                 "postgresql:// URL"
             )
-        store = cls(engine, clock)
-        if migrate:
-            store.migrate()
+        store = cls(engine, read_only=read_only, clock=clock, audit=audit)
+        try:
+            if read_only:
+                store.check_schema()
+            elif migrate:
+                store.migrate()
+                store._start_checkpoints()
+        except BaseException:
+            engine.dispose()
+            raise
         return store
+
+    def _start_checkpoints(self) -> None:
+        if not self.audit.witnesses or self._checkpointer is not None:
+            return
+        from ..evidence.checkpoints import Checkpointer
+
+        assert self.audit.signer is not None  # AuditConfig refuses witnesses without one
+        self._checkpointer = Checkpointer(
+            self.engine, self.now, self.audit.signer, self.audit.witnesses,
+            interval_s=self.audit.interval_s, gap_s=self.audit.gap_s,
+            background=self.audit.background)
+
+    def checkpoint(self) -> Any:
+        """Seal every changed saga head into a signed checkpoint now and publish it.
+
+        Returns:
+            The new :class:`~reversa.core.evidence.Checkpoint`, or None when no
+            head changed since the last one.
+
+        Raises:
+            ConfigError: No witness is configured.
+            WitnessError: A witness refused the checkpoint.
+        """
+        self._start_checkpoints()
+        if self._checkpointer is None:
+            raise ConfigError("no witness is configured: set REVERSA_WITNESS_DIR (and "
+                              "REVERSA_SIGNING_KEY) or pass AuditConfig(witnesses=...)")
+        return self._checkpointer.seal()
 
     def migrate(self, target: int | None = None) -> tuple[int, int]:
         """Apply pending migrations; returns (version before, after)."""
-        with self.engine.begin() as conn:
+        if self.read_only:
+            raise ConfigError(f"{self.url} was opened read-only; open it writable to migrate")
+        goal = len(t.MIGRATIONS) if target is None else target
+        with self._tx() as conn:
+            current = t.schema_version(conn)
+        if goal <= current <= len(t.MIGRATIONS):
+            # Up to date (every open but the first): no write lock, so opening a store
+            # never waits for a writer busy on the same SQLite file.
+            return current, current
+        with self._tx(write=True) as conn:
             if self.dialect == "postgresql":
                 # Serialise concurrent first starts of many workers on one database.
                 conn.execute(text("SELECT pg_advisory_xact_lock(7263540001)"))
             return t.migrate(conn, time.time(), target)
 
+    def check_schema(self) -> int:
+        """Check, without changing anything, that the schema is this Reversa's; return it.
+
+        Raises:
+            NotFound: No Reversa schema (an empty or unrelated database).
+            SchemaError: Older or newer than this Reversa.
+        """
+        head = len(t.MIGRATIONS)
+        with self._tx() as conn:
+            version = t.schema_version(conn)
+        if version == 0:
+            raise NotFound(
+                f"no Reversa records in {self.url} (the database has no Reversa schema); check "
+                "--db / REVERSA_DB, or create the schema with `reversa db-upgrade`")
+        if version < head:
+            raise SchemaError(
+                f"database schema at {self.url} is version {version} but this Reversa reads "
+                f"version {head}; run `reversa db-upgrade` (records are kept) and retry")
+        if version > head:
+            raise SchemaError(
+                f"database schema at {self.url} is version {version} but this Reversa knows up "
+                f"to {head}; upgrade Reversa before pointing it at this database")
+        return version
+
     def close(self) -> None:
-        """Release pooled connections."""
+        """Seal the last heads into a checkpoint (if witnessed); release pooled connections."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self.engine.dispose()
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, *, write: bool = False) -> Iterator[Connection]:
+        """One transaction: ``write`` ones take SQLite's write lock up front.
+
+        Reads run in a deferred transaction, a consistent snapshot that (in WAL
+        mode) neither waits for nor blocks a writer.
+        """
         try:
-            with self.engine.begin() as conn:
-                yield conn
+            with self.engine.connect() as conn:
+                if write:
+                    conn.execution_options(**{WRITE: True})
+                with conn.begin():
+                    yield conn
         except DBAPIError as exc:
             # Every driver error is the store's (a closed connection is an
             # InterfaceError, not an OperationalError); only a constraint violation is
             # not worth retrying.
             raise StoreError(
                 f"database error on {self.url}: {exc.orig}; check that the database is "
-                "reachable and writable",
+                f"reachable{'' if self.read_only else ' and writable'}",
                 retryable=not isinstance(exc, IntegrityError),
             ) from exc
 
@@ -194,10 +306,15 @@ class Store:
                 else:
                     cur.execute(f"RELEASE SAVEPOINT rv{index}")
         # Adopt new chain heads only once the commit succeeded.
+        ended = False
         for (live, *_), written in zip(items, out, strict=True):
             if isinstance(written, Written):
                 self._writer.committed(live, written)
                 live.created = True
+                live.resolution = None
+                ended = ended or written.at_rest
+        if ended and self._checkpointer is not None:
+            self._checkpointer.saga_ended()
         return out
 
     def _write_one(
@@ -209,15 +326,33 @@ class Store:
         rollback: dict[str, Any] | None,
         lease: float,
     ) -> Written:
+        created: dict[str, Any] | None = None
         if not live.created:
             try:
-                self._writer.create(cur, live, live.app)
+                created = self._writer.create(cur, live, live.app)
             except self._writer.integrity_error as exc:
                 raise StoreError(
                     f"saga {live.id} already exists in {self.url}; start the new saga under "
                     "another id (or recover the existing one)", retryable=False,
                     code="duplicate_saga", details={"saga": live.id}) from exc
-        return self._writer.write(cur, live, now, escalation, rollback, lease)
+        written = self._writer.write(cur, live, now, escalation, rollback, lease, created)
+        if live.resolution is not None:
+            self._resolve(cur, live.resolution, now)
+        return written
+
+    def _resolve(self, cur: Any, resolution: dict[str, Any], now: float) -> None:
+        # Inside the saga's fenced write, so the escalation row, the audit entry
+        # and the saga's new state commit together.
+        cur.execute(
+            _RESOLVE if self.dialect == "sqlite" else _RESOLVE.replace("?", "%s"),
+            (resolution["resolution"], resolution["author"], resolution.get("resolved_at", now),
+             resolution["note"], resolution["escalation"]))
+        if cur.rowcount != 1:
+            # A lost race, like a lost lease: this saga's part of the batch rolls back.
+            raise LeaseLost(
+                f"escalation #{resolution['escalation']} is no longer open (another reviewer "
+                "resolved it); nothing of this resolution was recorded",
+                details={"escalation": resolution["escalation"]})
 
     def flush(
         self,
@@ -264,7 +399,7 @@ class Store:
             (saga id, new fencing token) pairs.
         """
         wanted = statuses or [s for s in SagaStatus if s not in TERMINAL_SAGA]
-        with self._tx() as conn:
+        with self._tx(write=True) as conn:
             now = self._tx_now(conn)
             query = select(t.sagas.c.id, t.sagas.c.lease_token).where(
                 t.sagas.c.status.in_([s.value for s in wanted]))
@@ -295,7 +430,7 @@ class Store:
         owner keeps beating, however long one step runs.
         """
         lost: list[str] = []
-        with self._tx() as conn:
+        with self._tx(write=True) as conn:
             now = self._tx_now(conn)
             for sid, token in leases:
                 n = conn.execute(
@@ -307,7 +442,7 @@ class Store:
 
     def release(self, saga_id: str, token: int) -> bool:
         """Give a lease up now (graceful shutdown) so another worker may continue."""
-        with self._tx() as conn:
+        with self._tx(write=True) as conn:
             return bool(conn.execute(
                 update(t.sagas).where(t.sagas.c.id == saga_id, t.sagas.c.lease_token == token)
                 .values(lease_owner=None, lease_expires_at=None)).rowcount)
@@ -331,7 +466,7 @@ class Store:
     # -- reads ------------------------------------------------------------------------
     def load(self, saga_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """Raw saga row and step rows (ordered by position)."""
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             row = conn.execute(select(t.sagas).where(t.sagas.c.id == saga_id)).mappings().first()
             if row is None:
                 raise NotFound(f"no saga {saga_id!r} in {self.url}; list them with "
@@ -347,7 +482,7 @@ class Store:
         for col, value in where.items():
             query = query.where(tbl.c[col] == value)
         query = query.order_by(*tbl.primary_key.columns)
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             return [dict(r) for r in conn.execute(query).mappings().all()]
 
     def list_sagas(
@@ -372,7 +507,7 @@ class Store:
         if created_before is not None:
             query = query.where(s.created_at <= created_before)
         query = query.order_by(s.created_at.desc(), s.id).limit(limit)
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             return [dict(r) for r in conn.execute(query).mappings().all()]
 
     def count(self, status: str | None = None) -> int:
@@ -380,56 +515,31 @@ class Store:
         query = select(func.count()).select_from(t.sagas)
         if status:
             query = query.where(t.sagas.c.status == status)
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def verify_audit(self, saga_id: str | None = None) -> AuditReport:
-        """Recompute every chain (or one) and report the first broken entry of each."""
-        s = t.sagas.c
-        query = select(s.id, s.plan_hash, s.plan_json, s.audit_head, s.audit_seq).order_by(
-            s.created_at, s.id)
-        if saga_id is not None:
-            query = query.where(s.id == saga_id)
-        problems = []
-        entries = 0
-        with self.engine.connect() as conn:
-            sagas = conn.execute(query).mappings().all()
-            if saga_id is not None and not sagas:
-                raise NotFound(f"no saga {saga_id!r} in {self.url}")
-            known = {r["id"] for r in sagas}
-            for saga in sagas:
-                rows = conn.execute(select(t.audit).where(t.audit.c.saga_id == saga["id"])
-                                    .order_by(t.audit.c.id)).mappings().all()
-                checked, problem = verify_chain(
-                    saga["id"], saga["plan_hash"], sha256_hex(saga["plan_json"]),
-                    saga["audit_head"], saga["audit_seq"], [dict(r) for r in rows])
-                entries += checked
-                if problem is not None:
-                    problems.append(problem)
-            if saga_id is None:
-                orphans = conn.execute(select(t.audit.c.saga_id, func.min(t.audit.c.id))
-                                       .group_by(t.audit.c.saga_id)).all()
-                for sid, first_id in orphans:
-                    if sid not in known:
-                        problems.append(AuditProblem(
-                            sid, "deleted", None, int(first_id),
-                            f"log entries exist for saga {sid} whose record was deleted"))
-        return AuditReport(ok=not problems, sagas=len(sagas), entries=entries,
-                           problems=problems)
+    def verify_audit(
+        self,
+        saga_id: str | None = None,
+        *,
+        verifiers: Iterable[Any] | None = None,
+        witnesses: Sequence[Any] = (),
+    ) -> AuditReport:
+        """Verify the audit record and name every problem (see ``docs/audit.md``).
 
-    def resolve_escalation(
-        self, escalation_id: int, *, resolution: str, author: str, note: str, now: float
-    ) -> None:
-        """Mark an escalation resolved, recording who did what and why."""
-        with self._tx() as conn:
-            n = conn.execute(
-                update(t.escalations)
-                .where(t.escalations.c.id == escalation_id, t.escalations.c.status == "open")
-                .values(status="resolved", resolution=resolution, resolved_by=author,
-                        resolved_at=now, note=note)).rowcount
-            if n != 1:
-                raise NotFound(f"no open escalation #{escalation_id}; list them with "
-                               "`reversa escalations list`")
+        Without keys or witnesses this proves the record is internally
+        consistent: every chain recomputes and every table matches its chain.
+        With the public key (``verifiers``) a rewritten, re-chained record is
+        caught too; with a witness, a deleted saga or a restored database.
+
+        Args:
+            saga_id: One saga only.
+            verifiers: Verifiers of the signing key(s) (``load_verifier(path)``).
+            witnesses: Witnesses holding the checkpoints (``DirWitness(path)``).
+        """
+        from ..evidence.verify import verify_store
+
+        return verify_store(self, saga_id=saga_id, verifiers=verifiers, witnesses=witnesses)
 
     def stalled(self, default_after_s: float) -> list[dict[str, Any]]:
         """Live sagas that made no progress (no commit, no heartbeat) for a while.
@@ -440,7 +550,7 @@ class Store:
         s = t.sagas.c
         query = select(s.id, s.workflow, s.status, s.updated_at, s.heartbeat_at, s.plan_json,
                        s.rollback_started_at, s.lease_expires_at).where(s.status.in_(live))
-        with self.engine.connect() as conn:
+        with self._tx() as conn:
             now = self._tx_now(conn)
             rows = [dict(r) for r in conn.execute(query).mappings().all()]
         out = []
@@ -462,27 +572,3 @@ _NOW_SQL = {
     "sqlite": "((julianday('now') - 2440587.5) * 86400.0)",
     "postgresql": "CAST(extract(epoch from clock_timestamp()) AS double precision)",
 }
-
-
-def _sqlite_engine(url: str, synchronous: str) -> Engine:
-    if synchronous.upper() not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
-        raise ConfigError(f"synchronous={synchronous!r}; use OFF, NORMAL, FULL or EXTRA")
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # Take transaction control from pysqlite so BEGIN IMMEDIATE below is ours:
-        # writers then queue on the lock instead of deadlocking on upgrade.
-        dbapi_conn.isolation_level = None
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute(f"PRAGMA synchronous={synchronous.upper()}")
-        cur.execute("PRAGMA busy_timeout=30000")
-        cur.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
-

@@ -6,6 +6,13 @@ URL does), and hands each transaction straight to the block producer, which
 includes it in a block of its own without ever placing it in the public
 pending pool that searchers watch. Other methods are forwarded to the node,
 so the relay URL also works as an ordinary RPC URL.
+
+It keeps the fencing half of the effect boundary: a submission carrying a
+``Reversa-Fence: <saga>;<epoch>`` header older than one the relay has already
+seen for that saga is refused (JSON-RPC error ``fenced``), so a paused former
+owner of a saga cannot get a transaction in through it once the new owner has
+submitted. Idempotency keys are not the relay's business: a transaction's
+nonce is its key on chain, and the adapter's journal blocks keys.
 """
 
 from __future__ import annotations
@@ -15,6 +22,10 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
+
+from reversa.core.context import Fence
+from reversa.core.errors import Fenced
+from reversa.core.fencing import FenceGate
 
 __all__ = ["AnvilInclusion", "InProcessInclusion", "Inclusion", "PrivateRelay"]
 
@@ -99,12 +110,17 @@ class PrivateRelay:
     Attributes:
         received: Hashes of the transactions included privately, in order.
         available: Set False to make the relay refuse submissions (an outage).
+        gate: Highest fencing token seen per saga; ``gate.refused`` counts the
+            submissions refused for a stale one.
     """
+
+    FENCE_HEADER = "Reversa-Fence"
 
     def __init__(self, backend: Inclusion) -> None:
         self.backend = backend
         self.received: list[str] = []
         self.available = True
+        self.gate = FenceGate()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -124,7 +140,8 @@ class PrivateRelay:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 request = json.loads(self.rfile.read(length) or b"{}")
-                body = json.dumps(relay.handle(request)).encode()
+                fence = self.headers.get(relay.FENCE_HEADER)
+                body = json.dumps(relay.handle(request, fence)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
@@ -153,10 +170,10 @@ class PrivateRelay:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def handle(self, request: Any) -> Any:
-        """Answer one JSON-RPC request (or a batch)."""
+    def handle(self, request: Any, fence: str | None = None) -> Any:
+        """Answer one JSON-RPC request (or a batch); ``fence`` is the ``Reversa-Fence`` header."""
         if isinstance(request, list):
-            return [self.handle(item) for item in request]
+            return [self.handle(item, fence) for item in request]
         rid, method = request.get("id"), request.get("method", "")
         params = request.get("params") or []
         try:
@@ -164,7 +181,17 @@ class PrivateRelay:
                 if not self.available:
                     return _error(rid, -32603, "relay unavailable")
                 raw_hex = params[0]["tx"] if isinstance(params[0], dict) else params[0]
-                tx_hash = self.backend.include(bytes.fromhex(str(raw_hex).removeprefix("0x")))
+                # Admission and inclusion under one lock: a stale owner cannot
+                # slip in between a newer owner's admission and its inclusion.
+                with self.gate.lock:
+                    try:
+                        self.gate.admit(Fence.parse(fence) if fence else None)
+                    except ValueError as exc:
+                        return _error(rid, -32602, f"bad {self.FENCE_HEADER} header: {exc}")
+                    except Fenced as exc:
+                        return _error(rid, -32001, f"fenced: {exc.message}")
+                    tx_hash = self.backend.include(
+                        bytes.fromhex(str(raw_hex).removeprefix("0x")))
                 self.received.append(tx_hash)
                 return {"jsonrpc": "2.0", "id": rid, "result": tx_hash}
             return {"jsonrpc": "2.0", "id": rid, "result": _jsonable(

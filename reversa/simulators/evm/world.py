@@ -7,7 +7,7 @@ vault. Token A requires zero-before-nonzero approvals, as USDT does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .compiler import load_contract
@@ -52,7 +52,6 @@ class DefiWorld:
     vault: Any
     deployer: str
     whale: str
-    _approved: set[tuple[str, str, str]] = field(default_factory=set)
 
     @property
     def w3(self) -> Any:
@@ -109,10 +108,9 @@ class DefiWorld:
         """
         trader = sender or self.whale
         token = self.tokens[symbol_in]
-        key = (symbol_in, trader, "router")
-        if key not in self._approved:
+        # Asked of the chain, not remembered: a reverted snapshot forgets approvals.
+        if self.allowance(symbol_in, trader, self.router.address) < amount_in:
             self.chain.transact(token.functions.approve(self.router.address, 2**255), trader)
-            self._approved.add(key)
         pool_contract = getattr(self, pool)
         before = self.router.functions.quote(pool_contract.address, token.address, amount_in).call()
         self.chain.transact(

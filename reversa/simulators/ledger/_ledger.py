@@ -15,6 +15,7 @@ from reversa.adapters.payments.ledger_api import (
     IdempotencyConflict,
     InvalidState,
     LedgerError,
+    LedgerFenced,
     LedgerNotFound,
     LedgerRejected,
     LedgerTimeout,
@@ -29,9 +30,12 @@ from reversa.adapters.payments.ledger_api import (
 )
 from reversa.adapters.payments.rails import DEFAULT_RAILS, AfterFinality, Rail, RailSpec
 from reversa.core.clock import SystemClock
+from reversa.core.context import Fence
+from reversa.core.errors import Fenced
 
+from ..boundary import EffectBoundary, refusal_reason
 from ._books import Books
-from .faults import FaultKind, FaultPlan
+from .faults import Fault, FaultKind, FaultPlan
 
 __all__ = ["MockLedger", "RecallAnswer"]
 
@@ -66,6 +70,12 @@ class MockLedger:
     HTTP. Settlement, hold expiry and recall answers are driven by ``clock``, and
     are applied lazily at the start of every call, so a FakeClock makes them exact.
 
+    It keeps the effect boundary (:attr:`boundary`): a call whose fencing token is
+    older than one seen for its saga, or that would create a record under an id
+    :meth:`block_transfer` / :meth:`block_payment` tombstoned, is refused with
+    ``LedgerFenced``, checked under the same lock as the booking, when the booking
+    happens. :meth:`stats` reports what landed and what was refused, per id.
+
     Args:
         clock: Source of time (anything with ``now()``); SystemClock by default.
         rails: Rail specs (settlement delay, cancellability, finality).
@@ -98,6 +108,8 @@ class MockLedger:
         self._recalls: dict[str, Recall] = {}
         self._lock = threading.RLock()
         self._down = False
+        self.boundary = EffectBoundary()
+        """Fencing tokens, tombstones, and what landed / was refused per key."""
 
     # -- conveniences for tests and demos (not part of LedgerAPI) --------------------
     def open_account(
@@ -149,61 +161,90 @@ class MockLedger:
         """Whether a crash fault took the ledger down."""
         return self._down
 
+    def stats(self) -> dict[str, Any]:
+        """What landed and what was refused, per key (see :mod:`reversa.simulators.boundary`),
+        plus calls per operation and whether a stall fault is holding a call."""
+        with self._lock:
+            calls = dict(self.calls)
+        return {**self.boundary.stats(), "calls": calls, "stalled": self.faults.stalled.is_set()}
+
     # -- LedgerAPI: accounts and transfers --------------------------------------------
     def create_account(
         self, id: str, currency: str, role: str = "customer", *,
-        debits_must_not_exceed_credits: bool = False,
+        debits_must_not_exceed_credits: bool = False, fence: Fence | None = None,
     ) -> Account:
         """Create an account (idempotent)."""
         req = {"id": id, "currency": currency, "role": role}
         return self._call(
             "create_account", req,
             lambda: self._books.create_account(id, currency, role, debits_must_not_exceed_credits),
+            fence=fence,
         )
 
-    def get_account(self, id: str) -> Account:
+    def get_account(self, id: str, *, fence: Fence | None = None) -> Account:
         """The account, or LedgerNotFound."""
-        return self._call("get_account", {"id": id}, lambda: self._books.account(id))
+        return self._call("get_account", {"id": id}, lambda: self._books.account(id),
+                          fence=fence)
 
-    def get_accounts(self, ids: Sequence[str]) -> list[Account]:
+    def get_accounts(self, ids: Sequence[str], *, fence: Fence | None = None) -> list[Account]:
         """Several accounts, in the order asked."""
         return self._call(
-            "get_accounts", {"ids": list(ids)}, lambda: [self._books.account(i) for i in ids]
+            "get_accounts", {"ids": list(ids)}, lambda: [self._books.account(i) for i in ids],
+            fence=fence,
         )
 
-    def create_transfer(self, request: TransferRequest) -> Transfer:
+    def create_transfer(self, request: TransferRequest, *, fence: Fence | None = None
+                        ) -> Transfer:
         """Create one single-phase or pending transfer."""
         return self._call(
             "create_transfer", request.to_dict(),
-            lambda: self._books.create(request, self.clock.now()),
+            lambda: self._books.create(request, self.clock.now()), fence=fence,
+            keys=[request.id],
         )
 
-    def create_linked(self, requests: Sequence[TransferRequest]) -> list[Transfer]:
+    def create_linked(self, requests: Sequence[TransferRequest], *, fence: Fence | None = None
+                      ) -> list[Transfer]:
         """Create transfers atomically (TigerBeetle's ``flags.linked`` chain)."""
         first = requests[0].to_dict() if requests else {}
         return self._call(
             "create_linked", first,
-            lambda: self._books.create_linked(list(requests), self.clock.now()),
+            lambda: self._books.create_linked(list(requests), self.clock.now()), fence=fence,
+            keys=[r.id for r in requests],
         )
 
-    def post_pending(self, id: str, pending_id: str, amount: int | None = None) -> Transfer:
+    def post_pending(self, id: str, pending_id: str, amount: int | None = None, *,
+                     fence: Fence | None = None) -> Transfer:
         """Post a hold (fully, or ``amount`` of it)."""
         req = {"id": id, "pending_id": pending_id, "amount": amount}
         return self._call(
             "post_pending", req,
-            lambda: self._books.post(id, pending_id, amount, self.clock.now()),
+            lambda: self._books.post(id, pending_id, amount, self.clock.now()), fence=fence,
+            keys=[id],
         )
 
-    def void_pending(self, id: str, pending_id: str) -> Transfer:
+    def void_pending(self, id: str, pending_id: str, *, fence: Fence | None = None
+                     ) -> Transfer:
         """Void a hold."""
         req = {"id": id, "pending_id": pending_id}
         return self._call(
-            "void_pending", req, lambda: self._books.void(id, pending_id, self.clock.now())
+            "void_pending", req, lambda: self._books.void(id, pending_id, self.clock.now()),
+            fence=fence, keys=[id],
         )
 
-    def get_transfer(self, id: str) -> Transfer | None:
+    def get_transfer(self, id: str, *, fence: Fence | None = None) -> Transfer | None:
         """The transfer (with a hold's current state), or None."""
-        return self._call("get_transfer", {"id": id}, lambda: self._books.transfer(id))
+        return self._call("get_transfer", {"id": id}, lambda: self._books.transfer(id),
+                          fence=fence)
+
+    def block_transfer(self, id: str, *, fence: Fence | None = None) -> Transfer | None:
+        """The transfer, or None after tombstoning ``id`` (atomic under the ledger's lock)."""
+        def block() -> Transfer | None:
+            found = self._books.transfer(id)
+            if found is None:
+                self.boundary.tombstone(id, fence)
+            return found
+
+        return self._call("block_transfer", {"id": id}, block, fence=fence)
 
     def find_transfers(
         self,
@@ -211,70 +252,109 @@ class MockLedger:
         prefix: str | None = None,
         corrects: str | None = None,
         pending_id: str | None = None,
+        fence: Fence | None = None,
     ) -> list[Transfer]:
         """Transfers by id prefix, corrected transfer and/or resolved hold."""
         req = {"prefix": prefix, "corrects": corrects, "pending_id": pending_id}
         return self._call(
-            "find_transfers", req, lambda: self._books.find(prefix, corrects, pending_id)
+            "find_transfers", req, lambda: self._books.find(prefix, corrects, pending_id),
+            fence=fence,
         )
 
     # -- LedgerAPI: payments and recalls ----------------------------------------------
-    def submit_payment(self, request: PaymentRequest) -> Payment:
+    def submit_payment(self, request: PaymentRequest, *, fence: Fence | None = None
+                       ) -> Payment:
         """Submit a payment: screened, then held until settlement (or posted at once)."""
         return self._call(
             "submit_payment", request.to_dict(), lambda: self._submit(request),
-            on_reject=lambda code: self._reject(request, code),
+            on_reject=lambda code: self._reject(request, code), fence=fence,
+            keys=[request.id],
         )
 
-    def get_payment(self, id: str) -> Payment | None:
+    def get_payment(self, id: str, *, fence: Fence | None = None) -> Payment | None:
         """The payment, or None."""
-        return self._call("get_payment", {"id": id}, lambda: self._payments.get(id))
+        return self._call("get_payment", {"id": id}, lambda: self._payments.get(id),
+                          fence=fence)
 
-    def cancel_payment(self, payment_id: str) -> Payment:
+    def block_payment(self, id: str, *, fence: Fence | None = None) -> Payment | None:
+        """The payment (rejected ones too), or None after tombstoning ``id``."""
+        def block() -> Payment | None:
+            found = self._payments.get(id)
+            if found is None:
+                self.boundary.tombstone(id, fence)
+            return found
+
+        return self._call("block_payment", {"id": id}, block, fence=fence)
+
+    def find_payments(self, *, prefix: str, fence: Fence | None = None) -> list[Payment]:
+        """Payments whose id starts with ``prefix``."""
+        return self._call(
+            "find_payments", {"prefix": prefix},
+            lambda: [p for i, p in self._payments.items() if i.startswith(prefix)], fence=fence,
+        )
+
+    def cancel_payment(self, payment_id: str, *, fence: Fence | None = None) -> Payment:
         """Cancel an accepted, unsettled payment (the hold is voided)."""
         return self._call(
-            "cancel_payment", {"payment_id": payment_id}, lambda: self._cancel(payment_id)
+            "cancel_payment", {"payment_id": payment_id}, lambda: self._cancel(payment_id),
+            fence=fence,
         )
 
-    def return_payment(self, payment_id: str, return_id: str) -> Payment:
+    def return_payment(self, payment_id: str, return_id: str, *, fence: Fence | None = None
+                       ) -> Payment:
         """Correct or refund a settled payment on a rail that is not final."""
         req = {"payment_id": payment_id, "return_id": return_id}
-        return self._call("return_payment", req, lambda: self._return(payment_id, return_id))
+        return self._call("return_payment", req, lambda: self._return(payment_id, return_id),
+                          fence=fence, keys=[return_id])
 
-    def request_recall(self, recall_id: str, payment_id: str, reason: str) -> Recall:
+    def request_recall(self, recall_id: str, payment_id: str, reason: str, *,
+                       fence: Fence | None = None) -> Recall:
         """Send a recall request; the answer follows the configured policy."""
         req = {"recall_id": recall_id, "payment_id": payment_id, "reason": reason}
         return self._call(
-            "request_recall", req, lambda: self._recall(recall_id, payment_id, reason)
+            "request_recall", req, lambda: self._recall(recall_id, payment_id, reason),
+            fence=fence, keys=[recall_id],
         )
 
-    def get_recall(self, id: str) -> Recall | None:
+    def get_recall(self, id: str, *, fence: Fence | None = None) -> Recall | None:
         """The recall, or None."""
-        return self._call("get_recall", {"id": id}, lambda: self._recalls.get(id))
+        return self._call("get_recall", {"id": id}, lambda: self._recalls.get(id), fence=fence)
 
-    # -- call wrapper: faults, lock, lazy time ----------------------------------------
+    # -- call wrapper: faults, lock, fencing, lazy time -------------------------------
     def _call(
         self,
         op: str,
         request: Mapping[str, Any],
         effect: Callable[[], T],
         *,
+        fence: Fence | None = None,
+        keys: Sequence[str] = (),
         on_reject: Callable[[str], None] | None = None,
     ) -> T:
-        with self._lock:
-            self.calls[op] = self.calls.get(op, 0) + 1
-            if self._down:
-                raise LedgerUnavailable(f"ledger is down: {op} refused", in_doubt=False)
-            fault = self.faults.take(op, request)
-            if fault is None:
-                self._tick()
-                return effect()
+        """Serve one call. ``keys`` are the ids the call would create: they are
+        refused once tombstoned, and counted in flight and when they land."""
+        self.boundary.note(op, fence)
+        with self.boundary.in_flight(keys):
+            with self._lock:
+                self.calls[op] = self.calls.get(op, 0) + 1
+                if self._down:
+                    raise LedgerUnavailable(f"ledger is down: {op} refused", in_doubt=False)
+                fault = self.faults.take(op, request)
+                if fault is None:
+                    return self._apply(op, fence, keys, effect)
+            return self._faulted(op, fault, fence, keys, effect, on_reject)
+
+    def _faulted(
+        self, op: str, fault: Fault, fence: Fence | None, keys: Sequence[str],
+        effect: Callable[[], T], on_reject: Callable[[str], None] | None,
+    ) -> T:
         kind = fault.kind
         if kind is FaultKind.LATENCY:
+            # The request is in flight meanwhile: fences and tombstones are checked
+            # when it is applied, not when it arrived.
             self.faults.sleep(fault.latency_s)
             with self._lock:
-                self._tick()
-                return effect()
+                return self._apply(op, fence, keys, effect)
         if kind is FaultKind.REJECT:
             with self._lock:
                 self._tick()
@@ -284,7 +364,9 @@ class MockLedger:
         if fault.latency_s:
             self.faults.sleep(fault.latency_s)
         if fault.applied:
-            self._apply_quietly(effect)
+            # The caller only ever sees the failure below, whatever the effect said.
+            with self._lock, contextlib.suppress(LedgerError):
+                self._apply(op, fence, keys, effect)
         if kind is FaultKind.CRASH:
             with self._lock:
                 self._down = True
@@ -293,12 +375,31 @@ class MockLedger:
             self.faults.wait_stalled()
         raise LedgerTimeout(f"{op} timed out")
 
-    def _apply_quietly(self, effect: Callable[[], object]) -> None:
-        # The caller only ever sees the timeout, whatever the effect said.
-        with self._lock:
-            self._tick()
-            with contextlib.suppress(LedgerError):
-                effect()
+    def _apply(
+        self, op: str, fence: Fence | None, keys: Sequence[str], effect: Callable[[], T]
+    ) -> T:
+        """Fence check and effect, atomically (the ledger's lock is held)."""
+        self._tick()
+        try:
+            self.boundary.admit(op, fence, keys)
+        except Fenced as exc:
+            code = "key_blocked" if refusal_reason(exc) == "tombstone" else "stale_epoch"
+            raise LedgerFenced(exc.message, code=code) from None
+        sizes = (len(self._books.transfers), len(self._payments), len(self._recalls))
+        out = effect()
+        self.boundary.count_landed(self._created_since(sizes))
+        return out
+
+    def _created_since(self, sizes: tuple[int, int, int]) -> list[str]:
+        # Records are only ever added (dicts keep insertion order): what is past
+        # the old sizes was created by this call. Rejected payments moved nothing.
+        new: list[str] = []
+        tables: tuple[Mapping[str, Any], ...] = (self._books.transfers, self._payments,
+                                                 self._recalls)
+        for table, size in zip(tables, sizes, strict=True):
+            new.extend(list(table)[size:])
+        return [i for i in new if not (i in self._payments and self._payments[i].status
+                                       == PaymentStatus.REJECTED.value)]
 
     def _tick(self) -> None:
         """Apply what time has made due: settlements, hold expiry, recall answers."""

@@ -10,12 +10,21 @@ for ROS 2 actions, with the same message shapes rosbridge_server sends.
 Interfaces (the names :class:`reversa.adapters.robot.RosNames` defaults to):
 
 * ``/joint_states`` (sensor_msgs/msg/JointState), published while moving;
+* ``/cell/follow_joint_trajectory`` (the cell bridge's
+  FencedFollowJointTrajectory: a FollowJointTrajectory goal plus ``key`` and
+  ``fence``), cancellable. It refuses a goal without a fence, with an epoch
+  older than one seen for the saga, or with a blocked key, and preempts a
+  saga's running goals once a newer epoch of that saga has been admitted;
 * ``/arm_controller/follow_joint_trajectory``
-  (control_msgs/action/FollowJointTrajectory), cancellable;
+  (control_msgs/action/FollowJointTrajectory): the plain controller behind the
+  bridge, unfenced, for clients outside Reversa;
 * ``/safety/estop`` and ``/safety/zone``, latched; ``/safety/stop_request``
-  accepts a software stop request;
-* services ``/cell/get_scene``, ``/cell/query``, ``/gripper/command``,
-  ``/tool/command``, ``/inspection/trigger``, ``/conveyor/route``;
+  accepts a software stop request (never fenced: a stop is always obeyed);
+* services ``/cell/get_scene``, ``/cell/query``, ``/cell/block``,
+  ``/gripper/command``, ``/tool/command``, ``/inspection/trigger``,
+  ``/conveyor/route``; commands carry ``key`` and ``fence``
+  (``{saga_id, epoch}``); a refusal answers ``FENCED: ...`` (stale epoch) or
+  ``KEY_BLOCKED: ...``;
 * simulator-only services ``/sim/inject``, ``/sim/reset``, ``/sim/world``,
   ``/sim/reset_stop`` (the human at the machine), ``/sim/person``,
   ``/sim/obstacle``.
@@ -39,8 +48,10 @@ from websockets.asyncio.server import serve as ws_serve
 from websockets.exceptions import ConnectionClosed
 
 from reversa.adapters.robot.scene import Box
+from reversa.core.context import Fence
+from reversa.core.errors import Fenced
 
-from .motion import GoalRejected, Motion, advance, cancel, start_motion
+from .motion import INVALID_GOAL, GoalRejected, Motion, advance, cancel, start_motion
 from .world import JOINT_NAMES, CellWorld, DeviceError
 
 __all__ = ["RosbridgeSim", "serve", "start_rosbridge"]
@@ -50,7 +61,8 @@ LOG = logging.getLogger("reversa.simulators.robot.rosbridge")
 # action_msgs/msg/GoalStatus
 _STATUS = {"succeeded": 4, "canceled": 5, "aborted": 6}
 _LATCHED = ("/joint_states", "/safety/estop", "/safety/zone")
-_TRAJECTORY_ACTION = "/arm_controller/follow_joint_trajectory"
+_FENCED_ACTION = "/cell/follow_joint_trajectory"
+_RAW_ACTION = "/arm_controller/follow_joint_trajectory"
 _HEARTBEAT_S = 0.05
 
 
@@ -62,6 +74,12 @@ class _Client:
     @property
     def topics(self) -> set[str]:
         return {t for t, ids in self.subscriptions.items() if ids}
+
+
+class _Goal:
+    def __init__(self, client: _Client, motion: Motion, action: str,
+                 fence: Fence | None) -> None:
+        self.client, self.motion, self.action, self.fence = client, motion, action, fence
 
 
 class RosbridgeSim:
@@ -81,7 +99,7 @@ class RosbridgeSim:
         self.tick_s = tick_s
         self.port = 0
         self._clients: set[_Client] = set()
-        self._goals: dict[str, tuple[_Client, Motion]] = {}
+        self._goals: dict[str, _Goal] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
@@ -169,9 +187,9 @@ class RosbridgeSim:
             pass
         finally:
             self._clients.discard(client)
-            for owner, motion in list(self._goals.values()):
-                if owner is client:
-                    cancel(self.world, motion)
+            for goal in list(self._goals.values()):
+                if goal.client is client:
+                    cancel(self.world, goal.motion)
 
     async def _dispatch(self, client: _Client, msg: dict[str, Any]) -> None:
         op = msg.get("op")
@@ -197,7 +215,7 @@ class RosbridgeSim:
         elif op == "cancel_action_goal":
             entry = self._goals.get(str(msg.get("id")))
             if entry is not None:
-                cancel(self.world, entry[1])
+                cancel(self.world, entry.motion)
         # advertise/unadvertise and anything else need no answer; the real
         # rosbridge would send a "status" op, which roslibpy 2.1 cannot parse.
 
@@ -235,22 +253,28 @@ class RosbridgeSim:
             return  # never answer: the caller's timeout must handle it
         try:
             values = self._service(service, args)
+        except Fenced as exc:
+            reply.update(values=_refusal(exc), result=False)
         except (DeviceError, ValueError, KeyError, TypeError) as exc:
             text = exc.message if isinstance(exc, DeviceError) else str(exc)
             code = exc.code if isinstance(exc, DeviceError) else "BAD_REQUEST"
             reply.update(values=f"{code}: {text}", result=False)
         else:
             reply.update(values=values, result=True)
+        self._preempt_stale()
         await self._send(client, reply)
 
     def _service(self, service: str, args: dict[str, Any]) -> dict[str, Any]:
         w = self.world
         key = str(args.get("key") or "") or None
+        fence = _fence(args)
         if service == "/cell/get_scene":
             return {"scene": w.scene().as_dict()}
         if service == "/cell/query":
             found = w.query(str(args["key"]))
             return {"found": found is not None, "reply": found or {}}
+        if service == "/cell/block":
+            return {"executed": w.block(str(args["key"]), _required(fence, service))}
         if service == "/gripper/command":
             command = str(args.get("command", "status"))
             if command == "status":
@@ -259,7 +283,7 @@ class RosbridgeSim:
                 raise DeviceError("GRIPPER", w.faults.gripper_error)
             if command not in {"grip", "release"}:
                 raise ValueError(f"unknown gripper command {command!r}")
-            return {**w.command(command, key), **w.tooling()}
+            return {**w.command(command, key, fence), **w.tooling()}
         if service == "/tool/command":
             command = str(args.get("command", "status"))
             if command == "status":
@@ -267,14 +291,19 @@ class RosbridgeSim:
             if w.faults.tool_error:
                 raise DeviceError("TOOL", w.faults.tool_error)
             if command == "dispense":
-                return w.command("dispense", key, volume_ul=float(args.get("volume_ul", 5.0)))
+                return w.command("dispense", key, fence,
+                                 volume_ul=float(args.get("volume_ul", 5.0)))
             if command == "off":
-                return w.command("tool_off", key)
+                return w.command("tool_off", key, fence)
             raise ValueError(f"unknown tool command {command!r}")
         if service == "/inspection/trigger":
-            return w.inspect(str(args.get("board", "B1")))
+            with w.lock:
+                w.admit("inspect", key, fence)
+                result = w.inspect(str(args.get("board", "B1")))
+                w.took_effect("inspect", key, fence)
+                return result
         if service == "/conveyor/route":
-            return w.command("route", key, board=str(args.get("board", "B1")),
+            return w.command("route", key, fence, board=str(args.get("board", "B1")),
                              destination=str(args.get("destination", "rework")))
         return self._sim_service(service, args)
 
@@ -310,20 +339,62 @@ class RosbridgeSim:
         gid = str(msg.get("id"))
         action = str(msg.get("action"))
         args = msg.get("args") or {}
-        if action != _TRAJECTORY_ACTION:
+        if action not in (_FENCED_ACTION, _RAW_ACTION):
             await self._send(client, {"op": "action_result", "id": gid, "action": action,
                                       "values": f"no action server for {action}", "status": 0,
                                       "result": False})
             return
         try:
-            motion = start_motion(self.world, dict(args.get("trajectory") or {}))
+            motion, fence = self._start_goal(action, args)
+        except Fenced as exc:
+            await self._send(client, {"op": "action_result", "id": gid, "action": action,
+                                      "values": _refusal(exc),
+                                      "status": _STATUS["aborted"], "result": False})
+            return
         except GoalRejected as exc:
             await self._send(client, {"op": "action_result", "id": gid, "action": action,
                                       "values": {"error_code": exc.code,
                                                  "error_string": exc.message},
                                       "status": _STATUS["aborted"], "result": True})
             return
-        self._goals[gid] = (client, motion)
+        self._goals[gid] = _Goal(client, motion, action, fence)
+        self._preempt_stale()
+
+    def _start_goal(self, action: str, args: dict[str, Any]) -> tuple[Motion, Fence | None]:
+        """Check the fence and the key, start the motion and record it: one atomic step.
+
+        Raises:
+            Fenced: Stale epoch or blocked key.
+            GoalRejected: The controller refuses the goal itself.
+        """
+        trajectory = dict(args.get("trajectory") or {})
+        if action == _RAW_ACTION:
+            return start_motion(self.world, trajectory), None
+        key = str(args.get("key") or "")
+        try:
+            fence = _fence(args)
+        except (KeyError, TypeError, ValueError):
+            fence = None
+        if fence is None or not key:
+            raise GoalRejected(INVALID_GOAL, "a fenced goal needs 'key' and 'fence' "
+                                             "{saga_id, epoch}")
+        with self.world.lock:
+            self.world.admit("motion", key, fence)
+            try:
+                motion = start_motion(self.world, trajectory)
+            except GoalRejected as exc:
+                self.world.refused("motion", key, fence, exc.message)
+                raise
+            self.world.took_effect("motion", key, fence)
+            return motion, fence
+
+    def _preempt_stale(self) -> None:
+        # Once a saga's new owner has been admitted, the old owner's goals still
+        # running are stopped (a controlled stop): they are not its motions any more.
+        for goal in list(self._goals.values()):
+            fence = goal.fence
+            if fence is not None and fence.epoch < self.world.gate.epoch(fence.saga_id):
+                cancel(self.world, goal.motion)
 
     async def _tick_forever(self) -> None:
         loop = asyncio.get_running_loop()
@@ -335,19 +406,20 @@ class RosbridgeSim:
                 LOG.exception("simulation tick failed")
 
     async def _tick(self, now: float) -> None:
+        self._preempt_stale()  # also after a block that reached the world another way
         moved = False
-        finished: list[tuple[str, _Client, Motion]] = []
-        for gid, (client, motion) in list(self._goals.items()):
-            done = advance(self.world, motion, self.tick_s * self.time_scale)
+        finished: list[tuple[str, _Goal]] = []
+        for gid, goal in list(self._goals.items()):
+            done = advance(self.world, goal.motion, self.tick_s * self.time_scale)
             moved = True
-            await self._send(client, {
-                "op": "action_feedback", "id": gid, "action": _TRAJECTORY_ACTION,
+            await self._send(goal.client, {
+                "op": "action_feedback", "id": gid, "action": goal.action,
                 "values": {"joint_names": list(JOINT_NAMES),
                            "actual": {"positions": list(self.world.q)}},
             })
             if done:
                 self._goals.pop(gid, None)
-                finished.append((gid, client, motion))
+                finished.append((gid, goal))
         if moved or now - self._last_heartbeat >= _HEARTBEAT_S:
             self._last_heartbeat = now
             await self._publish("/joint_states", self.world.joint_state())
@@ -359,14 +431,32 @@ class RosbridgeSim:
         if zone != self._sent_zone:
             await self._publish("/safety/zone", zone)
         self._sent_estop, self._sent_zone = estop, zone
-        for gid, client, motion in finished:
+        for gid, goal in finished:
+            motion = goal.motion
             if motion.hang:
                 continue  # injected fault: the result never arrives
-            await self._send(client, {
-                "op": "action_result", "id": gid, "action": _TRAJECTORY_ACTION,
+            await self._send(goal.client, {
+                "op": "action_result", "id": gid, "action": goal.action,
                 "values": {"error_code": motion.error_code, "error_string": motion.error_string},
                 "status": _STATUS[motion.status], "result": True,
             })
+
+
+def _refusal(exc: Fenced) -> str:
+    return f"{'KEY_BLOCKED' if exc.code == 'key_blocked' else 'FENCED'}: {exc.message}"
+
+
+def _fence(args: dict[str, Any]) -> Fence | None:
+    raw = args.get("fence")
+    if not isinstance(raw, dict):
+        return None
+    return Fence(str(raw["saga_id"]), int(raw["epoch"]))
+
+
+def _required(fence: Fence | None, service: str) -> Fence:
+    if fence is None:
+        raise ValueError(f"{service} needs 'fence' {{saga_id, epoch}}")
+    return fence
 
 
 def start_rosbridge(world: CellWorld | None = None, *, port: int = 0,

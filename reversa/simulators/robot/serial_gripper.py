@@ -6,6 +6,12 @@ with the rosbridge simulator when both run in one process). Faults armed on the
 world's :class:`~.faults.FaultPlan` (``no_reply``, ``bad_checksum``, ``busy``,
 ``jam``) make the device drop or corrupt replies, or refuse commands.
 
+The controller is fenced like the arm's: every command carries the (hashed)
+saga id and epoch, a stale epoch or a blocked key is answered ``ERR FENCED`` /
+``ERR KEY_BLOCKED``, and ``BLOCK`` tombstones a key that has not run. It is a
+second device: its keys and saga ids arrive hashed, so its fencing memory is
+its own even though it shares the world's state.
+
 Run it with ``reversa sim gripper`` (blocking :func:`serve` prints the device
 path), or in tests with :func:`start_gripper`.
 """
@@ -20,6 +26,8 @@ import time
 import tty
 
 from reversa.adapters.robot.lineproto import FrameError, decode, encode
+from reversa.core.context import Fence
+from reversa.core.errors import Fenced
 
 from .faults import SerialFault
 from .world import CellWorld, DeviceError
@@ -132,11 +140,17 @@ class SerialGripperSim:
                 if found is None:
                     return encode(seq, "OK", "found=0")
                 return encode(seq, "OK", "found=1", *_fields(found))
+            if word == "BLOCK":
+                executed = w.block("serial:" + args[0], _fence(args))
+                return encode(seq, "OK", "executed=" + (",".join(executed) or "-"))
             if word in _COMMANDS:
                 key = "serial:" + args[0]
-                extra = {"volume_ul": float(args[1])} if word == "DISPENSE" else {}
-                result = w.command(_COMMANDS[word], key, **extra)
+                extra = {"volume_ul": float(args[3])} if word == "DISPENSE" else {}
+                result = w.command(_COMMANDS[word], key, _fence(args), **extra)
                 return encode(seq, "OK", *_fields({**w.tooling(), **result}))
+        except Fenced as exc:
+            code = "KEY_BLOCKED" if exc.code == "key_blocked" else "FENCED"
+            return encode(seq, "ERR", code, *exc.message.split())
         except DeviceError as exc:
             return encode(seq, "ERR", exc.code, *exc.message.split())
         except (IndexError, ValueError):
@@ -144,11 +158,20 @@ class SerialGripperSim:
         return encode(seq, "ERR", "UNKNOWN", "unknown", "command", word)
 
 
+def _fence(args: tuple[str, ...]) -> Fence:
+    """``<key> <saga> <epoch> ...``: the fence of a keyed command (ValueError if absent)."""
+    if len(args) < 3 or not args[2].isdigit():
+        raise ValueError("a command needs <key> <saga> <epoch>")
+    return Fence("serial:" + args[1], int(args[2]))
+
+
 def _fields(values: dict[str, object]) -> list[str]:
     out = []
     for key, value in values.items():
         if key in {"ok", "duplicate", "grip"}:
             continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
         text = "-" if value in ("", None) else str(value).replace(" ", "_")
         out.append(f"{key}={text}")
     return out

@@ -5,6 +5,12 @@ The rosbridge server and the serial controller are two front doors to one
 (where the part is, whether assemblies were damaged, which stop category ran),
 not only what the adapter believed.
 
+The world is also the controller's fencing memory (:class:`FenceGate`): the
+highest epoch seen per saga and the keys a rollback blocked, checked under the
+world's lock together with the effect, and a log of every fenced command with
+its outcome (:attr:`CellWorld.commands`), so a test can prove at the controller
+that a stale command was refused and moved nothing.
+
 Thread-safe: the rosbridge loop, the serial device thread and test code all
 touch it, under one re-entrant lock.
 """
@@ -20,6 +26,9 @@ from typing import Any
 from reversa.adapters.robot.collision import CollisionChecker, PreparedScene
 from reversa.adapters.robot.layout import CellLayout, pcb_cell
 from reversa.adapters.robot.scene import Attached, BoardStatus, Box, Person, PlanningScene
+from reversa.core.context import Fence
+from reversa.core.errors import Fenced
+from reversa.core.fencing import FenceGate
 from reversa.safety import PartStatus
 from reversa.safety.kinematics import Vec3
 
@@ -119,7 +128,10 @@ class CellWorld:
             self.faults = FaultPlan()
             self.events: list[dict[str, Any]] = []
             self.executions: Counter[str] = Counter()
-            self.replies: dict[str, dict[str, Any]] = {}
+            self.replies: dict[tuple[str, str], dict[str, Any]] = {}
+            self.gate = FenceGate()
+            self.executed: dict[str, list[str]] = {}  # key -> commands that took effect
+            self.commands: list[dict[str, Any]] = []  # every fenced command, with its outcome
             self.motion_count = 0
             self.motions: list[dict[str, Any]] = []
             self.version = 0  # bumped on every change the bridge must publish
@@ -265,18 +277,79 @@ class CellWorld:
             return self.layout.arm.tcp(self.q)
 
     # -- tooling and process --------------------------------------------------------------
-    def command(self, name: str, key: str | None, **args: Any) -> dict[str, Any]:
-        """Run a tooling/process command once per idempotency key.
+    def admit(self, command: str, key: str | None, fence: Fence | None) -> None:
+        """The controller's fencing check for one command.
 
-        A repeated key returns the first reply (with ``duplicate=True``) without
-        acting again, which is what makes retried compensations safe.
+        Hold :attr:`lock` across this check and the effect, so both are one step.
+
+        A command without a fence comes from outside Reversa (a teach pendant, a
+        test) and is not fenced.
 
         Raises:
+            Fenced: The fence is older than one seen for the saga, or the key was
+                blocked; the refusal is logged and nothing happens.
+        """
+        with self.lock:
+            try:
+                self.gate.admit(fence)
+                if key:
+                    self.gate.check_key(key)
+            except Fenced as exc:
+                self._log_command(command, key, fence, f"refused:{exc.code}")
+                raise
+
+    def took_effect(self, command: str, key: str | None, fence: Fence | None) -> None:
+        """Record that a fenced command took effect under ``key`` (under the same hold of
+        :attr:`lock` as its :meth:`admit`)."""
+        with self.lock:
+            if key:
+                self.executed.setdefault(key, []).append(command)
+            self._log_command(command, key, fence, "executed")
+
+    def refused(self, command: str, key: str | None, fence: Fence | None, why: str) -> None:
+        """Log a command the device refused for a reason of its own (a stop, a fault)."""
+        self._log_command(command, key, fence, f"rejected:{why}")
+
+    def _log_command(self, command: str, key: str | None, fence: Fence | None,
+                     outcome: str) -> None:
+        with self.lock:
+            self.commands.append({
+                "command": command, "key": key, "outcome": outcome,
+                "saga": fence.saga_id if fence else None, "epoch": fence.epoch if fence else None,
+            })
+
+    def block(self, key: str, fence: Fence | None) -> list[str]:
+        """Atomically: the commands that took effect under ``key``, or, when none did,
+        tombstone it so that none ever will (an empty list).
+
+        Raises:
+            Fenced: ``fence`` is older than one seen for the saga.
+        """
+        with self.lock:
+            self.admit("block", None, fence)
+            done = list(self.executed.get(key, ()))
+            if not done:
+                self.gate.tombstone(key, fence)
+            self._log_command("block", key, fence, "happened" if done else "tombstoned")
+            return done
+
+    def command(self, name: str, key: str | None, fence: Fence | None = None,
+                **args: Any) -> dict[str, Any]:
+        """Run a tooling/process command once per (idempotency key, command).
+
+        The fence and the key are checked first, atomically with the effect. A
+        repeated (key, command) returns the first reply (with ``duplicate=True``)
+        without acting again, which is what makes retried compensations safe.
+
+        Raises:
+            Fenced: Stale epoch or blocked key; nothing happened.
             DeviceError: The command was refused; nothing happened.
         """
         with self.lock:
-            if key and key in self.replies:
-                return {**self.replies[key], "duplicate": True}
+            self.admit(name, key, fence)
+            if key and (key, name) in self.replies:
+                self._log_command(name, key, fence, "duplicate")
+                return {**self.replies[(key, name)], "duplicate": True}
             handler = {
                 "grip": self._grip,
                 "release": self._release,
@@ -287,19 +360,29 @@ class CellWorld:
             if handler is None:
                 raise DeviceError("UNKNOWN", f"unknown command {name!r}")
             if name != "tool_off" and self.stop is not None:
+                self.refused(name, key, fence, "STOPPED")
                 raise DeviceError("STOPPED", f"safety stop active ({self.stop.source}); "
                                              "reset required")
-            reply = handler(**args)
+            try:
+                reply = handler(**args)
+            except DeviceError as exc:
+                self.refused(name, key, fence, exc.code)
+                raise
             self.executions[name] += 1
             if key:
-                self.replies[key] = reply
+                self.replies[(key, name)] = reply
+            self.took_effect(name, key, fence)
             self._changed()
             return reply
 
     def query(self, key: str) -> dict[str, Any] | None:
-        """The recorded reply of a command with this idempotency key, if it ran."""
+        """What took effect under ``key``: ``{"commands": [...], **last reply}``, or None."""
         with self.lock:
-            return self.replies.get(key)
+            done = self.executed.get(key)
+            if not done:
+                return None
+            last = self.replies.get((key, done[-1]), {})
+            return {**last, "commands": list(done)}
 
     def tooling(self) -> dict[str, Any]:
         """Gripper and tool status."""
@@ -424,6 +507,9 @@ class CellWorld:
                 "obstacles": sorted(self.obstacles),
                 "collisions": self.events_of("collision"),
                 "executions": dict(self.executions),
+                "motions": [dict(m) for m in self.motions],
+                "commands": [dict(c) for c in self.commands],
+                "refused": self.gate.refused,
             }
 
 

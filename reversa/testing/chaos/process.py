@@ -95,7 +95,7 @@ class FaultyStore(Store):
     def __init__(self, engine: SqlEngine, clock: Any, proc: Process,
                  fault_for: Callable[[Process, int, list[str]], Fault | None],
                  fired: Callable[[Fault, str], None]) -> None:
-        super().__init__(engine, clock)
+        super().__init__(engine, clock=clock)
         self.proc = proc
         self._fault_for = fault_for
         self._fired = fired

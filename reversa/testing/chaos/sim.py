@@ -453,7 +453,7 @@ class _Database:
             db = cls._local.db = _Database()
         db.engine.dispose()  # no pooled connection may hold the database during the copy
         db.template.backup(db.holder)
-        return Store(db.engine, clock), db.holder
+        return Store(db.engine, clock=clock), db.holder
 
 
 def _read(db: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
