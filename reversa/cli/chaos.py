@@ -99,7 +99,7 @@ def _many(start: int, count: int, packs: dict[str, Any], *, shrink: bool,
             data["first_failure"] = {
                 "seed": first.schedule.seed, "schedule": first.describe(),
                 "shrunk": smallest.describe() if smallest is not None else None,
-                "replay": f"reversa chaos --seed {first.schedule.seed}"}
+                "replay": _replay_command(first.schedule.seed, packs)}
         emit_json(data)
     else:
         console.print(f"{summary.schedules} schedule(s) (seeds {start}..{start + count - 1}) "
@@ -109,12 +109,22 @@ def _many(start: int, count: int, packs: dict[str, Any], *, shrink: bool,
         console.print(f"sagas ended: {ends}", markup=False)
         if first is not None:
             seeds = ", ".join(str(r.schedule.seed) for r in summary.failing[:20])
-            console.print(f"failing seeds: {seeds}; replay one with `reversa chaos --seed "
-                          f"{first.schedule.seed}`", markup=False)
+            console.print(f"failing seeds: {seeds}; replay one with "
+                          f"`{_replay_command(first.schedule.seed, packs)}`", markup=False)
             for line in (smallest or first).describe():
                 console.print(line, markup=False, highlight=False)
     if summary.violations:
         raise typer.Exit(int(ExitCode.CHECK_FAILED))
+
+
+def _replay_command(seed: int, packs: dict[str, Any]) -> str:
+    # A seed stands for a schedule drawn from these packs' workflows: replaying it
+    # with another set of packs would run another schedule.
+    from ..testing.chaos.packs import pack_names
+
+    flags = "" if sorted(packs) == sorted(pack_names()) else "".join(
+        f" --pack {name}" for name in sorted(packs))
+    return f"reversa chaos --seed {seed}{flags}"
 
 
 class _Progress:

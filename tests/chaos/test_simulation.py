@@ -214,5 +214,10 @@ def test_cli_exits_1_on_a_violation_and_shrinks_it() -> None:
     data = json.loads(result.stdout)
     assert data["violations"] > 0 and data["failing_seeds"] == [seed]
     first = data["first_failure"]
-    assert first["replay"] == f"reversa chaos --seed {seed}"
     assert any("VIOLATION" in line for line in first["shrunk"])
+    # The command it prints reproduces the failure: same packs, same schedule, exit 1.
+    assert first["replay"] == f"reversa chaos --seed {seed} --pack leaky"
+    again = CliRunner().invoke(app, [*first["replay"].split()[1:], "--json", "--no-shrink"])
+    assert again.exit_code == 1
+    replayed = json.loads(again.stdout)
+    assert replayed["schedule"] == first["schedule"] and replayed["violations"]
