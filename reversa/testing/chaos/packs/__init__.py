@@ -5,8 +5,9 @@ step a service will decline), builds a fresh world of simulated services for eac
 schedule, the registry every process loads, the services mapping each process
 hands its engine (ports that route calls through the simulated network and die
 with the process), and the effect log counted AT THE SERVICES, which the
-invariants read. Packs for the adapters (payments, the EVM in-process chain, the
-robot cell) plug in here with :func:`register_pack`.
+invariants read. ``core`` exercises every engine feature; ``payments`` runs the
+payments adapter's own operations against the simulated bank. Other packs plug in
+here with :func:`register_pack`.
 """
 
 from __future__ import annotations
@@ -110,3 +111,9 @@ def _builtin() -> None:
         from .core import CorePack
 
         register_pack("core", CorePack)
+    if "payments" not in PACKS:
+        try:
+            from .payments import PaymentsPack
+        except ImportError:  # the payments extra is not installed: core only
+            return
+        register_pack("payments", PaymentsPack)
