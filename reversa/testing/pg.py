@@ -115,6 +115,18 @@ def _as_postgres() -> list[str]:
     return ["runuser", "-u", user, "--"]
 
 
+def _reachable_tmp() -> str | None:
+    # As root the server runs as another user, who must be able to reach its
+    # directory: a private TMPDIR (a test runner's, mode 0700) is not reachable.
+    # The system's temporary directory is; the server removes its directory on stop.
+    if os.geteuid() != 0:
+        return None
+    tmp = Path(tempfile.gettempdir()).resolve()
+    if all(p.stat().st_mode & 0o001 for p in (tmp, *tmp.parents)):
+        return None
+    return "/tmp"  # noqa: S108 - world-traversable by definition; mkdtemp makes it unique
+
+
 def _run(server: PgServer | None, cmd: list[str], check: bool = True) -> None:
     subprocess.run(_as_postgres() + cmd, check=check, capture_output=True, timeout=120)
 
@@ -129,7 +141,7 @@ def start() -> PgServer:
     if bindir is None:
         raise FileNotFoundError("PostgreSQL server binaries (initdb, pg_ctl) not found; "
                                 "install the 'postgresql' package or set REVERSA_PG_BIN")
-    root = Path(tempfile.mkdtemp(prefix="reversa-pg-"))
+    root = Path(tempfile.mkdtemp(prefix="reversa-pg-", dir=_reachable_tmp()))
     os.chmod(root, 0o777)  # noqa: S103 - the server runs as another user in this tmp dir
     if os.geteuid() == 0:
         user = _as_postgres()[2]

@@ -25,9 +25,9 @@ A test then reads::
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -96,15 +96,19 @@ def reversa_pg_server() -> Iterator[pg.PgServer]:
 
 
 @pytest.fixture(params=BACKENDS)
-def reversa_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def reversa_db_url(request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh, empty database URL on each backend."""
     chosen = request.config.getoption("--reversa-backend") or BACKENDS
     if request.param not in chosen:
         pytest.skip(f"backend {request.param} not selected (--reversa-backend)")
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/reversa.db"
+        # Removed after the test (pytest's tmp_path would keep it around in the
+        # user's temporary directory).
+        with tempfile.TemporaryDirectory(prefix="reversa-test-") as tmp:
+            yield f"sqlite:///{tmp}/reversa.db"
+        return
     server: pg.PgServer = request.getfixturevalue("reversa_pg_server")
-    return server.create_database("t_" + uuid.uuid4().hex[:12])
+    yield server.create_database("t_" + uuid.uuid4().hex[:12])
 
 
 @pytest.fixture
