@@ -358,7 +358,7 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import audit, bench, demo, governance, sim, sla, worker
+    from . import audit, bench, chaos, demo, governance, sim, sla, worker
     from .mcp import register as register_mcp
 
     audit.register(app)
@@ -369,6 +369,7 @@ def _register_extensions() -> None:
     worker.register(app)
     sim.register(app)
     register_mcp(app)
+    chaos.register(app)
 
 
 _register_extensions()

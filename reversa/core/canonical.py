@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from datetime import date, datetime, time
+from decimal import Decimal
+from enum import Enum
+from pathlib import PurePath
 from typing import Any
+from uuid import UUID
 
-__all__ = ["canonical_json", "sha256_hex", "to_jsonable"]
+__all__ = ["canonical_json", "sha256_hex", "to_jsonable", "to_recordable"]
 
 
 # One encoder for the process: json.dumps with options builds a new encoder on
@@ -31,13 +38,10 @@ def to_jsonable(value: Any) -> Any:
     """Convert a handler's return value into plain JSON data.
 
     Accepts JSON types, tuples, sets (sorted), Decimal (as string), enums,
-    dataclasses and pydantic models. Anything else is a programming error in
-    the handler and raises ``TypeError`` naming the type.
+    dataclasses, pydantic models, bytes (hex), dates and times (ISO 8601), UUIDs
+    and paths. Anything else is a programming error in the handler and raises
+    ``TypeError`` naming the type.
     """
-    from dataclasses import asdict, is_dataclass
-    from decimal import Decimal
-    from enum import Enum
-
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -48,7 +52,7 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(value.value)
     if isinstance(value, Decimal):
         return str(value)
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
@@ -61,7 +65,29 @@ def to_jsonable(value: Any) -> Any:
         return to_jsonable(dump(mode="json"))
     if isinstance(value, bytes):
         return "0x" + value.hex()
+    if isinstance(value, datetime | date | time | UUID | PurePath):
+        return value.isoformat() if isinstance(value, datetime | date | time) else str(value)
     raise TypeError(
         f"handler returned {type(value).__name__}, which is not JSON-serialisable; "
         "return dicts, lists, strings, numbers, booleans or None"
     )
+
+
+def to_recordable(value: Any) -> Any:
+    """:func:`to_jsonable` for evidence (check details, probe results, reports): never raises.
+
+    What a predicate, probe or estimator hands back as *evidence* is recorded in
+    the audit chain and the reports. Evidence of a type JSON cannot hold must not
+    stop a rollback, so a value :func:`to_jsonable` refuses is recorded as
+    ``"<unrecordable TYPE>"`` (its type only: an arbitrary object's text may hold
+    a secret).
+    """
+    try:
+        return to_jsonable(value)
+    except (TypeError, ValueError, RecursionError):
+        pass
+    if isinstance(value, Mapping):
+        return {str(k): to_recordable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [to_recordable(v) for v in value]
+    return f"<unrecordable {type(value).__name__}>"

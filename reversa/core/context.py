@@ -152,7 +152,8 @@ class StepContext:
         deadline: Absolute clock time by which this call must finish, if any.
         clock: The engine's clock.
         services: Resources the engine was given (clients, simulators...).
-        generation: How many checkpoint resumes preceded this call (0 normally).
+        generation: The checkpoint-resume generation of this step's effect (0
+            unless a resume re-ran the step); its keys carry it.
         journal: The saga store's effect journal (write-ahead records of what an
             operation sent, e.g. signed transactions), fenced by this saga's lease.
         consumed: What :meth:`consumes` declared during this call.
@@ -293,13 +294,14 @@ def idempotency_key(saga_id: str, step: str, phase: str, generation: int = 0) ->
 
     Components are escaped (``%`` plus two hex digits for anything outside
     ``[A-Za-z0-9._-]``), so no two (saga, step) pairs share a key: saga ``a:b``
-    step ``c`` and saga ``a`` step ``b:c`` differ. A checkpoint resume re-runs
-    actions as a new effect, so from the first resume on an action's key carries
-    ``#<generation>``. Operations never build keys: they read them from the
-    context.
+    step ``c`` and saga ``a`` step ``b:c`` differ. A checkpoint resume re-runs a
+    step as a new effect, so every key of a re-run step carries
+    ``#<generation>``: its action, and the compensation that undoes that action
+    (a service answers a reused undo key as a replay and would undo nothing).
+    Operations never build keys: they read them from the context.
     """
     key = f"rv:{_escape(saga_id)}:{_escape(step)}:{_escape(phase)}"
-    return f"{key}#{generation}" if generation and phase == "action" else key
+    return f"{key}#{generation}" if generation else key
 
 
 def key_prefix(saga_id: str, step: str | None = None) -> str:

@@ -50,6 +50,7 @@ class LiveStep:
     finished_at: float | None = None
     comp_started_at: float | None = None
     comp_finished_at: float | None = None
+    generation: int = 0
     dirty: bool = False
     # The values last committed (see eventlog): what the next commit's change is against.
     persisted: tuple[Any, ...] | None = None

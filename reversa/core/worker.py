@@ -42,6 +42,7 @@ from .errors import LeaseLost, PlanError, ReversaError
 from .governance import Governance
 from .jobs import Feasibility, Reconcile
 from .observe import Observer
+from .redact import scrub
 from .registry import Registry
 from .states import TERMINAL_SAGA, SagaStatus
 from .store import Store
@@ -91,6 +92,8 @@ class Worker:
         reconcile_horizon_s: Finished sagas it still reconciles.
         governance: Per-workflow four-eyes policy (see :class:`~reversa.Engine`).
         observers: Engine observers (tracing).
+        heartbeat: Run the engine's heartbeat thread. Turn it off only when you
+            call ``worker.engine.beat()`` yourself (a simulation on virtual time).
     """
 
     def __init__(
@@ -111,9 +114,11 @@ class Worker:
         reconcile_horizon_s: float = 86_400.0,
         governance: Governance | None = None,
         observers: Sequence[Observer] = (),
+        heartbeat: bool = True,
     ) -> None:
         self.engine = Engine(registry, store, clock=clock, services=services, owner=owner,
-                             lease_s=lease_s, governance=governance, observers=observers)
+                             lease_s=lease_s, governance=governance, observers=observers,
+                             heartbeat=heartbeat)
         self.store = store
         self.poll_s = poll_s
         self.batch = batch
@@ -131,42 +136,71 @@ class Worker:
 
     # -- one round --------------------------------------------------------------------
     def run_once(self) -> list[SagaResult]:
-        """Run the watchdog, then claim and finish orphaned sagas; return what ended."""
+        """Run the watchdog, then claim and finish orphaned sagas; return what ended.
+
+        Never raises for a store that is down or a saga that cannot be finished: the
+        problem is logged and the next round tries again (the worker must outlive a
+        database restart or one bad saga, since every other saga depends on it).
+        """
         return self.run_round().ended
 
     def run_round(self) -> WorkerRound:
-        """One round, reporting also the sagas it claimed but could not finish."""
-        rnd = WorkerRound()
-        self._watchdog(rnd)
-        claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
-                                   limit=self.batch + len(self._unrunnable),
-                                   statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
-        taken = self._take(rnd, claimed, "owner lease expired", 0)
-        if taken < self.batch and not self._stop.is_set():
-            approved = self.store.claim(self.engine.owner, self.engine.lease_s,
-                                        limit=self.batch - taken + len(self._unrunnable),
-                                        statuses=[SagaStatus.APPROVED])
-            self._take(rnd, approved, "approved: cleared to run", taken)
+        """One round, reporting also the sagas it claimed but could not finish.
+
+        The continuous checks that are due (feasibility, reconciliation) run after
+        the sagas, outside the event loop: they drive the engine's own sync API.
+        """
+        rnd: WorkerRound = self.engine._sync(self.run_round_async())
         if not self._stop.is_set():
             self._jobs(rnd)
         return rnd
 
-    def _take(self, rnd: WorkerRound, claimed: list[tuple[str, int]], reason: str,
-              taken: int) -> int:
+    async def run_once_async(self) -> list[SagaResult]:
+        """Async form of :meth:`run_once` (for an event loop you run, or a simulation)."""
+        return (await self.run_round_async()).ended
+
+    async def run_round_async(self) -> WorkerRound:
+        """Async form of :meth:`run_round`."""
+        rnd = WorkerRound()
+        try:
+            await self._watchdog(rnd)
+        except Exception as exc:
+            log.warning("watchdog round skipped: %s", _why(exc))
+        try:
+            claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
+                                       limit=self.batch + len(self._unrunnable),
+                                       statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
+        except Exception as exc:
+            log.warning("no saga claimed this round: %s", _why(exc))
+            return rnd
+        taken = await self._take(rnd, claimed, "owner lease expired", 0)
+        if taken < self.batch and not self._stop.is_set():
+            try:
+                approved = self.store.claim(self.engine.owner, self.engine.lease_s,
+                                            limit=self.batch - taken + len(self._unrunnable),
+                                            statuses=[SagaStatus.APPROVED])
+            except Exception as exc:
+                log.warning("no approved saga claimed this round: %s", _why(exc))
+                return rnd
+            await self._take(rnd, approved, "approved: cleared to run", taken)
+        return rnd
+
+    async def _take(self, rnd: WorkerRound, claimed: list[tuple[str, int]], reason: str,
+                    taken: int) -> int:
         for saga_id, token in claimed:
             if saga_id in self._unrunnable:
-                self.store.release(saga_id, token)
+                self._release(saga_id, token)
                 rnd.unfinished[saga_id] = self._reported.get(
                     saga_id, "this worker cannot run its plan")
                 continue
             if self._stop.is_set() or taken >= self.batch:
-                self.store.release(saga_id, token)
+                self._release(saga_id, token)
                 continue
             taken += 1
             _event(logging.INFO, "claimed", saga_id, reason,
                    reason="lease_expired" if reason.startswith("owner") else "approved",
                    token=token)
-            self._continue(rnd, saga_id, token, reason)
+            await self._continue(rnd, saga_id, token, reason)
         return taken
 
     def _jobs(self, rnd: WorkerRound) -> None:
@@ -217,11 +251,15 @@ class Worker:
 
     def watchdog(self) -> list[SagaResult]:
         """Find stalled sagas and compensate or escalate them."""
+        return self.engine._sync(self.watchdog_async())
+
+    async def watchdog_async(self) -> list[SagaResult]:
+        """Async form of :meth:`watchdog`."""
         rnd = WorkerRound()
-        self._watchdog(rnd)
+        await self._watchdog(rnd)
         return rnd.ended
 
-    def _watchdog(self, rnd: WorkerRound) -> None:
+    async def _watchdog(self, rnd: WorkerRound) -> None:
         for row in self.store.stalled(self.stall_after_s):
             if row["id"] in self._unrunnable:
                 continue  # taking it would fence its owner out for nothing
@@ -239,18 +277,19 @@ class Worker:
                    f"stalled: no progress for {idle:.1f}s (threshold {row['threshold_s']:g}s)",
                    reason="stalled", token=token, idle_s=round(idle, 3))
             if window_over:
-                self._escalate(rnd, saga_id, token, row)
+                await self._escalate(rnd, saga_id, token, row)
             else:
-                self._continue(
+                await self._continue(
                     rnd, saga_id, token,
                     f"watchdog: no progress for {idle:.1f}s "
                     f"(threshold {row['threshold_s']:g}s)", stalled=True)
 
-    def _continue(
+    async def _continue(
         self, rnd: WorkerRound, saga_id: str, token: int, reason: str, *, stalled: bool = False
     ) -> None:
         try:
-            result = self.engine.take_over(saga_id, token, reason=reason, stalled=stalled)
+            result = await self.engine.take_over_async(saga_id, token, reason=reason,
+                                                       stalled=stalled)
         except LeaseLost:
             # Another worker took it meanwhile: it is theirs now, nothing is wrong.
             _event(logging.INFO, "lost", saga_id, "another worker took it over")
@@ -264,20 +303,37 @@ class Worker:
             # stays recorded as it was, for the next round.
             self._skipped(rnd, saga_id, exc, missing=False)
             return
+        except Exception:
+            # Not even a bug met while finishing one saga may stop the worker: every
+            # other saga still needs it. The traceback goes to the log for a fix.
+            log.exception("saga %s not finished this round: unexpected error", saga_id)
+            rnd.unfinished[saga_id] = "unexpected error (see the log)"
+            return
         self._outcome(rnd, result)
 
-    def _escalate(self, rnd: WorkerRound, saga_id: str, token: int, row: dict[str, Any]) -> None:
+    async def _escalate(self, rnd: WorkerRound, saga_id: str, token: int,
+                        row: dict[str, Any]) -> None:
         reason = (f"rollback window of {row['rollback_window_s']:g}s elapsed while the "
                   "compensation stalled; a stale reversal is not attempted")
         try:
-            result = self.engine.escalate_claimed(saga_id, token, reason=reason)
+            result = await self.engine.escalate_claimed_async(saga_id, token, reason=reason)
         except LeaseLost:
             _event(logging.INFO, "lost", saga_id, "another worker took it over")
             return
         except ReversaError as exc:
             self._skipped(rnd, saga_id, exc, missing=isinstance(exc, PlanError))
             return
+        except Exception:
+            log.exception("saga %s not escalated this round: unexpected error", saga_id)
+            rnd.unfinished[saga_id] = "unexpected error (see the log)"
+            return
         self._outcome(rnd, result)
+
+    def _release(self, saga_id: str, token: int) -> None:
+        try:
+            self.store.release(saga_id, token)
+        except Exception as exc:  # the lease lapses on its own
+            log.warning("lease of saga %s not released: %s", saga_id, _why(exc))
 
     def _outcome(self, rnd: WorkerRound, result: SagaResult) -> None:
         sid = result.saga_id
@@ -336,7 +392,12 @@ class Worker:
                 previous[sig] = signal.signal(sig, self._on_signal)
         try:
             while not self._stop.is_set():
-                self.run_round()
+                try:
+                    self.run_round()
+                except Exception:
+                    # run_round handles what it expects; whatever it did not, the next
+                    # round retries rather than leave every saga without a worker.
+                    log.exception("worker round failed; retrying in %gs", self.poll_s)
                 if on_round is not None:
                     try:
                         on_round()
@@ -350,6 +411,11 @@ class Worker:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
 
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`stop` was called (SIGTERM): no new round should start."""
+        return self._stop.is_set()
+
     def stop(self) -> None:
         """Ask :meth:`run_forever` to hand its sagas over at the next step boundary and exit."""
         self._stop.set()
@@ -362,3 +428,8 @@ class Worker:
 def _event(level: int, event: str, saga_id: str, message: str, **fields: Any) -> None:
     log.log(level, "saga %s %s: %s", saga_id, event.replace("_", " "), message,
             extra={"event": event, "saga": saga_id, "fields": fields})
+
+
+def _why(exc: Exception) -> str:
+    text = exc.message if isinstance(exc, ReversaError) else f"{type(exc).__name__}: {exc}"
+    return scrub(text)

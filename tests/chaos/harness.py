@@ -7,10 +7,8 @@ Usage:
 CRASH is ``when:event:step`` (e.g. ``before:compensation_completed:s3``): the process
 kills itself with SIGKILL just before or just after the store commit that carries that
 audit event. Effects go to a separate SQLite database standing in for the external
-services: every call is counted by idempotency key, and an effect is applied once per
-key (as a real service deduplicates). Like a real service it also keeps the effect
-boundary: a rollback's block tombstones a key that never took effect, and a later
-request with that key is refused.
+services: every call that reaches them is counted, an effect is applied once per key (as
+a real service deduplicates), and stale fencing tokens and blocked keys are refused.
 """
 
 from __future__ import annotations
@@ -41,19 +39,35 @@ STEPS = ["s1", "s2", "s3", "s4", "s5"]
 
 
 class Effects:
-    """The external services' state, counted by idempotency key."""
+    """The external services: every call counted, effects applied once per key.
+
+    Like a real service it keeps the effect boundary (in its own database, in the
+    transaction that applies the effect): it refuses a call whose fencing token is
+    older than one it has seen for the saga, and a key a rollback blocked.
+    """
 
     def __init__(self, path: str) -> None:
-        # Compensations run in a thread (cut at the rollback window): share the
-        # connection across threads, one statement group at a time.
+        # Compensations run in a thread (they are cut at the rollback window): the
+        # client is shared across threads, one call at a time.
+        self.lock = threading.RLock()
         self.conn = sqlite3.connect(path, timeout=30, isolation_level=None,
                                     check_same_thread=False)
-        self.lock = threading.RLock()
         self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS calls (key TEXT, step TEXT, kind TEXT)")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS calls "
+                          "(key TEXT, step TEXT, kind TEXT, saga TEXT)")
         self.conn.execute("CREATE TABLE IF NOT EXISTS applied "
-                          "(key TEXT PRIMARY KEY, step TEXT, kind TEXT)")
-        self.conn.execute("CREATE TABLE IF NOT EXISTS blocked (key TEXT PRIMARY KEY)")
+                          "(key TEXT PRIMARY KEY, step TEXT, kind TEXT, saga TEXT)")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS epochs (saga TEXT PRIMARY KEY, "
+                          "epoch INTEGER)")
+        self.conn.execute("CREATE TABLE IF NOT EXISTS tombstones (key TEXT PRIMARY KEY)")
+
+    def _admit(self, ctx: StepContext) -> None:
+        row = self.conn.execute("SELECT epoch FROM epochs WHERE saga = ?",
+                                (ctx.saga_id,)).fetchone()
+        if row is not None and ctx.fencing_token < row[0]:
+            raise Fenced(f"fencing token {ctx.fencing_token} is older than {row[0]}")
+        self.conn.execute("INSERT OR REPLACE INTO epochs VALUES (?, ?)",
+                          (ctx.saga_id, max(ctx.fencing_token, row[0] if row else 0)))
 
     def apply(self, ctx: StepContext, kind: str) -> dict[str, Any]:
         if kind == "undo":
@@ -63,33 +77,37 @@ class Effects:
             return self._apply(ctx, kind)
 
     def _apply(self, ctx: StepContext, kind: str) -> dict[str, Any]:
-        self.conn.execute("INSERT INTO calls VALUES (?, ?, ?)", (ctx.idempotency_key, ctx.step,
-                                                                 kind))
-        self.conn.execute("BEGIN IMMEDIATE")  # the tombstone check and the effect, atomically
-        try:
-            if self.conn.execute("SELECT 1 FROM blocked WHERE key = ?",
-                                 (ctx.idempotency_key,)).fetchone() is not None:
-                raise Fenced(f"key {ctx.idempotency_key} was blocked", code="key_blocked")
-            self.conn.execute("INSERT OR IGNORE INTO applied VALUES (?, ?, ?)",
-                              (ctx.idempotency_key, ctx.step, kind))
-        finally:
-            self.conn.execute("COMMIT")
-        return {"key": ctx.idempotency_key}
-
-    def block(self, key: str) -> bool:
-        """Whether ``key`` took effect; if not, tombstone it (atomically)."""
-        with self.lock:
-            return self._block(key)
-
-    def _block(self, key: str) -> bool:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
-            if self.happened(key):
-                return True
-            self.conn.execute("INSERT OR IGNORE INTO blocked VALUES (?)", (key,))
-            return False
+            # Every request that reaches the service is counted, refused or not.
+            self.conn.execute("INSERT INTO calls VALUES (?, ?, ?, ?)",
+                              (ctx.idempotency_key, ctx.step, kind, ctx.saga_id))
+            self._admit(ctx)
+            self._check_key(ctx.idempotency_key)
+            self.conn.execute("INSERT OR IGNORE INTO applied VALUES (?, ?, ?, ?)",
+                              (ctx.idempotency_key, ctx.step, kind, ctx.saga_id))
         finally:
             self.conn.execute("COMMIT")
+        return {"step": ctx.step}
+
+    def _check_key(self, key: str) -> None:
+        if self.conn.execute("SELECT 1 FROM tombstones WHERE key = ?", (key,)).fetchone():
+            raise Fenced(f"key {key} was blocked by a rollback")
+
+    def block(self, ctx: StepContext) -> Any:
+        from reversa import Probe
+
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._admit(ctx)
+                if self.happened(ctx.action_key):
+                    return Probe.HAPPENED
+                self.conn.execute("INSERT OR IGNORE INTO tombstones VALUES (?)",
+                                  (ctx.action_key,))
+                return Probe.NOT_HAPPENED
+            finally:
+                self.conn.execute("COMMIT")
 
     def happened(self, key: str) -> bool:
         with self.lock:
@@ -105,8 +123,7 @@ def registry(effects: Effects) -> Registry:
     reg.add("compensation", "undo", lambda ctx: effects.apply(ctx, "undo"))
     reg.add("probe", "probe", lambda ctx: Probe.HAPPENED if effects.happened(
         ctx.action_key) else Probe.NOT_HAPPENED)
-    reg.add("block", "block", lambda ctx: Probe.HAPPENED if effects.block(
-        ctx.action_key) else Probe.NOT_HAPPENED)
+    reg.add("block", "block", effects.block)
 
     def fail(ctx: StepContext) -> None:
         raise PermanentError("s5 is rejected by the partner")
@@ -135,10 +152,10 @@ class CrashStore(Store):
         if w == when and (event, step) in events:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def write_batch(self, items: Any, *, single: bool = False, **options: Any) -> Any:
+    def write_batch(self, items: Any, **kwargs: Any) -> Any:
         events = [(e.event, e.step) for live, *_ in items for e in live.events]
         self._hit("before", events)
-        out = super().write_batch(items, single=single, **options)
+        out = super().write_batch(items, **kwargs)
         self._hit("after", events)
         return out
 

@@ -217,9 +217,13 @@ def test_no_block_no_probe_escalates(store: Store, clock: FakeClock) -> None:
     result = engine.run(saga)
     engine.close()
     assert result.status is SagaStatus.ESCALATED
-    # The dry-run already sees that nothing can settle it: the rollback touches nothing.
-    (esc,) = engine.inspect(result.saga_id).escalations
+    view = engine.inspect(result.saga_id)
+    (esc,) = view.escalations
     assert "neither block nor probe" in esc.reason
+    assert "neither block nor probe" in (view.step("convert").error or "")
+    assert view.step("convert").status is StepStatus.ESCALATED
+    # The debit it consumed is held in effect, not undone under a credit that may land.
+    assert view.step("debit").status is StepStatus.COMPLETED
     assert world.landed == ["do:debit"]
 
 

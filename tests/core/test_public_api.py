@@ -34,8 +34,18 @@ def test_public_exports_are_pinned() -> None:
 
 def test_testing_exports_are_pinned() -> None:
     assert set(reversa.testing.__all__) == {
-        "FailurePoint", "InjectedFault", "expected_status", "failure_points", "inject",
-        "run_failure_point"}
+        "KINDS", "FailurePoint", "InjectedCrash", "InjectedFault", "expected_status",
+        "failure_points", "inject", "run_failure_point"}
+    from reversa.testing import chaos
+
+    assert set(chaos.__all__) == {
+        "INVARIANTS", "KINDS", "Effects", "Fault", "PackWorld", "SagaPlan", "Schedule",
+        "SimResult", "Summary", "Violation", "WorkflowPack", "generate", "load_packs",
+        "pack_names", "register_pack", "replay", "run_seeds", "schedule_for", "shrink",
+        "simulate"}
+    for module in (reversa.testing, chaos):
+        for name in module.__all__:
+            assert hasattr(module, name), name
 
 
 def test_signals_are_base_exceptions() -> None:
@@ -47,8 +57,9 @@ def test_core_imports_no_domain_libraries() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, reversa, reversa.testing; "
-            "bad = [m for m in ('web3', 'ccxt', 'roslibpy', 'serial', 'fcl') if m in sys.modules];"
+    code = ("import sys, reversa, reversa.testing, reversa.testing.chaos; "
+            "bad = [m for m in ('web3', 'ccxt', 'roslibpy', 'serial', 'fcl', 'pytest') "
+            "if m in sys.modules];"
             "print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout.strip()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from reversa import (
@@ -14,6 +16,7 @@ from reversa import (
     SagaStatus,
     Store,
     TransientError,
+    Worker,
 )
 from tests.core.kit import FAST, World, chain_saga, reject, transfer_registry
 
@@ -86,3 +89,62 @@ def test_emergency_stop_halts_rollback_and_escalates(store: Store) -> None:
     (esc,) = engine.inspect(result.saga_id).escalations
     assert "emergency stop (category 0) from cell-1" in esc.reason
     assert esc.report["emergency_stop"]["source"] == "cell-1"
+
+
+class _Crash(BaseException):
+    """The process dies at a commit boundary (real SIGKILLs: tests/chaos)."""
+
+
+class _DiesAtCommit(Store):
+    """Dies right before (or after) the first saga commit of a resolution."""
+
+    after = False
+    armed = False
+
+    def write_batch(self, items: Any, **kwargs: Any) -> Any:
+        if self.armed and not self.after:
+            raise _Crash()
+        out = super().write_batch(items, **kwargs)
+        if self.armed:
+            raise _Crash()
+        return out
+
+
+@pytest.mark.parametrize("after", [False, True], ids=["before-commit", "after-commit"])
+def test_a_crash_inside_a_resolution_never_strands_the_saga(
+    store: Store, clock: FakeClock, after: bool
+) -> None:
+    world = World()
+    engine, saga_id, esc_id = _escalated(store, world)
+    engine.close()
+    world.fail.clear()
+    dying = _DiesAtCommit(store.engine, clock=clock)
+    dying.after, dying.armed = after, True
+    human = Engine(transfer_registry(world), dying, clock=clock, owner="human", heartbeat=False)
+    with pytest.raises(_Crash):
+        human.resolve(esc_id, action="retry", author="alice", note="counterparty is back")
+    row, _ = store.load(saga_id)
+    escalation = store.rows("escalations", id=esc_id)[0]
+    if after:
+        # Resolution and the saga's move back to compensating were one commit: a worker
+        # picks the saga up and finishes the retried rollback.
+        assert (row["status"], escalation["status"]) == ("compensating", "resolved")
+        clock.advance(engine.lease_s + 1)
+        worker = Worker(transfer_registry(world), store, clock=clock)
+        (result,) = worker.run_once()
+        worker.engine.close()
+        assert result.status is SagaStatus.COMPENSATED
+    else:
+        # Nothing of the resolution was recorded: the escalation is still open, so a
+        # human can resolve it again (it used to be closed with the saga still escalated).
+        assert (row["status"], escalation["status"]) == ("escalated", "open")
+        clock.advance(engine.lease_s + 1)
+        again = Engine(transfer_registry(world), store, clock=clock, heartbeat=False)
+        result = again.resolve(esc_id, action="retry", author="alice")
+        again.close()
+        assert result.status is SagaStatus.COMPENSATED
+    assert world.balances == {"a": 100, "b": 0, "c": 0}
+    assert world.calls["rv:" + saga_id + ":convert:compensation"] <= FAST.max_attempts + 1
+    events = [e["event"] for e in store.rows("audit", saga_id=saga_id)]
+    assert events.count("escalation_resolved") == 1
+    assert store.verify_audit().ok

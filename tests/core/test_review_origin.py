@@ -63,9 +63,9 @@ def test_retry_without_the_handlers_changes_nothing(store: Store) -> None:
 
 
 def test_a_resolution_that_cannot_be_committed_leaves_the_escalation_open(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clock = FakeClock()
+    # The store's own clock (the fixture's): leases lapse when it moves.
     saga_id, esc_id = _escalated(store, clock)
     before = len(Inspector(store).audit(saga_id))
     real = store.write_batch
@@ -88,8 +88,9 @@ def test_a_resolution_that_cannot_be_committed_leaves_the_escalation_open(
     assert store.verify_audit().ok
 
 
-def test_a_resolution_of_an_escalation_no_longer_open_records_nothing(store: Store) -> None:
-    clock = FakeClock()
+def test_a_resolution_of_an_escalation_no_longer_open_records_nothing(
+    store: Store, clock: FakeClock
+) -> None:
     saga_id, esc_id = _escalated(store, clock)
     engine = Engine(Registry(), store, clock=clock, heartbeat=False)
     (claimed,) = store.claim("w", 30, saga_id=saga_id, force=True)

@@ -15,11 +15,13 @@ from reversa import (
     Escalation,
     FakeClock,
     OutcomeUnknown,
+    PermanentError,
     Registry,
     Reversibility,
     Saga,
     SagaStatus,
     Step,
+    StepContext,
     StepStatus,
     Store,
     TransientError,
@@ -365,3 +367,35 @@ def test_irreversible_step_with_forward_recovery(store: Store, world: World,
     assert result.status is SagaStatus.COMPENSATED
     assert recovered == [f"rv:{result.saga_id}:notify:forward_recovery"]
     assert engine.inspect(result.saga_id).step("notify").outcome == "forward_recovered"
+
+
+def test_an_attempt_in_doubt_keeps_the_step_in_doubt_after_a_later_rejection(
+    store: Store,
+) -> None:
+    """Found by the simulator (reversa chaos --seed 206): the service booked attempt 1 but
+    its answer was lost; attempt 2 was rejected, and the step was recorded as never having
+    happened, so the rollback left attempt 1's effect standing."""
+    world = World()
+    reg = transfer_registry(world)
+    attempts = {"n": 0}
+
+    def credit_then_refused(ctx: StepContext) -> Any:
+        attempts["n"] += 1
+        if attempts["n"] == 1:
+            world.effect(ctx, "do:credit", {"c": 10})
+            raise OutcomeUnknown("the ledger booked it, then the reply was lost")
+        raise PermanentError("the gateway refuses the retry")
+
+    reg.add("action", "credit.flaky", credit_then_refused)
+    saga = chain_saga()
+    saga = saga.model_copy(update={"steps": tuple(
+        s.model_copy(update={"action": "credit.flaky"}) if s.name == "credit" else s
+        for s in saga.steps)})
+    engine = Engine(reg, store, clock=FakeClock(), heartbeat=False)
+    result = engine.run(saga)
+    engine.close()
+    assert attempts["n"] == 2
+    assert result.status is SagaStatus.COMPENSATED
+    assert engine.inspect(result.saga_id).step("credit").outcome == "compensated"
+    assert world.landed.count("undo:credit") == 1  # the booked credit was undone
+    assert world.balances == {"a": 100, "b": 0, "c": 0}

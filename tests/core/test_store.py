@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from sqlalchemy import text
 
@@ -64,49 +69,105 @@ def test_newer_schema_is_refused(store: Store) -> None:
         store.migrate()
 
 
-def test_stale_writer_is_fenced_out(store: Store, clock: FakeClock) -> None:
-
-    world = World()
-    world.fail["do:credit"] = reject()
-    reg = transfer_registry(world)
-    first = Engine(reg, store, clock=clock, owner="w1", lease_s=10, heartbeat=False)
-    result = first.run(chain_saga())
-    assert result.status is SagaStatus.COMPENSATED
-    # Fabricate the race: w1 holds token T, w2 takes the saga over (T+1).
-    row, _ = store.load(result.saga_id)
-    stale = load_live(first._rt, result.saga_id, row["lease_token"])
-    with store.engine.begin() as conn:
-        conn.execute(text("UPDATE reversa_sagas SET status='running' WHERE id=:s"),
-                     {"s": result.saga_id})
-    clock.advance(100)
-    claimed = store.claim("w2", 10, saga_id=result.saga_id)
-    assert claimed and claimed[0][1] == row["lease_token"] + 1
-    stale.log("late_write", "stale")
-    with pytest.raises(LeaseLost, match="no longer current"):
-        store.flush(stale, clock.now())
-    events = [e["event"] for e in store.rows("audit", saga_id=result.saga_id)]
-    assert "late_write" not in events  # nothing of the stale write landed
-    first.close()
-
-
-def test_claim_hands_a_saga_to_one_worker_only(store: Store, clock: FakeClock) -> None:
-
-    world = World()
+def _orphans(store: Store, clock: FakeClock, n: int) -> list[str]:
+    """``n`` sagas whose owner died mid-run (their leases lapse on ``clock``)."""
 
     class Crash(BaseException):
         pass
 
+    world = World(balances={"a": 10_000, "b": 0, "c": 0})
     reg = transfer_registry(world)
     reg.add("action", "credit.crash", lambda ctx: (_ for _ in ()).throw(Crash()))
     saga = chain_saga()
     steps = [*saga.steps[:2], saga.steps[2].model_copy(update={"action": "credit.crash"})]
+    saga = saga.model_copy(update={"steps": tuple(steps)})
     engine = Engine(reg, store, clock=clock, lease_s=5, heartbeat=False)
-    with pytest.raises(Crash):
-        engine.run(saga.model_copy(update={"steps": tuple(steps)}))
-    assert store.claim("w1", 5) == []  # lease still live
-    clock.advance(6)
-    got = store.claim("w1", 5) + store.claim("w2", 5)
-    assert len(got) == 1
+    ids = []
+    for i in range(n):
+        with pytest.raises(Crash):
+            engine.run(saga, saga_id=f"orphan-{i}")
+        ids.append(f"orphan-{i}")
+    engine.close()
+    return ids
+
+
+def _race(n: int, work: Callable[[int], Any]) -> list[Any]:
+    """Run ``work(i)`` in ``n`` threads released together; return their results."""
+    barrier = threading.Barrier(n)
+    out: list[Any] = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            out[i] = work(i)
+        except Exception as exc:
+            out[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+def test_stale_writers_are_fenced_out_in_a_real_race(store: Store, clock: FakeClock) -> None:
+    (sid,) = _orphans(store, clock, 1)
+    clock.advance(10)
+    registry = transfer_registry(World())
+    registry.add("action", "credit.crash", registry.get("action", "credit"))
+    reader = Engine(registry, store, clock=clock, heartbeat=False)
+
+    def take_over_and_write(i: int) -> int | None:
+        # Each thread takes the saga from whoever holds it (as the watchdog does), then
+        # writes as its owner: only a write under the current token may land.
+        claimed = store.claim(f"w{i}", 30, saga_id=sid, force=True)
+        if not claimed:
+            return None  # PostgreSQL: another claim held the row (SKIP LOCKED)
+        token = claimed[0][1]
+        live = load_live(reader._rt, sid, token)
+        live.log("owner_write", f"w{i}", token=token)
+        store.flush(live, clock.now())
+        return token
+
+    lost = 0
+    for _ in range(20):  # until the race really produced stale writers
+        outcomes = _race(8, take_over_and_write)
+        assert all(o is None or isinstance(o, int | LeaseLost) for o in outcomes), outcomes
+        lost += sum(isinstance(o, LeaseLost) for o in outcomes)
+        if lost:
+            break
+    reader.close()
+    assert lost, "the threads never overlapped: no stale writer was produced"
+    landed = [json.loads(e["detail_json"])["token"] for e in store.rows("audit", saga_id=sid)
+              if e["event"] == "owner_write"]
+    # A write lands only under the token current at its commit: never an older one after
+    # a newer one, never twice under one token.
+    assert landed == sorted(set(landed))
+    row, _ = store.load(sid)
+    assert row["lease_token"] >= max(landed)
+    assert store.verify_audit().ok
+
+
+def test_claims_hand_each_saga_to_one_worker_only_in_a_real_race(
+    store: Store, clock: FakeClock
+) -> None:
+    ids = _orphans(store, clock, 6)
+    clock.advance(10)
+
+    def claim_all(i: int) -> list[str]:
+        mine: list[str] = []
+        while claimed := store.claim(f"w{i}", 30, limit=1):
+            mine.extend(sid for sid, _ in claimed)
+        return mine
+
+    outcomes = _race(8, claim_all)
+    assert not [o for o in outcomes if isinstance(o, Exception)], outcomes
+    claimed = [sid for mine in outcomes for sid in mine]
+    assert sorted(claimed) == ids  # every saga claimed, none twice
+    owners = {r["id"]: r["lease_owner"] for r in store.rows("sagas")}
+    assert all(sid in outcomes[int(owners[sid][1:])] for sid in ids)
+    assert store.claim("late", 30) == []  # leases are live now
 
 
 def test_cross_saga_migration_upgrades_in_place(db_url: str) -> None:

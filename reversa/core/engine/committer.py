@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..clock import Clock
-from ..errors import LeaseLost, StoreAbort, StoreError
+from ..errors import StoreAbort, StoreError
 from ..live import LiveSaga
 from ..store import Store
 
@@ -32,7 +32,9 @@ class _Item:
 
 @dataclass
 class _LoopState:
-    pending: dict[str, _Item] = field(default_factory=dict)
+    # Keyed by the LiveSaga object, not the saga id: two callers starting sagas under
+    # one id are two writes (the second fails alone as a duplicate), never one merged.
+    pending: dict[int, _Item] = field(default_factory=dict)
     scheduled: bool = False
 
 
@@ -59,11 +61,11 @@ class GroupCommitter:
         """
         loop = asyncio.get_running_loop()
         state = self._loops.setdefault(loop, _LoopState())
-        item = state.pending.get(live.id)
+        item = state.pending.get(id(live))
         if item is None:
             # Two branches of one saga flushing together share a single write.
             item = _Item(live, loop.create_future())
-            state.pending[live.id] = item
+            state.pending[id(live)] = item
         item.escalation = escalation or item.escalation
         item.rollback = rollback or item.rollback
         if not state.scheduled:
@@ -82,25 +84,35 @@ class GroupCommitter:
             results = self.store.write_batch(
                 [(i.live, now, i.escalation, i.rollback) for i in batch],
                 single=len(batch) == 1, lease_s=self.lease_s)
-        except (StoreError, LeaseLost) as exc:
-            for item in _waiting(batch):
-                item.future.set_exception(StoreAbort(exc))
+        except StoreError as exc:
+            _fail(batch, StoreAbort(exc))
             return
-        except BaseException as exc:  # a bug: fail every waiter loudly, never hang them
-            for item in _waiting(batch):
-                item.future.set_exception(exc)
+        except Exception as exc:
+            # Not the step's failure, whatever it is (a value the driver cannot encode,
+            # a driver bug): the saga's record cannot move on. Stop the saga where the
+            # store has it instead of retrying the step or rolling it back.
+            error = StoreError(
+                f"the saga's state cannot be recorded ({type(exc).__name__}: {exc}); it is "
+                "left as last recorded for a worker or a human", code="unrecordable")
+            _fail(batch, StoreAbort(error))
+            return
+        except BaseException as exc:  # a signal: fail every waiter, never hang them
+            _fail(batch, exc)
             raise
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
-                continue  # see _waiting
-            if isinstance(result, LeaseLost):
+                continue  # see _fail
+            if isinstance(result, StoreError):
                 item.future.set_exception(StoreAbort(result))
             else:
                 item.future.set_result(result.escalation_id)
 
 
-def _waiting(batch: list[_Item]) -> list[_Item]:
-    # A waiter cancelled meanwhile (Ctrl-C cancels every task while the loop
-    # shuts down) takes no result: setting one would raise InvalidStateError
-    # from a loop callback, printed as a traceback. What was written stands.
-    return [item for item in batch if not item.future.done()]
+def _fail(batch: list[_Item], exc: BaseException) -> None:
+    # A waiter cancelled meanwhile (a lost lease, a shutdown; Ctrl-C cancels every
+    # task while the loop shuts down) has a done future: setting it would raise
+    # InvalidStateError from a loop callback and leave every later waiter of the
+    # batch hanging forever. What was written stands.
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)

@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..canonical import to_recordable
 from ..context import CostEstimate
 from ..live import LiveSaga
 from ..model import Reversibility
@@ -142,14 +143,12 @@ async def dry_run(
             continue
         in_doubt = st.status in (StepStatus.RUNNING, StepStatus.FAILED) or (
             st.status is StepStatus.ESCALATED and (st.outcome or "").startswith("in_doubt"))
+        # An in-doubt step that declares neither block nor probe is escalated on its
+        # own by the rollback (what it consumed is held); the other branches are still
+        # compensated, so it does not make the whole rollback infeasible.
         finding = StepFinding(name, _settle_action(spec) if in_doubt else "compensate")
         compensation = (substitute or {}).get(name, spec.compensation)
         finding.compensation = compensation
-        if finding.action == "escalate_in_doubt":
-            finding.feasible = False
-            finding.problems.append(
-                f"step {name!r} is in doubt and declares neither block nor probe: whether its "
-                "effect happened, or may still happen, cannot be known; a human must decide")
         assert compensation is not None  # plan validation guarantees it
         if not rt.registry.has(HandlerKind.COMPENSATION, compensation):
             finding.feasible = False
@@ -161,8 +160,8 @@ async def dry_run(
             try:
                 checks = as_checks(await invoke(rt.registry.get(HandlerKind.PRECONDITION, pre),
                                                 ctx, None))
-                rows = [{"name": pre, "ok": c.ok, "reason": c.reason, "detail": dict(c.detail)}
-                        for c in checks]
+                rows = [{"name": pre, "ok": c.ok, "reason": c.reason,
+                         "detail": to_recordable(c.detail)} for c in checks]
             except Exception as exc:  # a failing check is a finding, not a crash
                 rows = [{"name": pre, "ok": False, "reason": classify(exc).message}]
             for check_row in rows:
@@ -244,5 +243,6 @@ async def _estimate(
             finding.problems.append(f"compensation of step {finding.step!r} costs too much: "
                                     f"{est.reason or 'over policy'}")
         out.append({"amount": est.amount, "unit": est.unit, "acceptable": est.acceptable,
-                    "reason": est.reason, "detail": dict(est.detail), "kind": est.kind})
+                    "reason": est.reason, "detail": to_recordable(est.detail),
+                    "kind": est.kind})
     return out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import socket
 import threading
@@ -21,6 +23,7 @@ from ..errors import (
     ReversaError,
     ShutdownRequested,
     StoreAbort,
+    StoreError,
 )
 from ..governance import Approval, FourEyes, Governance
 from ..inspector import Inspector
@@ -28,6 +31,7 @@ from ..live import LiveSaga, LiveStep
 from ..model import Saga
 from ..observe import Observer, notify
 from ..plan import Plan, validate
+from ..redact import scrub
 from ..registry import Registry
 from ..states import AT_REST_SAGA, TERMINAL_SAGA, SagaStatus, StepStatus
 from ..store import Store
@@ -46,6 +50,7 @@ from .runtime import Runtime
 __all__ = ["Engine"]
 
 T = TypeVar("T")
+log = logging.getLogger("reversa.engine")
 
 
 class Engine(GovernanceApi):
@@ -197,19 +202,30 @@ class Engine(GovernanceApi):
         Used by workers after ``Store.claim``: the saga is rebuilt from the
         stored plan and finished per its policy (see ``continue_saga``).
         """
+        return self._sync(self.take_over_async(saga_id, token, reason=reason, stalled=stalled))
+
+    async def take_over_async(
+        self, saga_id: str, token: int, *, reason: str, stalled: bool = False
+    ) -> SagaResult:
+        """Async form of :meth:`take_over`."""
         live = self._load_claimed(saga_id, token)
-        return self._sync(self._drive(live, self._guard(
-            live, lambda: continue_saga(self._rt, live, reason=reason, stalled=stalled))))
+        return await self._drive(live, self._guard(
+            live, lambda: continue_saga(self._rt, live, reason=reason, stalled=stalled)))
 
     def escalate_claimed(self, saga_id: str, token: int, *, reason: str) -> SagaResult:
         """Hand a claimed saga to a human now, with a state snapshot (stale rollbacks)."""
+        return self._sync(self.escalate_claimed_async(saga_id, token, reason=reason))
+
+    async def escalate_claimed_async(self, saga_id: str, token: int, *, reason: str
+                                     ) -> SagaResult:
+        """Async form of :meth:`escalate_claimed`."""
         live = self._load_claimed(saga_id, token)
 
         async def body() -> None:
             live.log("watchdog_window_elapsed", "escalating", reason=reason)
             await self._rt.escalate(live, reason)
 
-        return self._sync(self._drive(live, self._guard(live, body)))
+        return await self._drive(live, self._guard(live, body))
 
     def _guard(self, live: LiveSaga, body: Any) -> Any:
         """``body``, unless the saga's stored plan was tampered with: then escalate it."""
@@ -269,30 +285,36 @@ class Engine(GovernanceApi):
         if observers:
             notify(observers, "saga_started", live.id, live.plan.saga.workflow,
                    live.status.value)
+        aborted = False
         try:
-            await body()
-        except asyncio.CancelledError:
-            if live.id not in self._rt.lost:
-                raise
-            # Our heartbeat found the lease taken: this process stops the saga now.
-            if task is not None:
-                task.uncancel()
-            raise LeaseLost(
-                f"saga {live.id}: lease token {live.token} was taken over by another worker "
-                "while a step ran; this process stopped the saga",
-                details={"saga": live.id, "token": live.token}) from None
-        except EmergencyStop as stop:
-            await self._emergency(live, stop)
-        except ShutdownRequested:
-            # Record what already happened, then give the saga back at once.
-            live.log("handed_over", "shutdown", owner=self.owner)
-            await self._rt.flush(live)
-            with self._lock:
-                self._rt.held.pop(live.id, None)
-            self.store.release(live.id, live.token)
+            try:
+                await body()
+            except asyncio.CancelledError:
+                if live.id not in self._rt.lost:
+                    raise
+                # Our heartbeat found the lease taken: this process stops the saga now.
+                if task is not None:
+                    task.uncancel()
+                raise LeaseLost(
+                    f"saga {live.id}: lease token {live.token} was taken over by another "
+                    "worker while a step ran; this process stopped the saga",
+                    details={"saga": live.id, "token": live.token}) from None
+            except EmergencyStop as stop:
+                await self._emergency(live, stop)
+            except ShutdownRequested:
+                # Record what already happened, then give the saga back at once.
+                live.log("handed_over", "shutdown", owner=self.owner)
+                await self._rt.flush(live)
+                with self._lock:
+                    self._rt.held.pop(live.id, None)
+                self.store.release(live.id, live.token)
         except StoreAbort as abort:
-            # Nothing more can be recorded: leave the saga as the store has it
-            # (visibly in doubt) for a worker to recover, and report the cause.
+            # From the body or from recording a stop or a hand-over: nothing more can be
+            # recorded. Leave the saga as the store has it (visibly in doubt) for a
+            # worker to recover, and report the cause as the StoreError it is (never the
+            # BaseException carrier). The lease is kept, not released: it lapses, so a
+            # saga that cannot be recorded is retried at the lease's pace, not in a loop.
+            aborted = True
             with self._lock:
                 self._rt.held.pop(live.id, None)
             raise abort.error from None
@@ -307,8 +329,16 @@ class Engine(GovernanceApi):
             if lost:
                 with self._lock:
                     self._rt.held.pop(live.id, None)
+            elif aborted:
+                pass
             elif live.status in AT_REST_SAGA:
                 self._release(live)
+            # However the drive ended (an interrupt, a cancelled task, a bug), this
+            # engine no longer drives the saga: stop renewing its lease, so it lapses
+            # and a worker recovers the saga instead of a heartbeat holding it forever.
+            with self._lock:
+                if self._rt.held.get(live.id) == live.token:
+                    del self._rt.held[live.id]
         return _result(live)
 
     async def _emergency(self, live: LiveSaga, stop: EmergencyStop) -> None:
@@ -476,6 +506,13 @@ class Engine(GovernanceApi):
     # -- leases -----------------------------------------------------------------------
     def _hold(self, live: LiveSaga) -> None:
         with self._lock:
+            if not live.created and live.id in self._rt.held:
+                # Checked and taken under one lock, before anything is written: a second
+                # run under the id of a saga this engine drives must not touch its lease.
+                raise StoreError(
+                    f"saga {live.id} already exists (this engine is running it); start the "
+                    "new saga under another id", retryable=False, code="duplicate_saga",
+                    details={"saga": live.id})
             self._rt.held[live.id] = live.token
         if self._heartbeat_enabled and self._heartbeat is None:
             self._heartbeat = threading.Thread(target=self._beat, name="reversa-heartbeat",
@@ -494,16 +531,35 @@ class Engine(GovernanceApi):
     def _beat(self) -> None:
         interval = self._rt.lease_s / 3
         while not self._stop.wait(interval):
-            with self._lock:
-                leases = list(self._rt.held.items())
-            if not leases:
-                continue
             try:
-                lost = self.store.heartbeat(leases, self._rt.lease_s)
-            except ReversaError:
-                continue  # the next beat retries; a lapse only risks a takeover
-            for saga_id in lost:
-                self._lose(saga_id)
+                self.beat()
+            except Exception as exc:
+                # Whatever the store raised (an outage, a closed connection), the next
+                # beat retries: a dead heartbeat thread would cost every lease held.
+                log.warning("heartbeat skipped: %s: %s", type(exc).__name__, scrub(str(exc)))
+
+    def beat(self) -> list[str]:
+        """One heartbeat: extend the leases this engine holds, stop sagas whose lease was lost.
+
+        The background thread (``heartbeat=True``) calls it every ``lease_s / 3``;
+        call it yourself when you schedule time (a simulation, an engine built with
+        ``heartbeat=False`` that runs long steps). A saga another worker took over is
+        stopped in this process at once.
+
+        Returns:
+            The ids of the sagas whose lease was lost.
+
+        Raises:
+            StoreError: The store could not be reached; nothing was extended.
+        """
+        with self._lock:
+            leases = list(self._rt.held.items())
+        if not leases:
+            return []
+        lost = self.store.heartbeat(leases, self._rt.lease_s)
+        for saga_id in lost:
+            self._lose(saga_id)
+        return lost
 
     def _lose(self, saga_id: str) -> None:
         """Another worker owns ``saga_id`` now: stop driving it in this process at once."""
@@ -557,7 +613,15 @@ class Engine(GovernanceApi):
             # asyncio.run per saga, and async clients bound to it keep working.
             runner = asyncio.Runner()
             self._local.runner = runner
-        return runner.run(coro)
+        try:
+            return runner.run(coro)
+        except BaseException:
+            # An interrupt can leave tasks of this run pending in the loop; the next
+            # run must not resume them (and meet their exception). Start afresh.
+            self._local.runner = None
+            with contextlib.suppress(Exception):
+                runner.close()
+            raise
 
 
 def _result(live: LiveSaga) -> SagaResult:

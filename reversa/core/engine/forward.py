@@ -69,6 +69,7 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
     fn = rt.registry.get(HandlerKind.ACTION, spec.action)
     calls: list[StepContext] = []  # the last attempt's context: what its action declared
     first = st.attempts
+    doubt: list[Failure] = []  # attempts whose effect may have happened
 
     async def attempt() -> Any:
         rt.boundary(live)
@@ -110,6 +111,8 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
                 value = recordable(fn, await settle_timed_out(timed_out, spec.timeout_s))
         except Exception as exc:
             failure = classify(exc)
+            if failure.in_doubt:
+                doubt.append(failure)
             st.error, st.outcome = failure.message, failure.code
             live.log("step_attempt_failed", failure.code, step=spec.name,
                      phase=Phase.ACTION.value, attempt=st.attempts, error=failure.message,
@@ -126,6 +129,11 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
         result = await with_retries(spec.retry, rt.clock, None, attempt)
     except Exception as exc:
         failure = classify(exc)
+        if doubt and not failure.in_doubt:
+            # A later attempt's clean failure says nothing about an earlier one whose
+            # outcome was unknown: the step stays in doubt, and the rollback settles it.
+            failure = Failure(failure.code, f"{failure.message} (an earlier attempt's outcome "
+                              f"is unknown: {doubt[-1].message})", False, True)
         st.move(StepStatus.FAILED)
         st.finished_at = rt.clock.now()
         st.error = failure.message
@@ -204,8 +212,10 @@ async def _reopen(rt: Runtime, live: LiveSaga, names: list[str]) -> None:
         st = live.steps[name]
         if st.status in (StepStatus.COMPENSATED, StepStatus.FAILED, StepStatus.SKIPPED):
             st.move(StepStatus.PENDING)
+            st.generation = live.resumes
             st.attempts = st.comp_attempts = 0
             st.result = st.comp_result = st.error = st.outcome = None
             st.started_at = st.finished_at = st.comp_started_at = st.comp_finished_at = None
     live.log("saga_resumed", "running", generation=live.resumes)
-    await rt.flush(live)
+    # One commit with the rollback's conclusion (see rollback._conclude).
+    await rt.flush(live, rollback=live.last_rollback)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..canonical import to_recordable
 from ..context import Probe
 from ..errors import PlanError, PlanTampered, ReversaError
 from ..eventlog import remember_loaded
@@ -58,7 +59,7 @@ def load_live(
             state=_load(r["state_json"]),
             error=r["error"], outcome=r["outcome"], started_at=r["started_at"],
             finished_at=r["finished_at"], comp_started_at=r["comp_started_at"],
-            comp_finished_at=r["comp_finished_at"],
+            comp_finished_at=r["comp_finished_at"], generation=r["generation"],
         )
         for r in step_rows
     }
@@ -165,7 +166,7 @@ async def _resolve_for_resume(rt: Runtime, live: LiveSaga, name: str) -> None:
             live.log("probe_failed", classify(exc).code, step=name, error=classify(exc).message)
     if verdict is Probe.HAPPENED:
         st.move(StepStatus.COMPLETED)
-        st.result = result
+        st.result = to_recordable(result)
         st.outcome = "ok"
         decision = "recorded as happened; resuming after it"
     else:

@@ -16,9 +16,9 @@ import asyncio
 import json
 from typing import Any
 
-from ..canonical import to_jsonable
+from ..canonical import to_recordable
 from ..context import Probe
-from ..errors import PreconditionFailed, ReversaSignal
+from ..errors import PreconditionFailed
 from ..live import LiveSaga
 from ..model import OnInfeasible, Reversibility
 from ..observe import notify
@@ -182,11 +182,12 @@ async def _undo_all(
         if not ready:
             continue
         outcomes = await asyncio.gather(
-            *(_undo(rt, live, n, deadline, record) for n in ready), return_exceptions=True)
+            *(_contained(_undo, rt, live, n, deadline, record) for n in ready),
+            return_exceptions=True)
         failures = []
         for name, outcome in zip(ready, outcomes, strict=True):
-            if isinstance(outcome, ReversaSignal):
-                raise outcome
+            if isinstance(outcome, _Escaped):
+                raise outcome.exc
             if isinstance(outcome, BaseException):
                 raise outcome
             if outcome.hold_upstream:
@@ -205,6 +206,26 @@ async def _undo_all(
     if escalations:
         return "step(s) need a human: " + "; ".join(escalations)
     return True
+
+
+class _Escaped:
+    """An interrupt raised inside a rollback branch, carried back to the saga's task."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def _contained(branch: Any, *args: Any) -> Any:
+    # asyncio re-raises KeyboardInterrupt and SystemExit out of the event loop from
+    # the branch's own task, leaving the saga's task pending (it then resurfaced in
+    # the next, unrelated run). Caught here, it is re-raised by the saga's task. The
+    # coroutine is made here, so a branch cancelled before it starts leaves none behind.
+    try:
+        return await branch(*args)
+    except (KeyboardInterrupt, SystemExit) as exc:
+        return _Escaped(exc)
 
 
 async def _undo(
@@ -403,7 +424,7 @@ async def _settle_in_doubt(rt: Runtime, live: LiveSaga, name: str) -> tuple[str,
         if st.status in (StepStatus.RUNNING, StepStatus.ESCALATED):
             st.move(StepStatus.COMPLETED)
         if result is not None:
-            st.result = to_jsonable(result)
+            st.result = to_recordable(result)
         decision = f"happened ({how}); compensating"
     elif verdict is Probe.NOT_HAPPENED and how == "block":
         st.move(StepStatus.SKIPPED)
@@ -493,7 +514,7 @@ async def drive_to_safe_state(
         return {"action": name, "ok": False, "error": failure.message}
 
     live.log("safe_state_reached", "ok", phase=Phase.SAFE_STATE.value, action=name)
-    return {"action": name, "ok": True, "result": to_jsonable(result)}
+    return {"action": name, "ok": True, "result": to_recordable(result)}
 
 
 async def _conclude(
@@ -513,7 +534,7 @@ async def _conclude(
 
         check = Check(False, f"predicate raised {classify(exc).message}")
     record.update(post_state=post, predicate={"ok": check.ok, "reason": check.reason,
-                                              "detail": dict(check.detail)})
+                                              "detail": to_recordable(check.detail)})
     live.log("predicate_evaluated", "holds" if check.ok else "violated", ok=check.ok,
              reason=check.reason)
     if not check.ok:
@@ -528,6 +549,11 @@ async def _conclude(
     live.log("rollback_recorded", record["outcome"], record=record)
     live.log("saga_" + end_status.value, "ok")
     live.last_rollback = record
+    if end_status is SagaStatus.RUNNING:
+        # A resume from the checkpoint: the caller re-opens the steps and commits this
+        # conclusion with them. Two commits would let a crash leave a running saga
+        # with compensated steps, which nothing can move forward.
+        return True
     await rt.flush(live, rollback=record)
     return True
 

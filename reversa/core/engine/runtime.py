@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..canonical import to_jsonable
+from ..canonical import to_jsonable, to_recordable
 from ..clock import Clock
 from ..context import Check, PredicateContext, SnapshotContext, StepContext, idempotency_key
 from ..errors import RollbackRequested, ShutdownRequested
@@ -69,8 +69,12 @@ class Runtime:
 
     # -- contexts ---------------------------------------------------------------------
     def key(self, live: LiveSaga, step: str, phase: Phase) -> str:
-        """Idempotency key; a checkpoint resume starts a new generation of keys."""
-        return idempotency_key(live.id, step, phase.value, live.resumes)
+        """Idempotency key, in the generation of the step's effect.
+
+        A checkpoint resume starts a new generation for the steps it re-runs only;
+        the steps before the checkpoint keep the keys their effects carry.
+        """
+        return idempotency_key(live.id, step, phase.value, live.steps[step].generation)
 
     def step_ctx(
         self,
@@ -91,7 +95,7 @@ class Runtime:
             input=live.input, params=spec.params,
             results=live.results(live.plan.upstream(spec.name)),
             result=step.result, pre_state=live.pre_state, deadline=deadline,
-            clock=self.clock, services=self.services, generation=live.resumes,
+            clock=self.clock, services=self.services, generation=step.generation,
             action_key=action_key, fencing_token=live.token,
             journal=self.store.journal(live.id, live.token),
         )
@@ -156,7 +160,7 @@ class Runtime:
         ``snapshot=False`` runs no handler at all (a tampered plan must not
         choose what code runs, not even its snapshot function).
         """
-        report = {
+        report = to_recordable({
             "reason": reason,
             "saga": {"id": live.id, "workflow": live.plan.saga.workflow,
                      "status_before": live.status.value, "failed_step": live.failed_step,
@@ -166,7 +170,7 @@ class Runtime:
             "current_state": (await self.safe_snapshot(live) if snapshot else
                               {"snapshot_skipped": "no handler runs from this plan"}),
             **(extra or {}),
-        }
+        })
         for step in live.steps.values():
             if step.status is StepStatus.RUNNING:
                 # An unresolved in-doubt step is part of what the human must decide.

@@ -143,6 +143,8 @@ class StepRecord(ReadModel, table=True):
     finished_at: float | None = None
     comp_started_at: float | None = None
     comp_finished_at: float | None = None
+    generation: int = 0
+    """The checkpoint-resume generation of the step's effect (its keys carry it)."""
 
 
 class AuditRecord(ReadModel, table=True):

@@ -97,10 +97,13 @@ def _steps_table(meta: MetaData, *, version: int) -> Table:
     if version >= 3:
         # Snapshot taken when a checkpoint step completed (rollback-to-checkpoint baseline).
         columns.append(Column("state_json", Text))
+    if version >= 8:
+        # The checkpoint-resume generation of the step's effect (its keys carry it).
+        columns.append(Column("generation", Integer, nullable=False, server_default="0"))
     return Table("reversa_steps", meta, *columns)
 
 
-steps = _steps_table(metadata, version=3)
+steps = _steps_table(metadata, version=8)
 
 audit = Table(
     "reversa_audit",
@@ -404,6 +407,18 @@ def _v8(conn: Connection) -> None:
                       "('compensation_failed', 'compensation_attempt_failed')"))
 
 
+
+def _step_generation(conn: Connection) -> None:
+    # Each step remembers the generation its effect belongs to: after a checkpoint
+    # resume, the steps before the checkpoint keep the keys they ran under, and only
+    # re-run steps move to the new generation's keys.
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_steps")}
+    if "generation" not in columns:
+        conn.execute(text("ALTER TABLE reversa_steps ADD COLUMN generation INTEGER NOT NULL "
+                          "DEFAULT 0"))
+
+
+
 def _cross_saga(conn: Connection) -> None:
     # Sagas stop being islands (issue 15): the resources steps act on, the links
     # between sagas that consume each other's effects, audit entries waiting for a
@@ -417,8 +432,9 @@ def _cross_saga(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8,
-                                                   _cross_saga]
+                                                   _step_generation, _cross_saga]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

@@ -27,7 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from ..audit import AuditReport
 from ..clock import Clock
@@ -259,10 +259,13 @@ class Store:
                 with conn.begin():
                     yield conn
         except DBAPIError as exc:
+            # Every driver error is the store's (a closed connection is an
+            # InterfaceError, not an OperationalError); only a constraint violation is
+            # not worth retrying.
             raise StoreError(
                 f"database error on {self.url}: {exc.orig}; check that the database is "
                 f"reachable{'' if self.read_only else ' and writable'}",
-                retryable=True,
+                retryable=not isinstance(exc, IntegrityError),
             ) from exc
 
     # -- writes -----------------------------------------------------------------------
@@ -277,19 +280,21 @@ class Store:
         *,
         single: bool = False,
         lease_s: float = 30.0,
-    ) -> list[Written | LeaseLost]:
+    ) -> list[Written | StoreError]:
         """Write several sagas' pending state in ONE commit (group commit).
 
-        Each saga is written inside its own savepoint, so one saga's lost lease
-        rolls back only that saga's part; it is returned as ``LeaseLost`` in its
-        slot. ``single`` raises it instead. A saga not yet created is inserted
-        first (plan, hash, input, pre-state) in the same commit.
+        Each saga is written inside its own savepoint, so what concerns one saga
+        only (a lost lease, a duplicate saga id, an escalation already resolved)
+        rolls back only that saga's part: it is returned as that ``StoreError``
+        (``LeaseLost``...) in its slot, and every other saga of the batch is
+        recorded. ``single`` raises it instead. A saga not yet created is
+        inserted first (plan, hash, input, pre-state) in the same commit.
 
         Raises:
             StoreError: The database failed; nothing of the batch was recorded.
-            LeaseLost: With ``single``, when the one saga's lease was lost.
+                With ``single``, also the one saga's own error (``LeaseLost``...).
         """
-        out: list[Written | LeaseLost] = []
+        out: list[Written | StoreError] = []
         lease = lease_s if self.clock is None else self.clock.now() + lease_s
         with self._writer.transaction(self.url) as cur:
             for index, (live, now, escalation, rollback) in enumerate(items):
@@ -299,9 +304,9 @@ class Store:
                 cur.execute(f"SAVEPOINT rv{index}")
                 try:
                     out.append(self._write_one(cur, live, now, escalation, rollback, lease))
-                except LeaseLost as lost:
+                except StoreError as own:
                     cur.execute(f"ROLLBACK TO SAVEPOINT rv{index}")
-                    out.append(lost)
+                    out.append(own)
                 else:
                     cur.execute(f"RELEASE SAVEPOINT rv{index}")
         # Adopt new chain heads only once the commit succeeded.
@@ -326,7 +331,15 @@ class Store:
         rollback: dict[str, Any] | None,
         lease: float,
     ) -> Written:
-        created = None if live.created else self._writer.create(cur, live, live.app)
+        created: dict[str, Any] | None = None
+        if not live.created:
+            try:
+                created = self._writer.create(cur, live, live.app)
+            except self._writer.integrity_error as exc:
+                raise StoreError(
+                    f"saga {live.id} already exists in {self.url}; start the new saga under "
+                    "another id (or recover the existing one)", retryable=False,
+                    code="duplicate_saga", details={"saga": live.id}) from exc
         sqlite = self.dialect == "sqlite"
         if live.side:
             apply_side(cur, sqlite, live.side, now, first=True)
@@ -390,7 +403,7 @@ class Store:
             LeaseLost: Another worker owns the saga now; nothing was written.
         """
         (written,) = self.write_batch([(live, now, escalation, rollback)], single=True)
-        assert isinstance(written, Written)  # single=True raises LeaseLost instead
+        assert isinstance(written, Written)  # single=True raises the saga's error instead
         return written.escalation_id
 
     # -- leases -----------------------------------------------------------------------

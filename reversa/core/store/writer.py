@@ -48,7 +48,7 @@ _SAGA_SET = ("status", "updated_at", "failed_step", "error", "rollback_started_a
              "lease_owner")
 _STEP_SET = ("status", "attempts", "comp_attempts", "result_json", "comp_result_json",
              "state_json", "error", "outcome", "started_at", "finished_at", "comp_started_at",
-             "comp_finished_at")
+             "comp_finished_at", "generation")
 _AUDIT_COLS = ("saga_id", "seq", "ts", "step", "phase", "attempt", "event", "outcome",
                "detail_json", "state_json", "prev_hash", "hash")
 _SAGA_COLS = ("id", "workflow", "status", "plan_hash", "plan_json", "input_json",
@@ -89,6 +89,7 @@ class Writer:
         self.sign_interval_s = sign_interval_s
         p = "?" if self.sqlite else "%s"
         self._dbapi_error: type[BaseException] = engine.dialect.loaded_dbapi.Error
+        self.integrity_error: type[Exception] = engine.dialect.loaded_dbapi.IntegrityError
         # Leases are judged on the store's clock (database time), so the expiry a
         # commit extends to is computed by the database too, never by the caller.
         lease = f"{now_sql} + {p}" if now_sql is not None else p
@@ -132,9 +133,12 @@ class Writer:
             raw.commit()
         except self._dbapi_error as exc:
             _rollback(raw)
+            # A constraint violation is the same on every retry; anything else (a lost
+            # connection, a busy database) may pass.
             raise StoreError(
                 f"database error on {url}: {exc}; the transaction was rolled back and "
-                "nothing of it was recorded", retryable=True) from exc
+                "nothing of it was recorded",
+                retryable=not isinstance(exc, self.integrity_error)) from exc
         except BaseException:
             _rollback(raw)
             raise
@@ -201,7 +205,9 @@ class Writer:
             values = (s.position, s.status.value, s.attempts, s.comp_attempts, _dump(result),
                       _dump(comp), _dump(s.state), s.error, s.outcome, s.started_at,
                       s.finished_at, s.comp_started_at, s.comp_finished_at)
-            step_rows.append((*values[1:], live.id, s.name))
+            # The generation is not part of the chain's step digest (a format
+            # auditors already verify); it only selects the keys of the step's effect.
+            step_rows.append((*values[1:], s.generation, live.id, s.name))
             steps_state[s.name] = [s.status.value, step_digest_values(values)]
         pre_json = _dump(live.pre_state)
         fields = saga_fields({
