@@ -53,9 +53,12 @@ def _standing(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [d for d in rows if d["step_status"] in STANDING and d["saga_status"] in LIVE_OR_DONE]
 
 
-def drain_notes(rt: Runtime, live: LiveSaga) -> None:
+def drain_notes(rt: Runtime, live: LiveSaga,
+                waiting: list[tuple[int, str, str, dict[str, Any]]] | None = None) -> None:
     """Append the entries other sagas left for this chain while its owner was live."""
-    for note_id, event, outcome, detail in rt.store.relations.waiting(live.id):
+    if waiting is None:
+        waiting = rt.store.relations.waiting(live.id)
+    for note_id, event, outcome, detail in waiting:
         live.log(event, outcome, **detail)
         live.rows.append(("note_done", (note_id,)))
 
@@ -63,10 +66,11 @@ def drain_notes(rt: Runtime, live: LiveSaga) -> None:
 async def assess(rt: Runtime, live: LiveSaga, targets: list[str], *,
                  execute: bool = True) -> Decision:
     """Assess (and with ``execute``, act on) the sagas that consumed ``targets``' effects."""
-    if execute:
-        drain_notes(rt, live)
     rel = rt.store.relations
-    direct = [d for d in _standing(rel.dependents(live.id))
+    waiting, dependents = rel.rollback_inputs(live.id, notes=execute)
+    if execute:
+        drain_notes(rt, live, waiting)
+    direct = [d for d in _standing(dependents)
               if d["provider_step"] is None or d["provider_step"] in targets]
     if not direct:
         return Decision()

@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, text, update
 
 from ..audit import entry_hash
 from ..canonical import canonical_json
@@ -33,6 +33,12 @@ STANDING = ("completed", "compensating", "compensation_failed", "escalated", "ru
 """Step statuses whose effect stands (or may): a consumer of it depends on it."""
 LIVE_OR_DONE = ("running", "compensating", "escalated", "completed")
 """Saga statuses whose effects may still stand."""
+
+
+_COUNTS = text(
+    "SELECT (SELECT COUNT(*) FROM reversa_notes WHERE saga_id = :saga), "
+    "(SELECT COUNT(*) FROM reversa_links WHERE provider_saga = :saga)")
+"""Built once: whether a saga has waiting entries or dependents at all."""
 
 
 def statements(p: str) -> dict[str, str]:
@@ -151,6 +157,23 @@ class Relations:
                 saga_id=saga_id, created_at=self.store._tx_now(conn), event=event,
                 outcome=outcome, detail_json=canonical_json(detail)))
             return False
+
+    def rollback_inputs(
+        self, saga_id: str, *, notes: bool = True
+    ) -> tuple[list[tuple[int, str, str, dict[str, Any]]], list[dict[str, Any]]]:
+        """What a rollback reads before it starts, in one transaction.
+
+        Returns the entries waiting for ``saga_id``'s chain (with ``notes``) and
+        the links whose provider it is (as :meth:`dependents`). Every rollback
+        asks, and almost every saga has neither: one indexed count answers that,
+        so a plain rollback pays one small read, not two full queries.
+        """
+        with self.store._tx() as conn:
+            waiting, linked = conn.execute(_COUNTS, {"saga": saga_id}).one()
+            if not waiting and not linked:
+                return [], []
+        return (self.waiting(saga_id) if notes and waiting else [],
+                self.dependents(saga_id) if linked else [])
 
     def waiting(self, saga_id: str) -> list[tuple[int, str, str, dict[str, Any]]]:
         """Entries waiting for ``saga_id``'s owner: (id, event, outcome, detail)."""
