@@ -28,7 +28,10 @@ from sqlalchemy import (
 
 from ..errors import SchemaError
 
-__all__ = ["MIGRATIONS", "journal", "metadata", "migrate", "schema_version"]
+__all__ = [
+    "MIGRATIONS", "api_tokens", "journal", "metadata", "migrate", "schema_version", "sessions",
+    "users",
+]
 
 metadata = MetaData()
 
@@ -156,6 +159,43 @@ journal = Table(
     Column("updated_at", Float, nullable=False),
 )
 
+# The review console's accounts (reversa.console): who may look and act. Secrets are
+# never stored in clear: passwords as argon2 hashes, session ids and API-token secrets
+# as SHA-256 digests (both are 256-bit random values, so a fast hash suffices).
+users = Table(
+    "reversa_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+sessions = Table(
+    "reversa_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),
+)
+
+api_tokens = Table(
+    "reversa_api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_name", String(64), nullable=False, index=True),
+    Column("label", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float),
+    Column("revoked_at", Float),
+)
+
 schema_table = Table(
     "reversa_schema",
     metadata,
@@ -221,7 +261,14 @@ def _v6(conn: Connection) -> None:
                       "ON reversa_journal (kind, ref, seq)"))
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+def _v7(conn: Connection) -> None:
+    # Console users, their login sessions and machine API tokens live next to the
+    # sagas they govern: one store to back up, one place to audit.
+    for table in (users, sessions, api_tokens):
+        table.create(conn, checkfirst=True)
+
+
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 
