@@ -323,12 +323,13 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import bench, demo, sim, worker
+    from . import bench, console, demo, sim, worker
 
     demo.register(app)
     bench.register(app)
     worker.register(app)
     sim.register(app)
+    console.register(app)
 
 
 _register_extensions()

@@ -1,0 +1,228 @@
+"""What the console reads and does, shared by its pages and its JSON API.
+
+Reads go through :class:`~reversa.Inspector` (and its read models, for paging);
+every change of a saga goes through the :class:`~reversa.Engine`, attributed to
+the logged-in user (``user:<name>``), so the console records nothing the CLI
+could not, and the audit chain says who did what.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, func
+from sqlalchemy import select as sa_select
+from sqlmodel import col, select
+
+from ..cli.apps import saga_code
+from ..core.audit import AuditReport
+from ..core.engine import Engine
+from ..core.errors import ConfigError
+from ..core.inspector import Inspector
+from ..core.registry import Registry
+from ..core.states import SagaStatus
+from ..core.store import Store
+from ..core.store.read_models import SagaRecord
+from ..core.views import AuditEntry, EscalationView, SagaResult, SagaSummary, SagaView
+from .accounts import User
+
+__all__ = ["ACTIONS", "Code", "ConsoleService", "SagaPage", "parse_age"]
+
+ACTIONS = ("retry", "forward_recovery", "mark_resolved")
+"""The resolutions of an escalation, as ``Engine.resolve`` names them."""
+
+_SUMMARY = tuple(col(c) for c in (
+    SagaRecord.id, SagaRecord.workflow, SagaRecord.status, SagaRecord.created_at,
+    SagaRecord.updated_at, SagaRecord.failed_step, SagaRecord.error, SagaRecord.lease_owner,
+    SagaRecord.lease_expires_at, SagaRecord.app, SagaRecord.services))
+
+
+@dataclass(frozen=True)
+class SagaPage:
+    """One page of a filtered saga listing."""
+
+    items: list[SagaSummary]
+    page: int
+    per_page: int
+    total: int
+
+    @property
+    def pages(self) -> int:
+        """How many pages the filter yields (at least 1)."""
+        return max(1, -(-self.total // self.per_page))
+
+
+class Code:
+    """Which registry and services run a saga's handlers when the console acts on it.
+
+    The same trust rule as the CLI's (:mod:`reversa.cli.apps`): ``--app`` and
+    ``--services`` given to ``reversa console`` are always used; a path a saga
+    recorded is imported only when trusted. Each import is done once per process
+    (services hold clients and connections worth reusing).
+    """
+
+    def __init__(self, apps: Sequence[str] = (), services: str | None = None,
+                 *, trust_recorded: bool = False) -> None:
+        self.apps = list(apps)
+        self.services = services
+        self.trust_recorded = trust_recorded
+        self._cache: dict[tuple[str | None, str | None], tuple[Registry, dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def for_saga(self, saga_id: str, app: str | None, services: str | None
+                 ) -> tuple[Registry, dict[str, Any]]:
+        """The registry and services for a saga that recorded ``app`` and ``services``.
+
+        Raises:
+            ConfigError: Nothing to load, an untrusted recorded path, or an import failure.
+        """
+        key = (None if self.apps else app, None if self.services else services)
+        with self._lock:
+            if key not in self._cache:
+                self._cache[key] = saga_code(saga_id, app, services, apps=self.apps,
+                                             services=self.services,
+                                             trust_recorded=self.trust_recorded)
+            return self._cache[key]
+
+
+class ConsoleService:
+    """Everything the console shows and does, for pages and API alike.
+
+    Args:
+        store: The saga store (writable: resolutions are recorded in it).
+        code: Where handlers come from when an action runs a saga's code.
+        engine_options: Extra keyword arguments for every :class:`Engine` made here.
+    """
+
+    def __init__(self, store: Store, code: Code | None = None,
+                 engine_options: dict[str, Any] | None = None) -> None:
+        self.store = store
+        self.inspector = Inspector(store)
+        self.code = code or Code()
+        self.engine_options = dict(engine_options or {})
+
+    # -- reading --------------------------------------------------------------------
+    def sagas(
+        self,
+        *,
+        status: Sequence[str] = (),
+        workflow: str | None = None,
+        created_after: float | None = None,
+        created_before: float | None = None,
+        page: int = 1,
+        per_page: int = 25,
+    ) -> SagaPage:
+        """Sagas matching the filters, newest first, one page of them."""
+        wanted = [_status(s) for s in status]
+        conditions: list[ColumnElement[bool]] = []
+        if wanted:
+            conditions.append(col(SagaRecord.status).in_(wanted))
+        if workflow:
+            conditions.append(col(SagaRecord.workflow) == workflow)
+        if created_after is not None:
+            conditions.append(col(SagaRecord.created_at) >= created_after)
+        if created_before is not None:
+            conditions.append(col(SagaRecord.created_at) <= created_before)
+        page, per_page = max(1, page), min(max(1, per_page), 200)
+        query = (sa_select(*_SUMMARY).where(*conditions)
+                 .order_by(col(SagaRecord.created_at).desc(), col(SagaRecord.id))
+                 .offset((page - 1) * per_page).limit(per_page))
+        counting = select(func.count()).select_from(SagaRecord).where(*conditions)
+        with self.inspector.session() as session:
+            total = int(session.exec(counting).one())
+            rows = session.execute(query).mappings().all()
+        return SagaPage([SagaSummary.model_validate(dict(r)) for r in rows], page, per_page,
+                        total)
+
+    def workflows(self) -> list[str]:
+        """Every workflow name recorded, for the listing's filter."""
+        with self.inspector.session() as session:
+            return list(session.exec(select(SagaRecord.workflow).distinct()
+                                     .order_by(col(SagaRecord.workflow))).all())
+
+    def counts(self) -> dict[str, int]:
+        """Number of sagas per status (every status, zeros included)."""
+        query = select(SagaRecord.status, func.count()).group_by(col(SagaRecord.status))
+        with self.inspector.session() as session:
+            found = {str(status): int(n) for status, n in session.exec(query).all()}
+        return {s.value: found.get(s.value, 0) for s in SagaStatus}
+
+    def saga(self, saga_id: str) -> SagaView:
+        """One saga with everything recorded (``saga_id`` may be a unique prefix)."""
+        return self.inspector.saga(saga_id)
+
+    def timeline(self, saga_id: str) -> list[AuditEntry]:
+        """The saga's audit chain, in order."""
+        return self.inspector.audit(self.inspector.resolve_id(saga_id))
+
+    def escalations(self, status: str | None = "open") -> list[EscalationView]:
+        """Escalations, oldest first (``status`` ``open``, ``resolved`` or None for all)."""
+        return self.inspector.escalations(status=status)
+
+    def escalation(self, escalation_id: int) -> EscalationView:
+        """One escalation with its full state report."""
+        return self.inspector.escalation(escalation_id)
+
+    def verify_audit(self, saga_id: str | None = None) -> AuditReport:
+        """Recompute every hash chain (or one saga's)."""
+        return self.inspector.verify_audit(
+            None if saga_id is None else self.inspector.resolve_id(saga_id))
+
+    # -- acting ---------------------------------------------------------------------
+    def _engine(self, registry: Registry, services: dict[str, Any]) -> Engine:
+        return Engine(registry, self.store, services=services, **self.engine_options)
+
+    def _engine_for(self, saga_id: str, *, needs_code: bool) -> Engine:
+        if not needs_code:
+            return self._engine(Registry(), {})
+        record = self.inspector.record(saga_id)
+        registry, services = self.code.for_saga(record.id, record.app, record.services)
+        return self._engine(registry, services)
+
+    def resolve(self, user: User, escalation_id: int, action: str, note: str) -> SagaResult:
+        """Resolve an open escalation as ``user`` (recorded as its author).
+
+        Raises:
+            ConfigError: Unknown action, or the saga's code cannot be loaded.
+            NotFound: No open escalation with that id.
+        """
+        if action not in ACTIONS:
+            raise ConfigError(f"unknown resolution {action!r}; use one of {', '.join(ACTIONS)}")
+        escalation = self.inspector.escalation(escalation_id)
+        engine = self._engine_for(escalation.saga_id, needs_code=action != "mark_resolved")
+        try:
+            return engine.resolve(escalation_id, action=action, author=user.identity,
+                                  note=note)
+        finally:
+            engine.close()
+
+
+def parse_age(text: str | None) -> float | None:
+    """``90s``, ``15m``, ``2h``, ``3d`` (or plain seconds) -> seconds; None stays None.
+
+    Raises:
+        ConfigError: Not a non-negative number with an optional unit.
+    """
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        value = float(text[:-1]) * units[text[-1]] if text[-1] in units else float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also rejects NaN
+        raise ConfigError(f"age {text!r}: use a non-negative number with s, m, h or d "
+                          "(e.g. 15m)")
+    return value
+
+
+def _status(value: str) -> str:
+    try:
+        return SagaStatus(value).value
+    except ValueError:
+        raise ConfigError(f"unknown saga status {value!r}; use one of "
+                          f"{', '.join(s.value for s in SagaStatus)}") from None

@@ -1,0 +1,124 @@
+"""A small refund desk for console tests: a saga that escalates until the desk is up.
+
+``charge`` takes money, ``reserve`` books stock, ``ship`` fails when the input
+says so; the rollback then needs ``refund``, which fails while the refund desk is
+down: the saga is escalated for a human. Every effect is kept per saga, so sagas
+of many tests share one desk without disturbing each other's snapshots.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from reversa import (
+    Engine,
+    PermanentError,
+    Registry,
+    Retry,
+    Saga,
+    SagaResult,
+    SnapshotContext,
+    Step,
+    StepContext,
+    Store,
+)
+
+FAST = Retry(max_attempts=2, initial_s=0.001, max_s=0.002)
+
+
+@dataclass
+class Desk:
+    """Money and stock per saga; refunds fail while ``refunds_up`` is False."""
+
+    refunds_up: bool = False
+    books: dict[str, dict[str, Any]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def book(self, saga_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self.books.setdefault(saga_id, {"charged": 0, "reserved": 0, "shipped": 0})
+
+
+DESK = Desk()
+
+
+def services() -> dict[str, Any]:
+    """The one desk of this process (the console imports this by its path)."""
+    return {"desk": DESK}
+
+
+def registry() -> Registry:
+    """The desk's handlers."""
+    reg = Registry()
+
+    def desk(ctx: Any) -> Desk:
+        found: Desk = ctx.services["desk"]
+        return found
+
+    @reg.action("desk.charge")
+    def charge(ctx: StepContext) -> dict[str, Any]:
+        desk(ctx).book(ctx.saga_id)["charged"] += int(ctx.input["amount"])
+        return {"charged": ctx.input["amount"]}
+
+    @reg.compensation("desk.refund")
+    def refund(ctx: StepContext) -> dict[str, Any]:
+        if not desk(ctx).refunds_up:
+            raise PermanentError("the refund desk is down (HTTP 503)")
+        desk(ctx).book(ctx.saga_id)["charged"] -= int(ctx.input["amount"])
+        return {"refunded": ctx.input["amount"]}
+
+    @reg.action("desk.reserve")
+    def reserve(ctx: StepContext) -> dict[str, Any]:
+        desk(ctx).book(ctx.saga_id)["reserved"] += 1
+        return {"reserved": 1}
+
+    @reg.compensation("desk.release")
+    def release(ctx: StepContext) -> dict[str, Any]:
+        desk(ctx).book(ctx.saga_id)["reserved"] -= 1
+        return {"released": 1}
+
+    @reg.action("desk.ship")
+    def ship(ctx: StepContext) -> dict[str, Any]:
+        if ctx.input.get("fail_ship"):
+            raise PermanentError("carrier rejected the parcel")
+        desk(ctx).book(ctx.saga_id)["shipped"] += 1
+        return {"shipped": 1}
+
+    @reg.compensation("desk.unship")
+    def unship(ctx: StepContext) -> dict[str, Any]:
+        desk(ctx).book(ctx.saga_id)["shipped"] -= 1
+        return {"recalled": 1}
+
+    @reg.snapshot("desk.snapshot")
+    def snapshot(ctx: SnapshotContext) -> dict[str, Any]:
+        return dict(desk(ctx).book(ctx.saga_id))
+
+    return reg
+
+
+def saga() -> Saga:
+    """charge -> reserve -> ship, each compensable."""
+    return Saga(
+        workflow="refund-desk", app="tests.console.flows:registry",
+        services="tests.console.flows:services", snapshot="desk.snapshot",
+        rollback_window_s=3600,
+        steps=[
+            Step(name="charge", action="desk.charge", compensation="desk.refund", retry=FAST,
+                 compensation_retry=FAST),
+            Step(name="reserve", action="desk.reserve", compensation="desk.release",
+                 depends_on=("charge",), retry=FAST, compensation_retry=FAST),
+            Step(name="ship", action="desk.ship", compensation="desk.unship",
+                 depends_on=("reserve",), retry=FAST, compensation_retry=FAST),
+        ],
+    )
+
+
+def run(store: Store, *, fail: bool, amount: int = 120, **engine: Any) -> SagaResult:
+    """Run one saga on ``store``: ``fail`` ends it escalated (refunds are down)."""
+    eng = Engine(registry(), store, services=services(), heartbeat=False, **engine)
+    try:
+        return eng.run(saga(), {"amount": amount, "fail_ship": fail})
+    finally:
+        eng.close()
