@@ -33,6 +33,7 @@ from .core.errors import (
     PreconditionFailed,
     ReversaError,
     ReversaSignal,
+    RollbackRequested,
     SchemaError,
     ShutdownRequested,
     StepError,
@@ -40,6 +41,7 @@ from .core.errors import (
     TransientError,
 )
 from .core.fencing import FenceGate
+from .core.governance import Approval, ApprovalKind, ApprovalStatus, Decision, FourEyes
 from .core.inspector import Inspector
 from .core.model import (
     CompensationKind,
@@ -52,6 +54,7 @@ from .core.model import (
     Saga,
     Step,
 )
+from .core.observe import Observer
 from .core.plan import Plan, validate
 from .core.registry import HandlerKind, Operation, Registry
 from .core.states import Phase, SagaStatus, StepStatus
@@ -60,6 +63,7 @@ from .core.views import (
     AttemptView,
     AuditEntry,
     EscalationView,
+    OutboxEntry,
     RollbackView,
     SagaResult,
     SagaSummary,
@@ -92,6 +96,9 @@ __all__ = [
     "LeaseLost", "NotFound", "SchemaError", "StepError", "TransientError", "PermanentError",
     "OutcomeUnknown", "PreconditionFailed", "AuditError", "ReversaSignal", "EmergencyStop",
     "Fenced", "PlanTampered",
-    "ShutdownRequested",
+    "ShutdownRequested", "RollbackRequested",
+    # governance
+    "Approval", "ApprovalKind", "ApprovalStatus", "Decision", "FourEyes", "OutboxEntry",
+    "Observer",
     "__version__",
 ]

@@ -24,7 +24,8 @@ One root, with retryability carried on the error itself (as Temporal's
     └── ReversaSignal                 must never be swallowed by user code
         ├── EmergencyStop             a safety stop: halt everything, escalate
         ├── StoreAbort                the store failed mid-run: stop, leave it in doubt
-        └── ShutdownRequested         SIGTERM: stop at a step boundary, hand the saga over
+        ├── ShutdownRequested         SIGTERM: stop at a step boundary, hand the saga over
+        └── RollbackRequested         an operator asked: stop at a step boundary, roll back
 
 Adapters translate vendor errors into the most specific class here at their
 boundary, so the engine decides retries and in-doubt handling from the type.
@@ -49,6 +50,7 @@ __all__ = [
     "PreconditionFailed",
     "ReversaError",
     "ReversaSignal",
+    "RollbackRequested",
     "SchemaError",
     "ShutdownRequested",
     "StepError",
@@ -214,6 +216,15 @@ class ShutdownRequested(ReversaSignal):
 
     Raised by the engine at the next step boundary: what has happened is
     recorded, the lease is released, and another worker continues the saga.
+    """
+
+
+class RollbackRequested(ReversaSignal):
+    """An operator asked for this running saga to be rolled back.
+
+    Raised by the engine at a step boundary (never inside a call), when the
+    saga's row carries a rollback request: the forward run stops there and the
+    request is acted upon (rolled back, or held for its approval).
     """
 
 

@@ -14,11 +14,14 @@ from sqlmodel import Session, col, select
 
 from .audit import AuditReport
 from .errors import ConfigError, NotFound, StoreError
+from .governance import Approval, ApprovalKind, ApprovalStatus
 from .states import SagaStatus
 from .store import Store
 from .store.read_models import (
+    ApprovalRecord,
     AuditRecord,
     EscalationRecord,
+    OutboxRecord,
     RollbackRecord,
     SagaRecord,
     StepRecord,
@@ -27,6 +30,7 @@ from .views import (
     AttemptView,
     AuditEntry,
     EscalationView,
+    OutboxEntry,
     RollbackView,
     SagaSummary,
     SagaView,
@@ -37,7 +41,7 @@ __all__ = ["Inspector"]
 
 _STARTS = {"step_started": "action", "compensation_started": "compensation",
            "forward_recovery_started": "forward_recovery"}
-_ENDS = {"step_completed", "step_attempt_failed", "compensation_completed",
+_ENDS = {"step_completed", "step_attempt_failed", "step_withdrawn", "compensation_completed",
          "compensation_attempt_failed", "forward_recovery_completed",
          "forward_recovery_attempt_failed"}
 _SUMMARY = tuple(col(c) for c in (
@@ -202,6 +206,7 @@ class Inspector:
                 comp_finished_at=s.comp_finished_at, history=history[s.name])
                 for s in steps],
             rollbacks=self.rollbacks(row.id), escalations=self.escalations(saga_id=row.id),
+            approvals=self.approvals(saga_id=row.id), rollback_requested=row.rollback_requested,
         )
 
     def steps(self, saga_id: str) -> list[StepView]:
@@ -262,6 +267,62 @@ class Inspector:
         with self.session() as session:
             rows = session.exec(query.order_by(col(RollbackRecord.id))).all()
         return [RollbackView.model_validate(r.model_dump()) for r in rows]
+
+
+    # -- governance --------------------------------------------------------------------
+    def approvals(
+        self,
+        *,
+        status: ApprovalStatus | str | None = None,
+        kind: ApprovalKind | str | None = None,
+        saga_id: str | None = None,
+    ) -> list[Approval]:
+        """Approvals (with that status, kind, saga), oldest first."""
+        query = select(ApprovalRecord)
+        if status is not None:
+            query = query.where(ApprovalRecord.status == _choice(ApprovalStatus, status))
+        if kind is not None:
+            query = query.where(ApprovalRecord.kind == _choice(ApprovalKind, kind))
+        if saga_id is not None:
+            query = query.where(ApprovalRecord.saga_id == saga_id)
+        with self.session() as session:
+            rows = session.exec(query.order_by(col(ApprovalRecord.id))).all()
+        return [Approval.model_validate(r.model_dump()) for r in rows]
+
+    def approval(self, approval_id: int) -> Approval:
+        """One approval with every decision.
+
+        Raises:
+            NotFound: There is no approval with that id.
+        """
+        with self.session() as session:
+            row = session.get(ApprovalRecord, approval_id)
+        if row is None:
+            raise NotFound(f"no approval #{approval_id} in {self.url}; list them with "
+                           "`reversa approvals list`")
+        return Approval.model_validate(row.model_dump())
+
+    def outbox(
+        self, *, pending: bool | None = None, saga_id: str | None = None, limit: int = 100
+    ) -> list[OutboxEntry]:
+        """Notifications in the outbox, oldest first (``pending``: not yet delivered)."""
+        query = select(OutboxRecord)
+        if pending is not None:
+            delivered = col(OutboxRecord.delivered_at)
+            query = query.where(delivered.is_(None) if pending else delivered.is_not(None))
+        if saga_id is not None:
+            query = query.where(OutboxRecord.saga_id == saga_id)
+        with self.session() as session:
+            rows = session.exec(query.order_by(col(OutboxRecord.id)).limit(limit)).all()
+        return [OutboxEntry.model_validate(r.model_dump()) for r in rows]
+
+
+def _choice(enum: type[ApprovalStatus] | type[ApprovalKind], value: str) -> str:
+    try:
+        return str(enum(value).value)
+    except ValueError:
+        raise ConfigError(f"unknown {enum.__name__} {value!r}; use one of "
+                          f"{', '.join(m.value for m in enum)}") from None
 
 
 def _status(value: SagaStatus | str) -> SagaStatus:

@@ -89,6 +89,12 @@ class LiveSaga:
     resolution: dict[str, Any] | None = None
     escalation_id: int | None = None
     last_rollback: dict[str, Any] | None = None
+    # An operator's rollback request seen on the saga row (by, reason, at,
+    # approval), and whether the next commit clears it (it was acted upon).
+    rollback_request: dict[str, Any] | None = None
+    consume_request: bool = False
+    # Governance rows (approvals, notifications) to write in the next commit.
+    side: list[Any] = field(default_factory=list)
 
     def move(self, new: SagaStatus) -> None:
         """Transition, enforcing the saga state machine."""

@@ -13,6 +13,8 @@ __all__ = [
     "Phase",
     "SagaStatus",
     "StepStatus",
+    "AT_REST_SAGA",
+    "TERMINAL_SAGA",
     "check_saga_transition",
     "check_step_transition",
 ]
@@ -43,7 +45,12 @@ class StepStatus(StrEnum):
 
 
 class SagaStatus(StrEnum):
-    """Per-saga states. ``resolved`` means a human closed an escalation."""
+    """Per-saga states. ``resolved`` means a human closed an escalation.
+
+    ``awaiting_approval``: recorded but held (nothing runs) until an approval is
+    decided; ``approved``: cleared to run (or to run on), waiting for a worker;
+    ``rejected``: an approval of its start was refused, nothing ran.
+    """
 
     RUNNING = "running"
     COMPLETED = "completed"
@@ -52,6 +59,9 @@ class SagaStatus(StrEnum):
     ESCALATED = "escalated"
     FAILED = "failed"
     RESOLVED = "resolved"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
 
 
 _S = StepStatus
@@ -80,7 +90,10 @@ STEP_TRANSITIONS: dict[StepStatus, frozenset[StepStatus]] = {
 
 _G = SagaStatus
 SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
-    _G.RUNNING: frozenset({_G.RUNNING, _G.COMPLETED, _G.COMPENSATING, _G.ESCALATED, _G.FAILED}),
+    # -> awaiting_approval: an operator's rollback that needs a second approver
+    # holds the saga at a step boundary until it is decided.
+    _G.RUNNING: frozenset({_G.RUNNING, _G.COMPLETED, _G.COMPENSATING, _G.ESCALATED, _G.FAILED,
+                           _G.AWAITING_APPROVAL}),
     # -> failed: the first step failed, nothing needed undoing, the predicate held.
     _G.COMPENSATING: frozenset(
         {_G.COMPENSATING, _G.COMPENSATED, _G.ESCALATED, _G.RUNNING, _G.FAILED}
@@ -88,13 +101,26 @@ SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
     _G.ESCALATED: frozenset(
         {_G.ESCALATED, _G.COMPENSATING, _G.COMPENSATED, _G.COMPLETED, _G.RESOLVED}
     ),
-    _G.COMPLETED: frozenset(),
+    # A completed saga is terminal for workers, but an operator may roll it back
+    # within its rollback window (directly, or once the rollback is approved).
+    _G.COMPLETED: frozenset({_G.COMPENSATING}),
     _G.COMPENSATED: frozenset(),
     _G.FAILED: frozenset(),
     _G.RESOLVED: frozenset(),
+    # approved: run (or run on) by a worker; rejected: its start was refused;
+    # compensating: an approved operator rollback of a held saga.
+    _G.AWAITING_APPROVAL: frozenset({_G.APPROVED, _G.REJECTED, _G.COMPENSATING}),
+    # -> failed: an operator stopped it before any step ran.
+    _G.APPROVED: frozenset({_G.RUNNING, _G.AWAITING_APPROVAL, _G.COMPENSATING, _G.FAILED}),
+    _G.REJECTED: frozenset(),
 }
 
-TERMINAL_SAGA = frozenset({_G.COMPLETED, _G.COMPENSATED, _G.FAILED, _G.RESOLVED})
+TERMINAL_SAGA = frozenset({_G.COMPLETED, _G.COMPENSATED, _G.FAILED, _G.RESOLVED, _G.REJECTED})
+"""Sagas that are over: no worker claims them (an operator rollback may reopen a completed one)."""
+
+AT_REST_SAGA = TERMINAL_SAGA | {_G.ESCALATED, _G.AWAITING_APPROVAL, _G.APPROVED}
+"""Sagas no process holds: their last write releases the lease. ``approved`` ones
+wait for any worker to claim them; escalated and awaiting ones for a human."""
 
 
 def check_step_transition(step: str, old: StepStatus, new: StepStatus) -> None:

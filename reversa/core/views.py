@@ -6,12 +6,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from .governance import Approval
 from .states import SagaStatus, StepStatus
 
 __all__ = [
     "AttemptView",
     "AuditEntry",
     "EscalationView",
+    "OutboxEntry",
     "RollbackView",
     "SagaResult",
     "SagaSummary",
@@ -148,6 +150,9 @@ class SagaView(_View):
     steps: list[StepView]
     rollbacks: list[RollbackView]
     escalations: list[EscalationView]
+    approvals: list[Approval] = []
+    rollback_requested: dict[str, Any] | None = None
+    """An operator's rollback request its owner has not acted on yet."""
 
     def step(self, name: str) -> StepView:
         """The step called ``name``."""
@@ -167,3 +172,25 @@ class SagaResult(_View):
     failed_step: str | None = None
     escalation_id: int | None = None
     rollback: dict[str, Any] | None = None
+
+
+class OutboxEntry(_View):
+    """One notification in the durable outbox, and how its delivery went.
+
+    ``delivered_at`` is set once every webhook it was meant for acknowledged it
+    (``delivered_to`` names them); ``next_attempt_at`` None with no
+    ``delivered_at`` means delivery was given up (``last_error`` says why).
+    """
+
+    id: int
+    event: str
+    saga_id: str
+    workflow: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    created_at: float
+    attempts: int
+    next_attempt_at: float | None
+    delivered_at: float | None
+    last_error: str | None
+    delivered_to: list[str]

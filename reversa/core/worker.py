@@ -1,10 +1,11 @@
 """Workers: finish sagas whose owner died, and watch for stalled ones (AG-166 4.8).
 
 A worker claims sagas whose lease expired (the owner stopped heartbeating) and
-continues them from the durable record. Its watchdog also finds live sagas that
-made no progress within their workflow's threshold, takes them over (the new
-fencing token locks the stuck owner out) and compensates them; a rollback
-stalled past its window is escalated with a state snapshot instead.
+continues them from the durable record -- rolling back those an operator asked
+to roll back -- and starts sagas whose start was approved (``approved``). Its
+watchdog also finds live sagas that made no progress within their workflow's
+threshold, takes them over (the new fencing token locks the stuck owner out)
+and compensates them; a rollback stalled past its window is escalated with a state snapshot instead.
 
 Every event is one record on the ``reversa.worker`` logger, with the event name
 and saga id as record attributes (``record.event``, ``record.saga``, and the
@@ -25,7 +26,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -33,6 +34,8 @@ from typing import Any
 from .clock import Clock
 from .engine import Engine
 from .errors import LeaseLost, PlanError, ReversaError
+from .governance import Governance
+from .observe import Observer
 from .registry import Registry
 from .states import TERMINAL_SAGA, SagaStatus
 from .store import Store
@@ -71,6 +74,8 @@ class Worker:
         stall_after_s: Default watchdog threshold; a saga's own
             ``stall_after_s`` overrides it per workflow.
         owner: Name in leases.
+        governance: Per-workflow four-eyes policy (see :class:`~reversa.Engine`).
+        observers: Engine observers (tracing).
     """
 
     def __init__(
@@ -85,9 +90,11 @@ class Worker:
         batch: int = 8,
         stall_after_s: float = 300.0,
         owner: str | None = None,
+        governance: Governance | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         self.engine = Engine(registry, store, clock=clock, services=services, owner=owner,
-                             lease_s=lease_s)
+                             lease_s=lease_s, governance=governance, observers=observers)
         self.store = store
         self.poll_s = poll_s
         self.batch = batch
@@ -111,7 +118,16 @@ class Worker:
         claimed = self.store.claim(self.engine.owner, self.engine.lease_s,
                                    limit=self.batch + len(self._unrunnable),
                                    statuses=[SagaStatus.RUNNING, SagaStatus.COMPENSATING])
-        taken = 0
+        taken = self._take(rnd, claimed, "owner lease expired", 0)
+        if taken < self.batch and not self._stop.is_set():
+            approved = self.store.claim(self.engine.owner, self.engine.lease_s,
+                                        limit=self.batch - taken + len(self._unrunnable),
+                                        statuses=[SagaStatus.APPROVED])
+            self._take(rnd, approved, "approved: cleared to run", taken)
+        return rnd
+
+    def _take(self, rnd: WorkerRound, claimed: list[tuple[str, int]], reason: str,
+              taken: int) -> int:
         for saga_id, token in claimed:
             if saga_id in self._unrunnable:
                 self.store.release(saga_id, token)
@@ -122,10 +138,11 @@ class Worker:
                 self.store.release(saga_id, token)
                 continue
             taken += 1
-            _event(logging.INFO, "claimed", saga_id, "owner lease expired",
-                   reason="lease_expired", token=token)
-            self._continue(rnd, saga_id, token, "owner lease expired")
-        return rnd
+            _event(logging.INFO, "claimed", saga_id, reason,
+                   reason="lease_expired" if reason.startswith("owner") else "approved",
+                   token=token)
+            self._continue(rnd, saga_id, token, reason)
+        return taken
 
     def watchdog(self) -> list[SagaResult]:
         """Find stalled sagas and compensate or escalate them."""

@@ -22,7 +22,7 @@ class CountingStore(Store):
 
 
 def test_sagas_in_flight_share_commits(store: Store) -> None:
-    counting = CountingStore(store.engine, store.clock)
+    counting = CountingStore(store.engine, clock=store.clock)
     counting.batches = []
     world = World(balances={"a": 10_000, "b": 0, "c": 0})
     world.fail["do:credit"] = reject()

@@ -103,9 +103,10 @@ def test_read_models_stay_out_of_every_schema_metadata() -> None:
     assert read_models.read_metadata is not schema.metadata
     assert set(schema.metadata.tables) == {"reversa_sagas", "reversa_steps", "reversa_audit",
                                            "reversa_escalations", "reversa_rollbacks",
-                                           "reversa_journal", "reversa_users",
-                                           "reversa_sessions", "reversa_api_tokens",
-                                           "reversa_schema"}
+                                           "reversa_schema", "reversa_journal",
+                                           "reversa_approvals", "reversa_outbox",
+                                           "reversa_users", "reversa_sessions",
+                                           "reversa_api_tokens"}
     for name, table in read_models.read_metadata.tables.items():
         mapped = schema.metadata.tables[name]
         assert {c.name for c in table.columns} == {c.name for c in mapped.columns}, name
@@ -202,7 +203,7 @@ def test_sqlite_writes_take_the_lock_up_front_and_reads_do_not(tmp_path: Path) -
     Inspector(store).sagas()
     assert begins and set(begins) == {"BEGIN"}
     begins.clear()
-    store.claim("w", 0.0, 1.0)
+    store.claim("w", 1.0)
     store.heartbeat([("nope", 1)], 1.0)
     assert begins == ["BEGIN IMMEDIATE", "BEGIN IMMEDIATE"]
     store.close()

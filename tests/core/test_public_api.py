@@ -18,6 +18,8 @@ EXPECTED = {
     "ReversaSignal", "EmergencyStop", "ShutdownRequested", "__version__",
     "Inspector", "SagaSummary",
     "Fence", "FenceGate", "EffectJournal", "JournalRecord", "Fenced", "PlanTampered",
+    "Approval", "ApprovalKind", "ApprovalStatus", "Decision", "FourEyes", "OutboxEntry",
+    "Observer", "RollbackRequested",
 }
 
 

@@ -32,8 +32,38 @@ def test_illegal_step_transitions_raise(old: StepStatus, new: StepStatus) -> Non
         check_step_transition("s", old, new)
 
 
-@pytest.mark.parametrize("terminal", [SagaStatus.COMPLETED, SagaStatus.COMPENSATED,
-                                      SagaStatus.FAILED, SagaStatus.RESOLVED])
+@pytest.mark.parametrize("terminal", [SagaStatus.COMPENSATED, SagaStatus.FAILED,
+                                      SagaStatus.RESOLVED, SagaStatus.REJECTED])
 def test_terminal_sagas_never_move(terminal: SagaStatus) -> None:
     with pytest.raises(IllegalTransition, match="none \\(terminal\\)"):
         check_saga_transition("x", terminal, SagaStatus.RUNNING)
+
+
+def test_a_completed_saga_moves_only_into_an_operator_rollback() -> None:
+    check_saga_transition("x", SagaStatus.COMPLETED, SagaStatus.COMPENSATING)
+    for new in (SagaStatus.RUNNING, SagaStatus.ESCALATED, SagaStatus.COMPENSATED):
+        with pytest.raises(IllegalTransition):
+            check_saga_transition("x", SagaStatus.COMPLETED, new)
+
+
+G = SagaStatus
+LEGAL_GOVERNED = [
+    (G.AWAITING_APPROVAL, G.APPROVED), (G.AWAITING_APPROVAL, G.REJECTED),
+    (G.AWAITING_APPROVAL, G.COMPENSATING), (G.APPROVED, G.RUNNING),
+    (G.RUNNING, G.AWAITING_APPROVAL), (G.APPROVED, G.FAILED),
+]
+ILLEGAL_GOVERNED = [
+    (G.AWAITING_APPROVAL, G.RUNNING), (G.AWAITING_APPROVAL, G.COMPLETED),
+    (G.APPROVED, G.COMPLETED), (G.REJECTED, G.APPROVED), (G.ESCALATED, G.AWAITING_APPROVAL),
+]
+
+
+@pytest.mark.parametrize(("old", "new"), LEGAL_GOVERNED)
+def test_legal_governed_transitions(old: SagaStatus, new: SagaStatus) -> None:
+    check_saga_transition("x", old, new)
+
+
+@pytest.mark.parametrize(("old", "new"), ILLEGAL_GOVERNED)
+def test_illegal_governed_transitions_raise(old: SagaStatus, new: SagaStatus) -> None:
+    with pytest.raises(IllegalTransition):
+        check_saga_transition("x", old, new)

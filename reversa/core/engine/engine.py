@@ -7,7 +7,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ..canonical import to_jsonable
@@ -16,22 +16,25 @@ from ..errors import (
     ConfigError,
     EmergencyStop,
     LeaseLost,
-    NotFound,
     PlanTampered,
     ReversaError,
     ShutdownRequested,
     StoreAbort,
 )
+from ..governance import Approval, FourEyes, Governance
 from ..inspector import Inspector
 from ..live import LiveSaga, LiveStep
 from ..model import Saga
+from ..observe import Observer
 from ..plan import Plan, validate
 from ..registry import Registry
-from ..states import TERMINAL_SAGA, SagaStatus, StepStatus
+from ..states import AT_REST_SAGA, TERMINAL_SAGA, SagaStatus, StepStatus
 from ..store import Store
 from ..views import AuditEntry, SagaResult, SagaView
+from .approvals import Governor
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .forward import forward
+from .governed import GovernanceApi
 from .recovery import continue_saga, load_live, tampered_reason
 from .rollback import rollback, run_recovery
 from .runtime import Runtime
@@ -41,7 +44,7 @@ __all__ = ["Engine"]
 T = TypeVar("T")
 
 
-class Engine:
+class Engine(GovernanceApi):
     """Runs sagas durably against a :class:`Store`.
 
     Args:
@@ -57,6 +60,11 @@ class Engine:
         heartbeat: Run a background thread extending held leases every
             ``lease_s / 3`` seconds (needed when a single step may run longer
             than the lease).
+        governance: Per-workflow :class:`~reversa.core.governance.FourEyes`
+            policy (``{"workflow" | "*": FourEyes(...)}``): which resolutions and
+            operator rollbacks need a second, distinct approver.
+        observers: Objects told when sagas, steps and compensations start and
+            finish (see :class:`~reversa.core.observe.Observer`); none costs nothing.
     """
 
     def __init__(
@@ -69,6 +77,8 @@ class Engine:
         owner: str | None = None,
         lease_s: float = 30.0,
         heartbeat: bool = True,
+        governance: Governance | None = None,
+        observers: Sequence[Observer] = (),
     ) -> None:
         if lease_s <= 0:
             raise ConfigError(f"lease_s={lease_s}; a lease must last more than 0 seconds")
@@ -76,7 +86,9 @@ class Engine:
         self.store = store
         self.clock: Clock = clock or SystemClock()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-        self._rt = Runtime(registry, store, self.clock, dict(services or {}), self.owner, lease_s)
+        self.governance: dict[str, FourEyes] = dict(governance or {})
+        self._rt = Runtime(registry, store, self.clock, dict(services or {}), self.owner, lease_s,
+                           governance=self.governance, observers=tuple(observers))
         self._local = threading.local()
         self._heartbeat_enabled = heartbeat
         self._heartbeat: threading.Thread | None = None
@@ -87,6 +99,7 @@ class Engine:
         # stop that saga here at once.
         self._tasks: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = {}
         self._tampered: dict[str, PlanTampered] = {}
+        self._gov = Governor(self)
 
     # -- running ----------------------------------------------------------------------
     def run(
@@ -103,28 +116,42 @@ class Engine:
         self, saga: Saga, input: Mapping[str, Any] | None = None, *, saga_id: str | None = None
     ) -> SagaResult:
         """Async form of :meth:`run`."""
-        plan = self._plan(saga)
-        now = self.clock.now()
-        sid = saga_id or uuid.uuid4().hex
-        live = LiveSaga(
-            id=sid, plan=plan, input=to_jsonable(dict(input or {})), status=SagaStatus.RUNNING,
-            steps={n: LiveStep(n, i) for i, n in enumerate(plan.order)}, token=1, seq=0,
-            head=plan.hash, created_at=now, updated_at=now, lease_owner=self.owner,
-            lease_expires_at=now + self._rt.lease_s, app=plan.saga.app,
-            services=plan.saga.services,
-        )
+        return await self._run(saga, input, saga_id=saga_id, by=None)
+
+    async def _run(self, saga: Saga, input: Mapping[str, Any] | None, *, saga_id: str | None,
+                   by: str | None) -> SagaResult:
+        live = self._new(saga, input, saga_id, SagaStatus.RUNNING)
         try:
             live.pre_state = await self._rt.snapshot(live)
         except Exception as exc:
             raise ReversaError(
-                f"snapshot {plan.saga.snapshot!r} failed before step 1, so nothing ran: {exc}; "
-                "fix the snapshot function or the services it reads"
+                f"snapshot {live.plan.saga.snapshot!r} failed before step 1, so nothing ran: "
+                f"{exc}; fix the snapshot function or the services it reads"
             ) from exc
-        live.log("plan_recorded", "ok", plan_hash=plan.hash, workflow=plan.saga.workflow,
-                 order=list(plan.order), owner=self.owner)
+        self._log_plan(live, by)
         if live.pre_state is not None:
             live.log("snapshot_taken", "pre_workflow", state=live.pre_state)
         return await self._drive(live, lambda: forward(self._rt, live))
+
+    def _new(self, saga: Saga, input: Mapping[str, Any] | None, saga_id: str | None,
+             status: SagaStatus) -> LiveSaga:
+        plan = self._plan(saga)
+        now = self.clock.now()
+        held = status is SagaStatus.RUNNING
+        return LiveSaga(
+            id=saga_id or uuid.uuid4().hex, plan=plan, input=to_jsonable(dict(input or {})),
+            status=status, steps={n: LiveStep(n, i) for i, n in enumerate(plan.order)}, token=1,
+            seq=0, head=plan.hash, created_at=now, updated_at=now,
+            lease_owner=self.owner if held else None,
+            lease_expires_at=now + self._rt.lease_s if held else None, app=plan.saga.app,
+            services=plan.saga.services,
+        )
+
+    def _log_plan(self, live: LiveSaga, by: str | None) -> None:
+        plan = live.plan
+        who: dict[str, Any] = {} if by is None else {"requested_by": by}
+        live.log("plan_recorded", "ok", plan_hash=plan.hash, workflow=plan.saga.workflow,
+                 order=list(plan.order), owner=self.owner, **who)
 
     def _plan(self, saga: Saga) -> Plan:
         # Agents run the same definition many times: validate (and hash) it once
@@ -263,7 +290,7 @@ class Engine:
             if lost:
                 with self._lock:
                     self._rt.held.pop(live.id, None)
-            elif live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED:
+            elif live.status in AT_REST_SAGA:
                 self._release(live)
         return _result(live)
 
@@ -300,44 +327,44 @@ class Engine:
     # -- human review -----------------------------------------------------------------
     def resolve(
         self, escalation_id: int, *, action: str, author: str, note: str = ""
-    ) -> SagaResult:
+    ) -> SagaResult | Approval:
         """Resolve an escalation: ``retry`` the rollback, ``forward_recovery``, or
         ``mark_resolved`` (the human fixed it outside Reversa).
 
         The resolution, its author and note are recorded on the escalation and
-        in the audit chain.
+        in the audit chain. When the engine's four-eyes policy applies to the
+        saga (see ``governance``), nothing runs yet: the author's resolution is
+        recorded as a pending ``resolution`` :class:`~reversa.Approval`, which is
+        returned, and it executes when another identity approves it
+        (:meth:`approve`).
+
+        Raises:
+            ConfigError: Unknown action, no author, or a resolution of this
+                escalation is already waiting for approval.
+            NotFound: No open escalation with that id.
         """
         return self._sync(self.resolve_async(escalation_id, action=action, author=author,
                                              note=note))
 
     async def resolve_async(
         self, escalation_id: int, *, action: str, author: str, note: str = ""
-    ) -> SagaResult:
+    ) -> SagaResult | Approval:
         """Async form of :meth:`resolve`."""
-        actions = ("retry", "forward_recovery", "mark_resolved")
-        if action not in actions:
-            raise ConfigError(f"unknown resolution {action!r}; use one of {', '.join(actions)}")
-        if not author.strip():
-            raise ConfigError("a resolution needs an author (who takes responsibility)")
-        rows = self.store.rows("escalations", id=escalation_id)
-        if not rows or rows[0]["status"] != "open":
-            raise NotFound(f"no open escalation #{escalation_id}; list them with "
-                           "`reversa escalations list`")
-        # mark_resolved runs no handler, so it must not need the workflow's code.
-        live = self._claim(rows[0]["saga_id"], handlers=action != "mark_resolved")
-        if live.status is not SagaStatus.ESCALATED:
-            self._release(live)
-            raise ConfigError(f"saga {live.id} is {live.status}, not escalated")
-        tampered = self._tampered.pop(live.id, None)
-        if tampered is not None and action != "mark_resolved":
-            self.store.release(live.id, live.token)
-            raise tampered
+        return await self._gov.resolve(escalation_id, action=action, author=author, note=note)
+
+    async def _resolve_claimed(
+        self, live: LiveSaga, escalation_id: int, action: str, author: str, note: str,
+        approved_by: list[str] | None = None,
+    ) -> SagaResult:
         # The escalation row, its audit entry and the saga's next state share one
         # commit: a crash leaves either all of them or none.
         live.resolution = {"escalation": escalation_id, "resolution": action,
                            "author": author, "note": note}
+        extra: dict[str, Any] = {}
+        if approved_by is not None:
+            live.resolution["approved_by"] = extra["approved_by"] = approved_by
         live.log("escalation_resolved", action, escalation=escalation_id, author=author,
-                 note=note)
+                 note=note, **extra)
 
         async def body() -> None:
             if action == "mark_resolved":
@@ -391,7 +418,7 @@ class Engine:
             self._rt.held.pop(live.id, None)
         # A saga at rest released its lease in its last commit (see Store._write);
         # only one stopped for another reason still holds it here.
-        at_rest = live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED
+        at_rest = live.status in AT_REST_SAGA
         if live.created and not (at_rest and not live.events):
             self.store.release(live.id, live.token)
 

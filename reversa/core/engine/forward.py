@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import RollbackRequested
 from ..live import LiveSaga
 from ..model import OnFailure, Step
 from ..registry import HandlerKind
@@ -22,6 +23,7 @@ from .calls import (
     settle_timed_out,
     with_retries,
 )
+from .operator import on_request
 from .rollback import rollback
 from .runtime import Runtime
 
@@ -35,7 +37,14 @@ async def forward(rt: Runtime, live: LiveSaga) -> None:
             st = live.steps[name]
             if st.status in (StepStatus.COMPLETED, StepStatus.SKIPPED):
                 continue
-            failure = await _run_step(rt, live, live.plan.step(name))
+            try:
+                failure = await _run_step(rt, live, live.plan.step(name))
+            except RollbackRequested:
+                # An operator's request, seen at this step boundary: roll back, hold
+                # for its approval, or (rejected meanwhile) run on.
+                if await on_request(rt, live):
+                    break
+                return
             if failure is not None:
                 retry = await on_failure(rt, live, name, failure)
                 if retry:
@@ -45,6 +54,10 @@ async def forward(rt: Runtime, live: LiveSaga) -> None:
             live.move(SagaStatus.COMPLETED)
             live.log("saga_completed", "ok")
             await rt.flush(live)
+            if live.rollback_request is not None:
+                # Requested while the last step ran: a completed saga is rolled back
+                # (its window starts now).
+                await on_request(rt, live)
             return
 
 
@@ -53,13 +66,22 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
     fn = rt.registry.get(HandlerKind.ACTION, spec.action)
 
     async def attempt() -> Any:
-        rt.boundary()
+        rt.boundary(live)
         st.attempts += 1
         st.move(StepStatus.RUNNING)
         st.started_at = st.started_at or rt.clock.now()
         live.log("step_started", "intent", step=spec.name, phase=Phase.ACTION.value,
                  attempt=st.attempts, key=rt.key(live, spec.name, Phase.ACTION))
         await rt.flush(live)  # the intent is durable before the side effect
+        if live.rollback_request is not None and st.attempts == 1:
+            # The request came back with this very commit (it was made while the
+            # previous step ran): the call has not been made, so its intent is
+            # withdrawn and the saga stops at this boundary after all.
+            st.move(StepStatus.PENDING)
+            st.attempts, st.started_at = 0, None
+            live.log("step_withdrawn", "rollback_requested", step=spec.name,
+                     phase=Phase.ACTION.value, attempt=1)
+            raise RollbackRequested("an operator requested a rollback")
         ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
         try:
             try:

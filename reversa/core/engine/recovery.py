@@ -11,18 +11,20 @@ import json
 from typing import Any
 
 from ..context import Probe
-from ..errors import PlanError, PlanTampered
+from ..errors import PlanError, PlanTampered, ReversaError
 from ..live import LiveSaga, LiveStep
 from ..model import OnCrash, Saga, Step
 from ..plan import Plan, verify_stored
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
+from ..store.governance import DecideApproval
 from .calls import classify, invoke
 from .forward import forward
-from .rollback import rollback
+from .operator import on_request
+from .rollback import decisions_of, rollback
 from .runtime import Runtime
 
-__all__ = ["continue_saga", "load_live", "tampered_reason"]
+__all__ = ["continue_saga", "load_live", "start_approved", "tampered_reason"]
 
 
 def load_live(
@@ -67,7 +69,7 @@ def load_live(
         error=row["error"], rollback_started_at=row["rollback_started_at"],
         checkpoint=row["checkpoint"], resumes=row["resumes"], lease_owner=rt.owner,
         lease_expires_at=row["lease_expires_at"], created=True, app=row["app"],
-        services=row["services"],
+        services=row["services"], rollback_request=_load(row.get("rollback_requested")),
     )
 
 
@@ -82,6 +84,14 @@ async def continue_saga(
     live.log("recovered", "claimed", owner=rt.owner, token=live.token, reason=reason)
     if stalled:
         live.log("watchdog_stalled", "taking_over", reason=reason)
+    if live.status is SagaStatus.APPROVED and not await start_approved(rt, live):
+        await forward(rt, live)
+        return
+    # A running saga whose owner died before reaching a step boundary: act on the
+    # operator's request here (an in-doubt step is settled by the rollback).
+    if (live.status is SagaStatus.RUNNING and live.rollback_request is not None
+            and not await on_request(rt, live)):
+        return
     if live.status is SagaStatus.RUNNING:
         in_doubt = [n for n, s in live.steps.items() if s.status is StepStatus.RUNNING]
         if live.plan.saga.on_crash is OnCrash.RESUME and not stalled:
@@ -99,6 +109,35 @@ async def continue_saga(
         await rollback(rt, live, scope=_scope(live), checkpoint=live.checkpoint)
         return
     await rt.flush(live)
+
+
+async def start_approved(rt: Runtime, live: LiveSaga) -> bool:
+    """Set an approved saga running: from step 1 (snapshot first), or on from where
+    it was held. Returns True when a step is in doubt (recover it as a crashed run).
+
+    Raises:
+        ReversaError: The snapshot failed: nothing ran, the saga stays approved.
+    """
+    fresh = all(s.status is StepStatus.PENDING for s in live.steps.values())
+    if fresh:
+        try:
+            live.pre_state = await rt.snapshot(live)
+        except Exception as exc:
+            raise ReversaError(
+                f"saga {live.id}: snapshot {live.plan.saga.snapshot!r} failed before step 1, "
+                f"so nothing ran and the saga stays approved: {exc}; fix the snapshot "
+                "function or the services it reads") from exc
+        if live.pre_state is not None:
+            live.log("snapshot_taken", "pre_workflow", state=live.pre_state)
+        for row in rt.store.rows("approvals", saga_id=live.id, kind="start"):
+            if row["status"] == "approved":
+                live.side.append(DecideApproval(
+                    row["id"], row["version"], live.id, live.plan.saga.workflow, "start",
+                    "executed", decisions_of(row), decided=True,
+                    outcome=f"started by {rt.owner}"))
+    live.move(SagaStatus.RUNNING)
+    live.log("saga_started" if fresh else "saga_resumed", "approved", owner=rt.owner)
+    return any(s.status is StepStatus.RUNNING for s in live.steps.values())
 
 
 def _scope(live: LiveSaga) -> list[str] | None:

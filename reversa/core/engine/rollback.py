@@ -13,6 +13,7 @@ request carrying it can no longer land; without a block the step escalates.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from ..canonical import to_jsonable
@@ -22,6 +23,7 @@ from ..live import LiveSaga
 from ..model import OnInfeasible, Reversibility
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
+from ..store.governance import DecideApproval, approval_row
 from .calls import (
     AttemptTimedOut,
     classify,
@@ -34,7 +36,7 @@ from .calls import (
 from .dryrun import DryRunReport, dry_run, rollback_targets
 from .runtime import Runtime, as_checks
 
-__all__ = ["rollback"]
+__all__ = ["decisions_of", "log_request", "rollback", "take_request"]
 
 
 UNSETTLED = "in_doubt:unsettled"
@@ -68,11 +70,16 @@ async def rollback(
     scope: list[str] | None = None,
     checkpoint: str | None = None,
     end_status: SagaStatus = SagaStatus.COMPENSATED,
+    requested: dict[str, Any] | None = None,
 ) -> bool:
     """Roll ``live`` back (all of it, or ``scope``). Returns True when consistent.
 
+    ``requested``: who asked for it (an operator's rollback), for the record.
     On False the saga has been escalated.
     """
+    if live.rollback_request is not None and end_status is not SagaStatus.RUNNING:
+        # (A rollback that resumes forward leaves it for the next step boundary.)
+        _already_rolling_back(rt, live)
     now = rt.clock.now()
     if live.status is not SagaStatus.COMPENSATING:
         live.move(SagaStatus.COMPENSATING)
@@ -94,12 +101,48 @@ async def rollback(
         "detected_at": detected, "pre_state": live.pre_state, "dry_run": report.to_dict(),
         "compensations": [], "error": live.error,
     }
+    if requested is not None:
+        record["requested"] = requested
     if not report.feasible:
         return await _infeasible(rt, live, report, record, deadline)
     done = await _undo_all(rt, live, targets, deadline, record)
     if isinstance(done, str):
         return await _finish_escalated(rt, live, record, done)
     return await _conclude(rt, live, record, checkpoint, end_status)
+
+
+def take_request(live: LiveSaga) -> dict[str, Any]:
+    """Consume a saga's pending rollback request: the next commit clears the flag."""
+    request = live.rollback_request or {}
+    live.rollback_request = None
+    live.consume_request = True
+    return request
+
+
+def decisions_of(row: dict[str, Any]) -> list[dict[str, Any]]:
+    """The decisions recorded on an approval row."""
+    return list(json.loads(row["decisions_json"]))
+
+
+def log_request(live: LiveSaga, request: dict[str, Any], outcome: str) -> None:
+    """Record an operator's rollback request in the saga's chain."""
+    live.log("rollback_requested", outcome, by=request.get("by"), reason=request.get("reason"),
+             requested_at=request.get("at"), approval=request.get("approval"))
+
+
+def _already_rolling_back(rt: Runtime, live: LiveSaga) -> None:
+    # Requested while a failure's rollback was starting: the request is moot, but
+    # it is recorded, and an approval it waited for will never run.
+    request = take_request(live)
+    log_request(live, request, "already_rolling_back")
+    if request.get("approval") is None:
+        return
+    row = approval_row(rt.store, int(request["approval"]))
+    if row["status"] in ("pending", "approved"):
+        live.side.append(DecideApproval(
+            row["id"], row["version"], live.id, live.plan.saga.workflow, row["kind"],
+            "failed", decisions_of(row), decided=True,
+            outcome="the saga was already rolling back after a failure"))
 
 
 async def _undo_all(

@@ -10,7 +10,7 @@ from typing import Any
 from ..canonical import to_jsonable
 from ..clock import Clock
 from ..context import Check, PredicateContext, SnapshotContext, StepContext, idempotency_key
-from ..errors import ShutdownRequested
+from ..errors import RollbackRequested, ShutdownRequested
 from ..live import LiveSaga
 from ..model import Step
 from ..registry import HandlerKind, Registry
@@ -36,11 +36,16 @@ class Runtime:
     lost: set[str] = field(default_factory=set)
     committer: GroupCommitter | None = None
     stopping: threading.Event = field(default_factory=threading.Event)
+    governance: Mapping[str, Any] | None = None
+    observers: tuple[Any, ...] = ()
 
-    def boundary(self) -> None:
-        """A step boundary: the one place a graceful shutdown may stop a saga."""
+    def boundary(self, live: LiveSaga | None = None) -> None:
+        """A step boundary: the one place a graceful shutdown, or (for a forward
+        run, ``live`` given) an operator's rollback request, may stop a saga."""
         if self.stopping.is_set():
             raise ShutdownRequested("shutting down: the saga is handed to another worker")
+        if live is not None and live.rollback_request is not None:
+            raise RollbackRequested("an operator requested a rollback")
 
     # -- durable writes ---------------------------------------------------------------
     async def flush(

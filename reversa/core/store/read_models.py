@@ -32,8 +32,10 @@ from sqlmodel import Field, SQLModel
 from ..states import SagaStatus, StepStatus
 
 __all__ = [
+    "ApprovalRecord",
     "AuditRecord",
     "EscalationRecord",
+    "OutboxRecord",
     "ReadModel",
     "RollbackRecord",
     "SagaRecord",
@@ -110,6 +112,11 @@ class SagaRecord(ReadModel, table=True):
     app: str | None = Field(default=None, description="Import path of the saga's registry.")
     services: str | None = Field(default=None,
                                  description="Import path of its services factory.")
+    heartbeat_at: float | None = Field(default=None,
+                                       description="Last heartbeat (progress), store clock.")
+    rollback_requested: dict[str, Any] | None = Field(
+        default=None, sa_column=Column("rollback_requested", JsonText),
+        description="An operator's rollback request its owner has not acted on yet.")
 
 
 class StepRecord(ReadModel, table=True):
@@ -187,3 +194,44 @@ class RollbackRecord(ReadModel, table=True):
     record: dict[str, Any] = Field(sa_column=Column("record_json", JsonText, nullable=False))
     predicate_ok: bool | None = Field(default=None, sa_column=Column("predicate_ok", Boolean))
 
+
+
+class ApprovalRecord(ReadModel, table=True):
+    """A row of ``reversa_approvals``: what is held back, who asked, who decided."""
+
+    __tablename__ = "reversa_approvals"
+
+    id: int = Field(primary_key=True)
+    kind: str
+    status: str
+    saga_id: str
+    workflow: str
+    requested_by: str
+    requested_at: float
+    reason: str = Field(sa_column=Column("reason", Text, nullable=False))
+    payload: dict[str, Any] = Field(sa_column=Column("payload_json", JsonText, nullable=False))
+    decisions: list[dict[str, Any]] = Field(
+        sa_column=Column("decisions_json", JsonText, nullable=False))
+    required: int
+    decided_at: float | None = None
+    outcome: str | None = Field(default=None, sa_column=Column("outcome", Text))
+    version: int = 0
+
+
+class OutboxRecord(ReadModel, table=True):
+    """A row of ``reversa_outbox``: one notification and its delivery state."""
+
+    __tablename__ = "reversa_outbox"
+
+    id: int = Field(primary_key=True)
+    event: str
+    saga_id: str
+    workflow: str
+    payload: dict[str, Any] = Field(sa_column=Column("payload_json", JsonText, nullable=False))
+    idempotency_key: str
+    created_at: float
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    delivered_at: float | None = None
+    last_error: str | None = Field(default=None, sa_column=Column("last_error", Text))
+    delivered_to: list[str] = Field(sa_column=Column("delivered_to", JsonText, nullable=False))

@@ -29,8 +29,8 @@ from sqlalchemy import (
 from ..errors import SchemaError
 
 __all__ = [
-    "MIGRATIONS", "api_tokens", "journal", "metadata", "migrate", "schema_version", "sessions",
-    "users",
+    "MIGRATIONS", "api_tokens", "approvals", "journal", "metadata", "migrate", "outbox",
+    "schema_version", "sessions", "users",
 ]
 
 metadata = MetaData()
@@ -65,10 +65,14 @@ def _sagas_table(meta: MetaData, *, version: int) -> Table:
     if version >= 6:
         # The last heartbeat: progress for the watchdog, on the store's clock.
         columns.append(Column("heartbeat_at", Float))
+    if version >= 7:
+        # An operator's pending rollback request (JSON: by, reason, at, approval),
+        # set by anyone, consumed by the saga's owner at its next step boundary.
+        columns.append(Column("rollback_requested", Text))
     return Table("reversa_sagas", meta, *columns)
 
 
-sagas = _sagas_table(metadata, version=6)
+sagas = _sagas_table(metadata, version=7)
 
 
 def _steps_table(meta: MetaData, *, version: int) -> Table:
@@ -157,6 +161,45 @@ journal = Table(
     Column("token", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+approvals = Table(
+    "reversa_approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("workflow", String(128), nullable=False),
+    Column("requested_by", String(256), nullable=False),
+    Column("requested_at", Float, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("payload_json", Text, nullable=False),
+    Column("decisions_json", Text, nullable=False),
+    Column("required", Integer, nullable=False),
+    Column("decided_at", Float),
+    # What executing it did (or why it could not), once decided.
+    Column("outcome", Text),
+    # Optimistic concurrency: every decision bumps it, a stale one is refused.
+    Column("version", Integer, nullable=False),
+)
+
+outbox = Table(
+    "reversa_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event", String(64), nullable=False),
+    Column("saga_id", String(64), nullable=False),
+    Column("workflow", String(128), nullable=False),
+    Column("payload_json", Text, nullable=False),
+    Column("idempotency_key", String(256), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", Float),
+    Column("delivered_at", Float),
+    Column("last_error", Text),
+    # Webhooks (by name) that already acknowledged it: a retry skips them.
+    Column("delivered_to", Text, nullable=False),
 )
 
 # The review console's accounts (reversa.console): who may look and act. Secrets are
@@ -262,13 +305,33 @@ def _v6(conn: Connection) -> None:
 
 
 def _v7(conn: Connection) -> None:
+    # Governance: approvals (start, resolution, rollback), the notification outbox
+    # written in the same commit as the event it announces, the operator's
+    # rollback flag, and a partial index so metrics count compensation failures
+    # without scanning the log (only failure rows enter it: the per-step audit
+    # insert pays nothing).
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_sagas")}
+    if "rollback_requested" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN rollback_requested TEXT"))
+    approvals.create(conn, checkfirst=True)
+    outbox.create(conn, checkfirst=True)
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reversa_approvals_status "
+                      "ON reversa_approvals (status)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reversa_outbox_due "
+                      "ON reversa_outbox (delivered_at, next_attempt_at)"))
+    conn.execute(text("CREATE INDEX IF NOT EXISTS ix_reversa_audit_comp_failures "
+                      "ON reversa_audit (event) WHERE event IN "
+                      "('compensation_failed', 'compensation_attempt_failed')"))
+
+
+def _v8(conn: Connection) -> None:
     # Console users, their login sessions and machine API tokens live next to the
     # sagas they govern: one store to back up, one place to audit.
     for table in (users, sessions, api_tokens):
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

@@ -34,9 +34,10 @@ from ..canonical import sha256_hex
 from ..clock import Clock
 from ..errors import ConfigError, LeaseLost, NotFound, SchemaError, StoreError
 from ..live import LiveSaga
-from ..states import TERMINAL_SAGA, SagaStatus
+from ..states import AT_REST_SAGA, TERMINAL_SAGA, SagaStatus
 from . import schema as t
 from .engines import WRITE, postgres_engine, sqlite_engine
+from .governance import Notify, apply_side
 from .writer import Writer, Written
 
 __all__ = ["Store", "resolve_url"]
@@ -258,6 +259,7 @@ class Store:
                 self._writer.committed(live, written)
                 live.created = True
                 live.resolution = None
+                live.side.clear()
         return out
 
     def _write_one(
@@ -271,10 +273,37 @@ class Store:
     ) -> Written:
         if not live.created:
             self._writer.create(cur, live, live.app)
+        sqlite = self.dialect == "sqlite"
+        if live.side:
+            apply_side(cur, sqlite, live.side, now, first=True)
         written = self._writer.write(cur, live, now, escalation, rollback, lease)
         if live.resolution is not None:
             self._resolve(cur, live.resolution, now)
+        if live.side:
+            apply_side(cur, sqlite, live.side, now, first=False)
+        if escalation is not None or live.resolution is not None:
+            self._announce(cur, live, escalation, written, now)
         return written
+
+    def _announce(self, cur: Any, live: LiveSaga, escalation: dict[str, Any] | None,
+                  written: Written, now: float) -> None:
+        # The outbox row shares the commit of the event it announces: a crash
+        # loses neither, and a dispatcher delivers it later (reversa.notify).
+        workflow = live.plan.saga.workflow
+        if live.resolution is not None:
+            res = live.resolution
+            Notify("escalation.resolved", live.id, workflow, res["escalation"], {
+                "escalation": res["escalation"], "resolution": res["resolution"],
+                "author": res["author"], "note": res["note"],
+                "approved_by": res.get("approved_by", []),
+            }).apply(cur, self.dialect == "sqlite", now)
+        if escalation is not None and written.escalation_id is not None:
+            Notify("escalation.opened", live.id, workflow, written.escalation_id, {
+                "escalation": written.escalation_id, "reason": escalation["reason"],
+                "failed_step": live.failed_step, "error": live.error,
+                "steps_in_effect": [s["step"] for s in escalation["report"].get("steps", [])
+                                    if s.get("effect_remains")],
+            }).apply(cur, self.dialect == "sqlite", now)
 
     def _resolve(self, cur: Any, resolution: dict[str, Any], now: float) -> None:
         # Inside the saga's fenced write, so the escalation row, the audit entry
@@ -493,7 +522,9 @@ class Store:
 
         Judged on the store's clock. Each row carries ``now`` (that clock's time).
         """
-        live = [s.value for s in SagaStatus if s not in TERMINAL_SAGA and s != SagaStatus.ESCALATED]
+        # Sagas at rest wait for a human (escalated, awaiting approval) or for any
+        # worker's claim (approved): none of them is a stalled run.
+        live = [s.value for s in SagaStatus if s not in AT_REST_SAGA]
         s = t.sagas.c
         query = select(s.id, s.workflow, s.status, s.updated_at, s.heartbeat_at, s.plan_json,
                        s.rollback_started_at, s.lease_expires_at).where(s.status.in_(live))

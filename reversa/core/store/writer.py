@@ -8,6 +8,7 @@ style. SQLAlchemy still owns the pool, the schema and every other query.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from ..audit import entry_hash
 from ..canonical import canonical_json
 from ..errors import LeaseLost, StoreError
 from ..live import LiveSaga
-from ..states import TERMINAL_SAGA, SagaStatus
+from ..states import AT_REST_SAGA
 
 __all__ = ["Writer"]
 
@@ -53,8 +54,13 @@ class Writer:
         self.db_time = now_sql is not None
         self.saga_update = (
             f"UPDATE reversa_sagas SET {', '.join(f'{c} = {p}' for c in _SAGA_SET)}, "
-            f"lease_expires_at = {lease} "
-            f"WHERE id = {p} AND lease_token = {p} AND audit_seq = {p}")
+            f"lease_expires_at = {lease}, "
+            # An operator's rollback request is set by others: only cleared (once
+            # consumed) here, and read back with every commit, so the owner sees it
+            # at its next step boundary without a query of its own.
+            f"rollback_requested = CASE WHEN {p} = 1 THEN NULL ELSE rollback_requested END "
+            f"WHERE id = {p} AND lease_token = {p} AND audit_seq = {p} "
+            "RETURNING rollback_requested")
         self.step_update = (
             f"UPDATE reversa_steps SET {', '.join(f'{c} = {p}' for c in _STEP_SET)} "
             f"WHERE saga_id = {p} AND name = {p}")
@@ -130,15 +136,16 @@ class Writer:
             digest = entry_hash(head, entry)
             rows.append((*(entry[c] for c in _AUDIT_COLS[:-2]), head, digest))
             head = digest
-        at_rest = live.status in TERMINAL_SAGA or live.status is SagaStatus.ESCALATED
+        at_rest = live.status in AT_REST_SAGA
         # The saga row goes first: a stale writer fails here, before anything else.
         cur.execute(self.saga_update, (
             live.status.value, now, live.failed_step, live.error, live.rollback_started_at,
             live.checkpoint, live.resumes, seq, head, _dump(live.pre_state),
             # The end state and the lease release share one commit.
             None if at_rest else live.lease_owner, None if at_rest else lease,
-            live.id, live.token, old_seq))
-        if cur.rowcount != 1:
+            1 if live.consume_request else 0, live.id, live.token, old_seq))
+        returned = cur.fetchone()
+        if returned is None:
             raise LeaseLost(
                 f"saga {live.id}: lease token {live.token} is no longer current (another "
                 "worker took the saga over); this worker stops touching it",
@@ -163,7 +170,8 @@ class Writer:
                 live.id, rollback.get("failed_step"), rollback["scope"], rollback["outcome"],
                 rollback["detected_at"], rollback["finished_at"], rollback["duration_s"],
                 canonical_json(rollback), rollback.get("predicate", {}).get("ok")))
-        return Written(seq, head, int(escalation_id) if escalation_id is not None else None)
+        return Written(seq, head, int(escalation_id) if escalation_id is not None else None,
+                       returned[0])
 
     @staticmethod
     def committed(live: LiveSaga, written: Written) -> None:
@@ -172,6 +180,9 @@ class Writer:
         live.events.clear()
         for s in live.steps.values():
             s.dirty = False
+        live.consume_request = False
+        if written.rollback_request is not None:
+            live.rollback_request = json.loads(written.rollback_request)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +192,8 @@ class Written:
     seq: int
     head: str
     escalation_id: int | None
+    rollback_request: str | None = None
+    """An operator's rollback request pending on the saga row (JSON), if any."""
 
 
 def _insert(table: str, cols: tuple[str, ...], p: str) -> str:
