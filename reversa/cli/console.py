@@ -61,6 +61,9 @@ def console_command(
     secure_cookies: Annotated[bool, typer.Option(
         "--secure-cookies", help="Mark cookies Secure (behind a TLS-terminating proxy).")]
     = False,
+    policy: Annotated[str | None, typer.Option(
+        "--policy", help="Governance policy (TOML, [four_eyes.<workflow>] tables): which "
+        "resolutions and rollbacks need a second, distinct approver.")] = None,
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         "--trusted-proxy", help="Address of a reverse proxy whose X-Forwarded-For/-Proto "
         "headers are believed (repeatable).")] = None,
@@ -70,7 +73,12 @@ def console_command(
     import uvicorn
 
     from ..console import Accounts, Code, ConsoleSettings, create_app
+    from ..core.governance import load_policy
 
+    try:
+        governance = load_policy(policy) if policy else {}
+    except ReversaError as exc:
+        fail(exc.message)
     store = open_store(db)
     try:
         if not Accounts(store, clock=store.now).users():
@@ -84,7 +92,8 @@ def console_command(
         sys.stderr.write(f"warning: serving on {host} without --secure-cookies; put the console "
                          "behind a TLS-terminating proxy (see docs/console.md)\n")
     app = create_app(store, code=Code(app_ or [], services, trust_recorded=trust),
-                     settings=ConsoleSettings(secure_cookies=secure_cookies))
+                     settings=ConsoleSettings(secure_cookies=secure_cookies),
+                     engine_options={"governance": governance})
     config = uvicorn.Config(app, proxy_headers=bool(trusted_proxy),
                             forwarded_allow_ips=",".join(trusted_proxy or []) or None,
                             log_level="info", server_header=False)

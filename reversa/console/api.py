@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from ..core.governance import Approval
 from ..core.views import AuditEntry, EscalationView, SagaResult, SagaSummary, SagaView
 from .accounts import Role
 from .graph import layout, render_svg
@@ -28,6 +29,7 @@ router = APIRouter(prefix="/api", tags=["api"])
 
 Viewer = Annotated[Principal, Depends(needs(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(needs(Role.OPERATOR))]
+Approver = Annotated[Principal, Depends(needs(Role.APPROVER))]
 Admin = Annotated[Principal, Depends(needs(Role.ADMIN))]
 
 
@@ -53,6 +55,35 @@ class ResolveIn(BaseModel):
 
     action: Literal["retry", "forward_recovery", "mark_resolved"]
     note: str = Field("", max_length=4000, description="Why; recorded in the audit chain.")
+
+
+class ActionOut(BaseModel):
+    """What a resolution or a rollback request did: ran (``done``, with the saga's
+    result) or waits for a second approver (``pending_approval``, with the approval)."""
+
+    outcome: Literal["done", "pending_approval"]
+    result: SagaResult | None = None
+    approval: Approval | None = None
+
+    @classmethod
+    def of(cls, value: SagaResult | Approval) -> ActionOut:
+        """Wrap what the engine returned."""
+        if isinstance(value, Approval):
+            return cls(outcome="pending_approval", approval=value)
+        return cls(outcome="done", result=value)
+
+
+class RollbackIn(BaseModel):
+    """An operator's rollback request."""
+
+    reason: str = Field(min_length=1, max_length=4000,
+                        description="Why; recorded in the audit chain.")
+
+
+class DecisionIn(BaseModel):
+    """An approver's verdict (a rejection needs a note)."""
+
+    note: str = Field("", max_length=4000)
 
 
 class AuditOut(BaseModel):
@@ -146,13 +177,55 @@ def get_escalation(request: Request, escalation_id: int, principal: Viewer) -> E
     return state(request).service.escalation(escalation_id)
 
 
-@router.post("/escalations/{escalation_id}/resolve", response_model=SagaResult)
+@router.post("/escalations/{escalation_id}/resolve", response_model=ActionOut)
 def resolve(request: Request, escalation_id: int, body: ResolveIn,
-            principal: Operator) -> SagaResult:
-    """Resolve as the caller: ``retry`` needs operator, the others approver."""
+            principal: Operator) -> ActionOut:
+    """Resolve as the caller: ``retry`` needs operator, the others approver. Under
+    four-eyes the resolution waits for a second, distinct approver."""
     check_resolution_role(principal, body.action)
-    return state(request).service.resolve(principal.user, escalation_id, body.action,
-                                          body.note.strip())
+    return ActionOut.of(state(request).service.resolve(principal.user, escalation_id,
+                                                       body.action, body.note.strip()))
+
+
+@router.post("/sagas/{saga_id}/rollback", response_model=ActionOut)
+def request_rollback(request: Request, saga_id: str, body: RollbackIn,
+                     principal: Operator) -> ActionOut:
+    """Stop a running saga and roll it back, or roll back a completed one still within
+    its rollback window (operator)."""
+    return ActionOut.of(state(request).service.request_rollback(
+        principal.user, saga_id, body.reason.strip()))
+
+
+@router.get("/approvals", response_model=list[Approval])
+def list_approvals(
+    request: Request, principal: Viewer,
+    status: Literal["pending", "approved", "rejected", "executed", "failed", "all"] = "pending",
+    kind: Literal["start", "resolution", "rollback"] | None = None,
+) -> list[Approval]:
+    """Approvals, oldest first."""
+    return state(request).service.approvals(None if status == "all" else status, kind)
+
+
+@router.get("/approvals/{approval_id}", response_model=Approval)
+def get_approval(request: Request, approval_id: int, principal: Viewer) -> Approval:
+    """One approval with every decision."""
+    return state(request).service.approval(approval_id)
+
+
+@router.post("/approvals/{approval_id}/approve", response_model=Approval)
+def approve(request: Request, approval_id: int, body: DecisionIn,
+            principal: Approver) -> Approval:
+    """Approve as the caller (never your own request, never twice)."""
+    return state(request).service.decide(principal.user, approval_id, "approved",
+                                         body.note.strip())
+
+
+@router.post("/approvals/{approval_id}/reject", response_model=Approval)
+def reject(request: Request, approval_id: int, body: DecisionIn,
+           principal: Approver) -> Approval:
+    """Reject as the caller (a note saying why is required)."""
+    return state(request).service.decide(principal.user, approval_id, "rejected",
+                                         body.note.strip())
 
 
 @router.get("/audit/verify", response_model=AuditOut)

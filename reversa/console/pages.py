@@ -15,6 +15,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ..core.errors import ConfigError
+from ..core.governance import Approval
 from .accounts import Role, check_name
 from .graph import layout, legend, render_svg
 from .service import ACTIONS, parse_age
@@ -35,6 +37,7 @@ router = APIRouter(include_in_schema=False)
 
 Viewer = Annotated[Principal, Depends(needs(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(needs(Role.OPERATOR))]
+Approver = Annotated[Principal, Depends(needs(Role.APPROVER))]
 Admin = Annotated[Principal, Depends(needs(Role.ADMIN))]
 
 
@@ -131,7 +134,8 @@ def overview(request: Request, me: Viewer) -> HTMLResponse:
     """Counts by status, the oldest open escalations."""
     svc = state(request).service
     return render(request, "overview.html", me, counts=svc.counts(),
-                  escalations=svc.escalations("open")[:10])
+                  escalations=svc.escalations("open")[:10],
+                  approvals=svc.approvals("pending")[:10])
 
 
 @router.get("/sagas")
@@ -166,12 +170,29 @@ def sagas(
 @router.get("/sagas/{saga_id}")
 def saga(request: Request, saga_id: str, me: Viewer) -> HTMLResponse:
     """One saga: steps, the plan's graph, the timeline, rollback records."""
-    svc = state(request).service
+    st = state(request)
+    svc = st.service
     view = svc.saga(saga_id)
     graph = layout(view)
     return render(request, "saga.html", me, saga=view, svg=render_svg(graph), graph=graph,
                   legend=legend(), timeline=svc.timeline(view.id),
-                  audit=svc.verify_audit(view.id))
+                  audit=svc.verify_audit(view.id),
+                  window_left=svc.rollback_window_left(view, st.clock()),
+                  rollable=view.status.value in ("running", "approved"))
+
+
+@router.post("/sagas/{saga_id}/rollback")
+def request_rollback(
+    request: Request,
+    saga_id: str,
+    me: Operator,
+    reason: Annotated[str, Form()],
+) -> Response:
+    """An operator asks that the saga stop and roll back (or, completed, be rolled back)."""
+    done = state(request).service.request_rollback(me.user, saga_id, reason.strip())
+    if isinstance(done, Approval):
+        return see_other(f"/approvals/{done.id}?requested=rollback")
+    return see_other(f"/sagas/{done.saga_id}?rollback=requested")
 
 
 @router.get("/sagas/{saga_id}/graph.svg")
@@ -211,7 +232,9 @@ def resolve(
     """Resolve as the logged-in user: retry (operator), forward recovery or mark
     resolved (approver)."""
     check_resolution_role(me, action)
-    state(request).service.resolve(me.user, escalation_id, action, note.strip())
+    done = state(request).service.resolve(me.user, escalation_id, action, note.strip())
+    if isinstance(done, Approval):
+        return see_other(f"/approvals/{done.id}?requested=resolution")
     return see_other(f"/escalations/{escalation_id}?done={quote(action)}")
 
 
@@ -221,6 +244,40 @@ def check_resolution_role(me: Principal, action: str) -> None:
     if not me.user.role.includes(needed):
         raise Forbidden(f"user {me.user.name} is {me.user.role.value}; the {action} resolution "
                         f"needs the {needed.value} role")
+
+
+# -- approvals --------------------------------------------------------------------------
+@router.get("/approvals")
+def approvals(request: Request, me: Viewer, show: str = "pending") -> HTMLResponse:
+    """Approvals waiting for a decision (oldest first), or all of them."""
+    items = state(request).service.approvals(None if show == "all" else "pending")
+    return render(request, "approvals.html", me, items=items, show=show)
+
+
+@router.get("/approvals/{approval_id}")
+def approval(request: Request, approval_id: int, me: Viewer,
+             requested: str = "") -> HTMLResponse:
+    """One approval: what it holds back, who asked, who decided; approve or reject."""
+    svc = state(request).service
+    item = svc.approval(approval_id)
+    return render(request, "approval.html", me, item=item, saga=svc.saga(item.saga_id),
+                  requested=requested)
+
+
+@router.post("/approvals/{approval_id}/{verdict}")
+def decide(
+    request: Request,
+    approval_id: int,
+    verdict: str,
+    me: Approver,
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    """Approve or reject as the logged-in approver (four-eyes: never your own request)."""
+    verdicts = {"approve": "approved", "reject": "rejected"}
+    if verdict not in verdicts:
+        raise ConfigError(f"unknown decision {verdict!r}; approve or reject")
+    state(request).service.decide(me.user, approval_id, verdicts[verdict], note.strip())
+    return see_other(f"/approvals/{approval_id}")
 
 
 # -- audit ------------------------------------------------------------------------------

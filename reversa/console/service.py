@@ -21,6 +21,7 @@ from ..cli.apps import saga_code
 from ..core.audit import AuditReport
 from ..core.engine import Engine
 from ..core.errors import ConfigError
+from ..core.governance import Approval, ApprovalKind
 from ..core.inspector import Inspector
 from ..core.registry import Registry
 from ..core.states import SagaStatus
@@ -171,19 +172,46 @@ class ConsoleService:
         return self.inspector.verify_audit(
             None if saga_id is None else self.inspector.resolve_id(saga_id))
 
+    def approvals(self, status: str | None = "pending", kind: str | None = None
+                  ) -> list[Approval]:
+        """Approvals (``status`` pending, approved, rejected, executed, failed or None
+        for all), oldest first."""
+        return self.inspector.approvals(status=status, kind=kind)
+
+    def approval(self, approval_id: int) -> Approval:
+        """One approval with every decision so far."""
+        return self.inspector.approval(approval_id)
+
+    def rollback_window_left(self, view: SagaView, now: float) -> float | None:
+        """Seconds left to roll back a completed saga (None when it is not completed)."""
+        if view.status is not SagaStatus.COMPLETED:
+            return None
+        return float(view.plan.get("rollback_window_s", 0)) - (now - view.updated_at)
+
     # -- acting ---------------------------------------------------------------------
-    def _engine(self, registry: Registry, services: dict[str, Any]) -> Engine:
+    def _engine_for(self, saga_id: str, *, code: str) -> Engine:
+        """An engine to act on ``saga_id``: with the saga's code when ``code`` is
+        ``required``, without any for ``none``, with it if loadable for ``optional``
+        (a running saga whose live owner does the work needs none here)."""
+        registry: Registry = Registry()
+        services: dict[str, Any] = {}
+        if code != "none":
+            record = self.inspector.record(saga_id)
+            try:
+                registry, services = self.code.for_saga(record.id, record.app,
+                                                        record.services)
+            except ConfigError:
+                if code == "required":
+                    raise
         return Engine(registry, self.store, services=services, **self.engine_options)
 
-    def _engine_for(self, saga_id: str, *, needs_code: bool) -> Engine:
-        if not needs_code:
-            return self._engine(Registry(), {})
-        record = self.inspector.record(saga_id)
-        registry, services = self.code.for_saga(record.id, record.app, record.services)
-        return self._engine(registry, services)
-
-    def resolve(self, user: User, escalation_id: int, action: str, note: str) -> SagaResult:
+    def resolve(self, user: User, escalation_id: int, action: str, note: str
+                ) -> SagaResult | Approval:
         """Resolve an open escalation as ``user`` (recorded as its author).
+
+        Returns:
+            The saga's result, or a pending ``resolution`` approval when four-eyes
+            applies (it runs once a second, distinct approver approves it).
 
         Raises:
             ConfigError: Unknown action, or the saga's code cannot be loaded.
@@ -192,10 +220,61 @@ class ConsoleService:
         if action not in ACTIONS:
             raise ConfigError(f"unknown resolution {action!r}; use one of {', '.join(ACTIONS)}")
         escalation = self.inspector.escalation(escalation_id)
-        engine = self._engine_for(escalation.saga_id, needs_code=action != "mark_resolved")
+        engine = self._engine_for(escalation.saga_id,
+                                  code="none" if action == "mark_resolved" else "required")
         try:
             return engine.resolve(escalation_id, action=action, author=user.identity,
                                   note=note)
+        finally:
+            engine.close()
+
+    def request_rollback(self, user: User, saga_id: str, reason: str
+                         ) -> SagaResult | Approval:
+        """Ask, as ``user``, that a running saga stop and roll back, or that a completed
+        one still within its rollback window be rolled back now.
+
+        Returns:
+            The saga's result (``running`` when its live owner will roll it back at
+            its next step boundary), or a pending ``rollback`` approval under four-eyes.
+
+        Raises:
+            ConfigError: Nothing to roll back (terminal, window elapsed, escalated,
+                awaiting approval), no reason, or the saga's code cannot be loaded.
+        """
+        record = self.inspector.record(saga_id)
+        live_owner = (record.status is SagaStatus.RUNNING and record.lease_expires_at is not None
+                      and record.lease_expires_at > self.store.now())
+        engine = self._engine_for(record.id, code="optional" if live_owner else "required")
+        try:
+            return engine.request_rollback(record.id, by=user.identity, reason=reason)
+        finally:
+            engine.close()
+
+    def decide(self, user: User, approval_id: int, verdict: str, note: str) -> Approval:
+        """Approve or reject (``verdict``) a pending approval as ``user``.
+
+        The decision that completes an approval executes what it held back (a
+        resolution, a rollback) here, with the saga's code; a started saga is left
+        for a worker.
+
+        Raises:
+            ConfigError: Already decided, the same identity deciding twice or
+                approving its own request, a rejection without a note.
+        """
+        approval = self.inspector.approval(approval_id)
+        code = "none"
+        if verdict == "approved" and approval.kind is ApprovalKind.ROLLBACK:
+            code = "optional"  # a running saga's live owner may be the one rolling back
+        elif (verdict == "approved" and approval.kind is ApprovalKind.RESOLUTION
+              and approval.payload.get("action") != "mark_resolved"):
+            code = "required"
+        engine = self._engine_for(approval.saga_id, code=code)
+        try:
+            if verdict == "approved":
+                return engine.approve(approval_id, by=user.identity, note=note)
+            if verdict == "rejected":
+                return engine.reject(approval_id, by=user.identity, note=note)
+            raise ConfigError(f"unknown verdict {verdict!r}; use approved or rejected")
         finally:
             engine.close()
 

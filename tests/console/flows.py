@@ -30,11 +30,14 @@ FAST = Retry(max_attempts=2, initial_s=0.001, max_s=0.002)
 
 @dataclass
 class Desk:
-    """Money and stock per saga; refunds fail while ``refunds_up`` is False."""
+    """Money and stock per saga; a saga started with ``refunds_down`` cannot be
+    refunded until ``refunds_up`` is set."""
 
     refunds_up: bool = False
     books: dict[str, dict[str, Any]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    held: threading.Event = field(default_factory=threading.Event)  # a step is waiting
+    gate: threading.Event = field(default_factory=threading.Event)  # let it go on
 
     def book(self, saga_id: str) -> dict[str, Any]:
         with self.lock:
@@ -64,13 +67,17 @@ def registry() -> Registry:
 
     @reg.compensation("desk.refund")
     def refund(ctx: StepContext) -> dict[str, Any]:
-        if not desk(ctx).refunds_up:
+        if ctx.input.get("refunds_down") and not desk(ctx).refunds_up:
             raise PermanentError("the refund desk is down (HTTP 503)")
         desk(ctx).book(ctx.saga_id)["charged"] -= int(ctx.input["amount"])
         return {"refunded": ctx.input["amount"]}
 
     @reg.action("desk.reserve")
     def reserve(ctx: StepContext) -> dict[str, Any]:
+        if ctx.input.get("hold"):  # stay running until the test opens the gate
+            desk(ctx).held.set()
+            if not desk(ctx).gate.wait(timeout=120):
+                raise PermanentError("the test never opened the gate")
         desk(ctx).book(ctx.saga_id)["reserved"] += 1
         return {"reserved": 1}
 
@@ -98,12 +105,12 @@ def registry() -> Registry:
     return reg
 
 
-def saga() -> Saga:
+def saga(window_s: float = 3600) -> Saga:
     """charge -> reserve -> ship, each compensable."""
     return Saga(
         workflow="refund-desk", app="tests.console.flows:registry",
         services="tests.console.flows:services", snapshot="desk.snapshot",
-        rollback_window_s=3600,
+        rollback_window_s=window_s,
         steps=[
             Step(name="charge", action="desk.charge", compensation="desk.refund", retry=FAST,
                  compensation_retry=FAST),
@@ -115,10 +122,13 @@ def saga() -> Saga:
     )
 
 
-def run(store: Store, *, fail: bool, amount: int = 120, **engine: Any) -> SagaResult:
-    """Run one saga on ``store``: ``fail`` ends it escalated (refunds are down)."""
+def run(store: Store, *, fail: bool, amount: int = 120, hold: bool = False,
+        **engine: Any) -> SagaResult:
+    """Run one saga on ``store``: ``fail`` ends it escalated (its refunds are down);
+    ``hold`` keeps it running inside step 2 until ``DESK.gate`` is set."""
     eng = Engine(registry(), store, services=services(), heartbeat=False, **engine)
     try:
-        return eng.run(saga(), {"amount": amount, "fail_ship": fail})
+        return eng.run(saga(), {"amount": amount, "fail_ship": fail, "refunds_down": fail,
+                                "hold": hold})
     finally:
         eng.close()

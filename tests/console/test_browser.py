@@ -76,7 +76,9 @@ def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     accounts = Accounts(store, clock=time.time, hasher=CHEAP)
     for name, role in USERS.items():
         accounts.add(name, role, PASSWORD)
-    console = serve(db, tmp / "console.log")
+    policy = tmp / "policy.toml"
+    policy.write_text('[four_eyes.refund-desk]\nmin_value = { "*" = 1000 }\n')
+    console = serve(db, tmp / "console.log", "--policy", str(policy))
     yield console, store
     console.stop()
     store.close()
@@ -207,3 +209,47 @@ def test_logging_out_ends_access(page: Any, served: Any) -> None:
     assert page.url.startswith(console.url + "/login?next=")
 
 
+
+def test_four_eyes_with_two_users(page: Any, browser: Any, served: Any) -> None:
+    console, store = served
+    result = _seed(store, amount=5000)  # at or above the policy's 1000: four-eyes
+    log_in(page, console.url, "anna", PASSWORD)
+    page.goto(f"{console.url}/escalations/{result.escalation_id}")
+    page.check("input[value=mark_resolved]")
+    page.fill("textarea[name=note]", "refunded by hand")
+    page.click("#resolve-form button[type=submit]")
+    page.wait_for_selector("#four-eyes")
+    assert page.locator("#not-yours").count() == 1  # the requester cannot approve
+    assert Inspector(store).escalation(result.escalation_id).status == "open"
+    second = browser.new_context()
+    try:
+        other = second.new_page()
+        log_in(other, console.url, "abe", PASSWORD)
+        other.click("nav >> text=Approvals")
+        row = other.locator("tr[data-approval]", has_text=result.saga_id[:12])
+        assert "mark_resolved" in row.inner_text() and "user:anna" in row.inner_text()
+        row.locator("a").first.click()
+        other.fill("#approve-form textarea[name=note]", "ledger checked")
+        other.click("#approve-form button[type=submit]")
+        other.wait_for_selector("#approval-outcome")
+        assert other.locator("#approval-status").inner_text() == "executed"
+        assert other.locator('tr[data-by="user:abe"]').count() == 1
+    finally:
+        second.close()
+    view = Inspector(store).escalation(result.escalation_id)
+    assert (view.status, view.resolved_by) == ("resolved", "user:anna")
+
+
+def test_an_operator_rolls_back_a_completed_saga(page: Any, served: Any) -> None:
+    console, store = served
+    result = _seed(store, fail=False)
+    log_in(page, console.url, "otto", PASSWORD)
+    page.goto(f"{console.url}/sagas/{result.saga_id}")
+    page.fill("#rollback-form textarea[name=reason]", "customer cancelled")
+    page.click("#rollback-form button[type=submit]")
+    page.wait_for_selector("#saga-status >> text=compensated")
+    steps = {g.get_attribute("data-step"): g.get_attribute("data-status")
+             for g in page.locator("svg.plan-graph g.step").all()}
+    assert set(steps.values()) == {"compensated"}
+    chain = " ".join(str(e.detail) for e in Inspector(store).audit(result.saga_id))
+    assert "user:otto" in chain and "customer cancelled" in chain

@@ -38,8 +38,10 @@ def test_an_operator_retries_the_rollback_with_the_workflow_code(
     # The desk is still down: the retry escalates again, and the console says so.
     failed = otto.post(f"/api/escalations/{esc}/resolve", json={"action": "retry"},
                        headers={"X-CSRF-Token": otto.csrf})
-    assert failed.status_code == 200 and failed.json()["status"] == "escalated"
-    new = failed.json()["escalation_id"]
+    assert failed.status_code == 200, failed.text
+    assert failed.json()["outcome"] == "done"
+    assert failed.json()["result"]["status"] == "escalated"
+    new = failed.json()["result"]["escalation_id"]
     flows.DESK.refunds_up = True
     try:
         fixed = otto.form(f"/escalations/{new}/resolve", {"action": "retry", "note": "desk up"})
