@@ -4,12 +4,19 @@
 says so; the rollback then needs ``refund``, which fails while the refund desk is
 down: the saga is escalated for a human. Every effect is kept per saga, so sagas
 of many tests share one desk without disturbing each other's snapshots.
+
+A console running in another process (the browser tests) compensates what the
+test process did: with ``REVERSA_TEST_DESK`` naming a directory, the books live
+there, one JSON file per saga, so both processes see the same desk.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from reversa import (
@@ -40,8 +47,36 @@ class Desk:
     gate: threading.Event = field(default_factory=threading.Event)  # let it go on
 
     def book(self, saga_id: str) -> dict[str, Any]:
+        """A copy of the saga's book."""
         with self.lock:
+            return dict(self._read(saga_id))
+
+    def add(self, saga_id: str, item: str, delta: int) -> None:
+        """Move one item of the saga's book by ``delta``."""
+        with self.lock:
+            book = self._read(saga_id)
+            book[item] += delta
+            self._write(saga_id, book)
+
+    def _file(self, saga_id: str) -> Path | None:
+        shared = os.environ.get("REVERSA_TEST_DESK")
+        return Path(shared) / f"{saga_id}.json" if shared else None
+
+    def _read(self, saga_id: str) -> dict[str, Any]:
+        path = self._file(saga_id)
+        if path is None:
             return self.books.setdefault(saga_id, {"charged": 0, "reserved": 0, "shipped": 0})
+        if not path.exists():
+            return {"charged": 0, "reserved": 0, "shipped": 0}
+        found: dict[str, Any] = json.loads(path.read_text())
+        return found
+
+    def _write(self, saga_id: str, book: dict[str, Any]) -> None:
+        path = self._file(saga_id)
+        if path is not None:  # whole-file replace: the other process never reads half
+            part = path.with_suffix(f".{os.getpid()}.part")
+            part.write_text(json.dumps(book))
+            part.replace(path)
 
 
 DESK = Desk()
@@ -62,14 +97,14 @@ def registry() -> Registry:
 
     @reg.action("desk.charge")
     def charge(ctx: StepContext) -> dict[str, Any]:
-        desk(ctx).book(ctx.saga_id)["charged"] += int(ctx.input["amount"])
+        desk(ctx).add(ctx.saga_id, "charged", int(ctx.input["amount"]))
         return {"charged": ctx.input["amount"]}
 
     @reg.compensation("desk.refund")
     def refund(ctx: StepContext) -> dict[str, Any]:
         if ctx.input.get("refunds_down") and not desk(ctx).refunds_up:
             raise PermanentError("the refund desk is down (HTTP 503)")
-        desk(ctx).book(ctx.saga_id)["charged"] -= int(ctx.input["amount"])
+        desk(ctx).add(ctx.saga_id, "charged", -int(ctx.input["amount"]))
         return {"refunded": ctx.input["amount"]}
 
     @reg.action("desk.reserve")
@@ -78,29 +113,29 @@ def registry() -> Registry:
             desk(ctx).held.set()
             if not desk(ctx).gate.wait(timeout=120):
                 raise PermanentError("the test never opened the gate")
-        desk(ctx).book(ctx.saga_id)["reserved"] += 1
+        desk(ctx).add(ctx.saga_id, "reserved", 1)
         return {"reserved": 1}
 
     @reg.compensation("desk.release")
     def release(ctx: StepContext) -> dict[str, Any]:
-        desk(ctx).book(ctx.saga_id)["reserved"] -= 1
+        desk(ctx).add(ctx.saga_id, "reserved", -1)
         return {"released": 1}
 
     @reg.action("desk.ship")
     def ship(ctx: StepContext) -> dict[str, Any]:
         if ctx.input.get("fail_ship"):
             raise PermanentError("carrier rejected the parcel")
-        desk(ctx).book(ctx.saga_id)["shipped"] += 1
+        desk(ctx).add(ctx.saga_id, "shipped", 1)
         return {"shipped": 1}
 
     @reg.compensation("desk.unship")
     def unship(ctx: StepContext) -> dict[str, Any]:
-        desk(ctx).book(ctx.saga_id)["shipped"] -= 1
+        desk(ctx).add(ctx.saga_id, "shipped", -1)
         return {"recalled": 1}
 
     @reg.snapshot("desk.snapshot")
     def snapshot(ctx: SnapshotContext) -> dict[str, Any]:
-        return dict(desk(ctx).book(ctx.saga_id))
+        return desk(ctx).book(ctx.saga_id)
 
     return reg
 
