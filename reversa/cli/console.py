@@ -80,14 +80,16 @@ def console_command(
     except ReversaError as exc:
         fail(exc.message)
     store = open_store(db)
+    # Bound before any warning, so a taken port is the only line on stderr.
+    listener = _listen(host, port)
+    bound = listener.getsockname()[1]
     try:
         if not Accounts(store, clock=store.now).users():
             sys.stderr.write("warning: no console user exists yet; add one with `reversa users "
                              "add NAME --role admin`\n")
     except ReversaError as exc:
+        listener.close()
         fail(exc.message, ExitCode.STORE)
-    listener = _listen(host, port)
-    bound = listener.getsockname()[1]
     if not secure_cookies and not _loopback(host):
         sys.stderr.write(f"warning: serving on {host} without --secure-cookies; put the console "
                          "behind a TLS-terminating proxy (see docs/console.md)\n")
