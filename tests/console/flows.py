@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from reversa import (
+    CostEstimate,
     Engine,
     PermanentError,
     Registry,
@@ -107,6 +108,10 @@ def registry() -> Registry:
         desk(ctx).add(ctx.saga_id, "charged", -int(ctx.input["amount"]))
         return {"refunded": ctx.input["amount"]}
 
+    @reg.cost("desk.refund_fee")
+    def refund_fee(ctx: StepContext) -> CostEstimate:
+        return CostEstimate(amount=1.5, unit="GBP", detail={"card": "refund fee"})
+
     @reg.action("desk.reserve")
     def reserve(ctx: StepContext) -> dict[str, Any]:
         if ctx.input.get("hold"):  # stay running until the test opens the gate
@@ -141,14 +146,14 @@ def registry() -> Registry:
 
 
 def saga(window_s: float = 3600) -> Saga:
-    """charge -> reserve -> ship, each compensable."""
+    """charge -> reserve -> ship, each compensable (a refund costs a fee)."""
     return Saga(
         workflow="refund-desk", app="tests.console.flows:registry",
         services="tests.console.flows:services", snapshot="desk.snapshot",
         rollback_window_s=window_s,
         steps=[
             Step(name="charge", action="desk.charge", compensation="desk.refund", retry=FAST,
-                 compensation_retry=FAST),
+                 compensation_retry=FAST, cost="desk.refund_fee"),
             Step(name="reserve", action="desk.reserve", compensation="desk.release",
                  depends_on=("charge",), retry=FAST, compensation_retry=FAST),
             Step(name="ship", action="desk.ship", compensation="desk.unship",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -109,6 +110,9 @@ def test_an_operator_rolls_back_a_completed_saga(api: Any, console_store: Store)
     assert flows.DESK.book(done.saga_id) == {"charged": 0, "reserved": 0, "shipped": 0}
     chain = " ".join(str(e.detail) for e in inspector.audit(done.saga_id))
     assert "user:otto" in chain and "customer cancelled" in chain
+    record = otto.get(f"/sagas/{done.saga_id}").text  # the rollback record it shows
+    assert re.search(r'<dd class="predicate"><span class="ok">holds</span>', record)
+    assert re.search(r'<dd class="ttc">\d+\.\d{3} s</dd>', record)
     again = otto.form(f"/sagas/{done.saga_id}/rollback", {"reason": "twice"})
     assert again.status_code == 400 and "nothing to roll back" in again.text
 

@@ -80,6 +80,10 @@ def test_saga_detail_shows_graph_timeline_and_rollback_record(
     assert order == {"charge": "2", "reserve": "1", "ship": ""}
     assert 'data-event="plan_recorded"' in page and 'data-event="escalated"' in page
     assert "time to consistency" in page and "not consistent: escalated" in page
+    # The dry-run's findings and the cost estimate of charge's refund.
+    assert re.search(r'<dd class="costs">1\.5 GBP</dd>', page)
+    findings = re.findall(r"<tr><td>(\w+)</td><td>compensate</td><td>(yes|NO)</td>", page)
+    assert findings == [("reserve", "yes"), ("charge", "yes")]
     assert "verified</span>" in page  # the saga's chain
 
 
