@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from ..core.context import SnapshotContext, StepContext
 from ..core.engine import Engine
 from ..core.errors import PermanentError
 from ..core.model import Retry, Saga, Step
+from ..core.observe import Observer
 from ..core.registry import Registry
 from ..core.states import SagaStatus
 from ..core.store import Store
@@ -114,7 +115,7 @@ class BenchResult:
 
 def run_durable(
     store: Store, sagas: int, steps: int, fail_last: bool, concurrency: int = 1,
-    on_saga: Callable[[], None] | None = None,
+    on_saga: Callable[[], None] | None = None, observers: Sequence[Observer] = (),
 ) -> BenchResult:
     """Run the workload through the engine; ``concurrency`` sagas in flight.
 
@@ -125,12 +126,13 @@ def run_durable(
         fail_last: Whether the last step fails (so K-1 compensations run).
         concurrency: Sagas in flight at once.
         on_saga: Called after each saga ends (progress display).
+        observers: Engine observers (the tracing bench passes a tracer).
     """
     if sagas < 1 or steps < 1 or concurrency < 1:
         raise ValueError(f"sagas={sagas}, steps={steps}, concurrency={concurrency}: "
                          "each must be at least 1")
     marks = Marks()
-    engine = Engine(bench_registry(marks), store, heartbeat=False)
+    engine = Engine(bench_registry(marks), store, heartbeat=False, observers=observers)
     saga = bench_saga(steps, fail_last)
     expected = expected_status(steps, fail_last)
 

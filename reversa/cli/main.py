@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import sys
 import time
-from dataclasses import asdict
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -42,10 +41,8 @@ app = typer.Typer(no_args_is_help=True, add_completion=True,
                   help="Reversa: governed rollback for multi-step agent workflows.")
 sagas_app = typer.Typer(no_args_is_help=True, help="List and inspect sagas.")
 esc_app = typer.Typer(no_args_is_help=True, help="Human review of escalated sagas.")
-audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident log.")
 app.add_typer(sagas_app, name="sagas")
 app.add_typer(esc_app, name="escalations")
-app.add_typer(audit_app, name="audit")
 
 
 
@@ -62,8 +59,16 @@ def _root(
     version: Annotated[bool, typer.Option(
         "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
     = False,
+    signing_key: Annotated[str | None, typer.Option(
+        "--signing-key", help="Audit signing key file (default $REVERSA_SIGNING_KEY).")] = None,
+    witness: Annotated[str | None, typer.Option(
+        "--witness-dir", help="Checkpoint witness directory (default $REVERSA_WITNESS_DIR).")]
+    = None,
 ) -> None:
     """Reversa: governed rollback for multi-step agent workflows."""
+    from .audit import apply_root_options
+
+    apply_root_options(signing_key, witness)
 
 
 Db = Annotated[str | None, typer.Option("--db", help=DB_HELP)]
@@ -254,11 +259,18 @@ def escalations_resolve(
     app_: Apps = None,
     services: Services = None,
     trust: Trust = False,
+    policy: Annotated[str | None, typer.Option(
+        "--policy", help="Governance policy file (TOML); default $REVERSA_POLICY. When its "
+        "four-eyes rule applies, the resolution waits for a second approver.")] = None,
 ) -> None:
     """Resolve an escalation; the resolution and its author are recorded.
 
     Exits 1 when the retry or forward recovery escalated the saga again.
     """
+    from ..core.governance import Approval
+    from .governance import load_governance
+
+    governance = load_governance(policy)
     store = open_store(db)
     inspector = Inspector(store)
     escalation = inspector.escalation(escalation_id)
@@ -272,11 +284,20 @@ def escalations_resolve(
         record = inspector.record(escalation.saga_id)
         registry, resources = saga_code(record.id, record.app, record.services, apps=app_,
                                         services=services, trust_recorded=trust)
-    engine = Engine(registry, store, services=resources, heartbeat=False)
+    engine = Engine(registry, store, services=resources, heartbeat=False,
+                    governance=governance)
     try:
         result = engine.resolve(escalation_id, action=action.value, author=author, note=note)
     finally:
         engine.close()
+    if isinstance(result, Approval):
+        if json_out:
+            emit_json({"approval": result.model_dump(mode="json")})
+        else:
+            console.print(f"four-eyes: the {action.value} waits for approval #{result.id} "
+                          f"({result.reason}); another identity approves it with `reversa "
+                          f"approvals approve {result.id} --by NAME`")
+        return
     if json_out:
         emit_json(result.model_dump(mode="json"))
     else:
@@ -290,28 +311,6 @@ def escalations_resolve(
              ExitCode.CHECK_FAILED)
 
 
-@audit_app.command("verify")
-def audit_verify(
-    db: Db = None,
-    json_out: Json = False,
-    saga: Annotated[str | None, typer.Option(
-        help="Verify one saga's chain only (its id or a unique prefix).")] = None,
-) -> None:
-    """Recompute every hash chain; exit 1 naming the first tampered entry."""
-    inspector = open_inspector(db)
-    report = inspector.verify_audit(None if saga is None else inspector.resolve_id(saga))
-    if json_out:
-        emit_json({"ok": report.ok, "sagas": report.sagas, "entries": report.entries,
-                   "problems": [asdict(p) for p in report.problems]})
-    elif report.ok:
-        console.print(f"[green]audit log verified[/]: {report.entries} entries in "
-                      f"{report.sagas} saga chain(s), {inspector.url}")
-    else:
-        for p in report.problems:
-            console.print(f"[red]TAMPERED[/] saga {p.saga_id}: {p.message}")
-    raise typer.Exit(ExitCode.OK if report.ok else ExitCode.CHECK_FAILED)
-
-
 @app.command("db-upgrade")
 def db_upgrade(db: Db = None) -> None:
     """Create or upgrade the schema in place (also done automatically on open)."""
@@ -323,8 +322,10 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import bench, console, demo, sim, worker
+    from . import audit, bench, console, demo, governance, sim, worker
 
+    audit.register(app)
+    governance.register(app, sagas_app)
     demo.register(app)
     bench.register(app)
     worker.register(app)

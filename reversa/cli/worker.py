@@ -43,6 +43,9 @@ def register(app: typer.Typer) -> None:
         services: Annotated[str | None, typer.Option(
             help="'package.module:factory' returning the services mapping handed to "
                  "handlers (clients for ledgers, chains, robots).")] = None,
+        notify: Annotated[str | None, typer.Option(
+            "--notify", help="Webhook configuration (TOML): deliver the notification outbox "
+                             "each round too (needs reversa[notify]).")] = None,
         log_format: Annotated[LogFormat, typer.Option(
             "--log-format", case_sensitive=False,
             help="One line per event on stderr: text, or one JSON object per line.")]
@@ -58,6 +61,11 @@ def register(app: typer.Typer) -> None:
             resources = load_services(services) if services else {}
         except ReversaError as exc:
             fail(exc.message)
+        dispatcher = None
+        if notify is not None:
+            from .governance import make_dispatcher
+
+            dispatcher = make_dispatcher(notify, db)
         configure_logging(log_format)
         w = Worker(registry, store, lease_s=lease_s, poll_s=poll_s, batch=batch,
                    stall_after_s=stall_after_s, services=resources)
@@ -66,15 +74,24 @@ def register(app: typer.Typer) -> None:
                  extra={"event": "started", "saga": None, "fields": {
                      "owner": w.engine.owner, "db": store.url, "lease_s": lease_s,
                      "poll_s": poll_s, "batch": batch, "once": once}})
+        on_round = None if dispatcher is None else dispatcher.run_once
         if not once:
-            w.run_forever()
+            try:
+                w.run_forever(on_round=on_round)
+            finally:
+                if dispatcher is not None:
+                    dispatcher.close()
             log.info("worker %s stopped", w.engine.owner,
                      extra={"event": "stopped", "saga": None, "fields": {}})
             return
         try:
             rnd = w.run_round()
+            if on_round is not None:
+                on_round()
         finally:
             w.engine.close()
+            if dispatcher is not None:
+                dispatcher.close()
         level = logging.ERROR if rnd.unfinished else logging.INFO
         log.log(level, "round done: %d saga(s) ended, %d claimed but not finished",
                 len(rnd.ended), len(rnd.unfinished),

@@ -1,5 +1,9 @@
 """The tamper-evident log: one SHA-256 hash chain per saga (AG-166 4.7, AG-384 4.5).
 
+This module holds the chain itself; ``reversa.core.evidence`` adds what makes
+it evidence: state records cross-checked with the tables, signed heads, and
+witnessed checkpoints (see ``docs/audit.md``).
+
 Entry ``n`` of a saga hashes its own fields together with the hash of entry
 ``n - 1``; entry 1 chains to the saga's plan hash, so the log is bound to the
 plan recorded before step 1. The saga row keeps the head hash and the entry
@@ -18,7 +22,7 @@ from typing import Any
 
 from .canonical import canonical_json, sha256_hex
 
-__all__ = ["AuditProblem", "AuditReport", "entry_hash", "verify_chain"]
+__all__ = ["KINDS", "AuditProblem", "AuditReport", "entry_hash", "verify_chain"]
 
 HASHED_FIELDS = ("saga_id", "seq", "ts", "step", "phase", "attempt", "event", "outcome",
                  "detail_json")
@@ -27,22 +31,27 @@ HASHED_FIELDS = ("saga_id", "seq", "ts", "step", "phase", "attempt", "event", "o
 def entry_hash(prev_hash: str, entry: Mapping[str, Any]) -> str:
     """SHA-256 over the previous hash and the entry's canonical JSON.
 
-    The details are hashed as the exact canonical JSON text that is stored, so
-    verification needs no decode/re-encode round trip.
+    The details (and the state record, on the entry that ends a commit) are
+    hashed as the exact canonical JSON text that is stored, so verification
+    needs no decode/re-encode round trip. Entries written before state records
+    existed have none and hash as they always did.
     """
     body = {k: entry[k] for k in HASHED_FIELDS}
+    state = entry.get("state_json")
+    if state is not None:
+        body["state_json"] = state
     return sha256_hex(prev_hash + canonical_json(body))
 
 
 @dataclass(frozen=True, slots=True)
 class AuditProblem:
-    """The first broken link of one saga's chain.
+    """One thing that does not verify: a broken link, a table that disagrees
+    with the chain, a bad signature, or a log that disagrees with its witness.
 
     Attributes:
-        saga_id: The saga whose chain breaks.
-        kind: ``edited``, ``deleted``, ``inserted``, ``reordered``, ``truncated``
-            or ``plan_edited``.
-        seq: Sequence number where the chain breaks (None for plan problems).
+        saga_id: The saga concerned ("" for the database as a whole).
+        kind: What happened (see :data:`KINDS`).
+        seq: Sequence number where the chain breaks (None when not about one entry).
         entry_id: Database id of the offending row, when there is one.
         message: Human-readable explanation.
     """
@@ -54,14 +63,51 @@ class AuditProblem:
     message: str
 
 
+KINDS = {
+    "edited": "an entry's content no longer matches its hash",
+    "deleted": "an entry (or a saga record with entries left) was deleted",
+    "inserted": "an entry was inserted or replaced",
+    "reordered": "entries were reordered",
+    "truncated": "entries were removed from the end of a chain",
+    "plan_edited": "the stored plan no longer matches its hash",
+    "rechained": "entries were edited and the chain recomputed",
+    "plan_replaced": "the plan and its hash were replaced and the chain recomputed",
+    "input_edited": "the saga's input no longer matches the chain",
+    "saga_edited": "a saga row field (status, error...) no longer matches the chain",
+    "step_edited": "a step row no longer matches the chain",
+    "rollback_edited": "a rollback record was edited, deleted or added",
+    "escalation_edited": "an escalation or its resolution was edited, deleted or added",
+    "saga_deleted": "a sealed saga was deleted with its entries",
+    "restored": "the database was restored from an older copy",
+    "log_edited": "the checkpoint log no longer matches its witnessed roots",
+    "unsigned": "a chain head carries no signature",
+    "bad_signature": "a chain head's signature does not verify",
+    "unknown_key": "a signature is by a key not given to the verifier",
+    "witness_invalid": "a witness statement is malformed, unsigned or out of order",
+    "export_invalid": "an export was altered, or its proofs do not lead to its checkpoint",
+}
+"""Every problem kind a verification can name."""
+
+
 @dataclass(frozen=True, slots=True)
 class AuditReport:
-    """Outcome of verifying one or all chains."""
+    """Outcome of verifying one or all chains.
+
+    Attributes:
+        ok: Nothing failed.
+        sagas: Sagas verified.
+        entries: Log entries verified.
+        problems: What failed, chain problems first.
+        checked: What was verified (chains, tables, signatures, witnesses).
+        notes: What could not be verified, and why (never a failure by itself).
+    """
 
     ok: bool
     sagas: int
     entries: int
     problems: list[AuditProblem] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def first_bad(self) -> AuditProblem | None:

@@ -9,11 +9,17 @@ from typing import Any
 __all__ = ["canonical_json", "sha256_hex", "to_jsonable"]
 
 
+# One encoder for the process: json.dumps with options builds a new encoder on
+# every call, a measurable share of the per-step write path (it runs for every
+# audit entry, state record and result).
+_ENCODE = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+).encode
+
+
 def canonical_json(value: Any) -> str:
     """Serialise deterministically: sorted keys, no whitespace, UTF-8, no NaN."""
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
+    return _ENCODE(value)
 
 
 def sha256_hex(text: str) -> str:

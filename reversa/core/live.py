@@ -89,6 +89,10 @@ class LiveSaga:
     resolution: dict[str, Any] | None = None
     escalation_id: int | None = None
     last_rollback: dict[str, Any] | None = None
+    audited: str | None = None
+    """The saga fields last recorded in the audit chain (canonical JSON)."""
+    signed_at: float | None = None
+    """When this process last signed the saga's head (monotonic clock)."""
     # An operator's rollback request seen on the saga row (by, reason, at,
     # approval), and whether the next commit clears it (it was acted upon).
     rollback_request: dict[str, Any] | None = None

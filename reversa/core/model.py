@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from .sensitive import parse_path
+
 __all__ = [
     "CompensationKind",
     "Escalation",
@@ -131,6 +133,9 @@ class Step(_Frozen):
         compensation_timeout_s: Per-attempt timeout of the compensation.
         checkpoint: A consistent point the saga may roll back or resume to.
         params: Static JSON parameters handed to every call.
+        sensitive: Fields the store and the audit log must never keep in clear:
+            paths into this step's result (``"iban"``, ``"cards.*.pan"``) or,
+            with ``$input.``, into the saga's input. See ``reversa.core.sensitive``.
     """
 
     name: str = Field(pattern=_NAME_PATTERN)
@@ -151,6 +156,14 @@ class Step(_Frozen):
     compensation_timeout_s: float | None = Field(default=None, gt=0)
     checkpoint: bool = False
     params: dict[str, Any] = Field(default_factory=dict)
+    sensitive: tuple[str, ...] = ()
+
+    @field_validator("sensitive", mode="after")
+    @classmethod
+    def _check_sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parse_path(path, owner="step")
+        return value
 
 
 class Saga(_Frozen):
@@ -182,6 +195,8 @@ class Saga(_Frozen):
             reviewer's ``resolve --action retry`` or ``dry-run`` can rebuild it.
             Recorded with the saga, as ``app`` is (see "Reviewing escalations"
             in ``docs/concepts.md`` for which recorded paths are imported).
+        sensitive: Input fields (``"card_number"``, ``"payer.iban"``) or step result
+            fields (``"$results.pay.iban"``) kept only as salted digests.
     """
 
     workflow: str = Field(pattern=_NAME_PATTERN)
@@ -199,6 +214,15 @@ class Saga(_Frozen):
     app: str | None = None
     # ``app`` is left unchecked: stored plans predate any check and must keep loading.
     services: str | None = Field(default=None, pattern=_IMPORT_PATH, max_length=256)
+
+    sensitive: tuple[str, ...] = ()
+
+    @field_validator("sensitive", mode="after")
+    @classmethod
+    def _check_sensitive(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for path in value:
+            parse_path(path, owner="saga")
+        return value
 
     @field_validator("steps", mode="after")
     @classmethod

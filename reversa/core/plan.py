@@ -10,7 +10,7 @@ policy, and a saga with no consistency predicate.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .canonical import canonical_json, sha256_hex
@@ -18,6 +18,7 @@ from .context import iter_refs, parse_ref
 from .errors import PlanError, PlanTampered, StepError
 from .model import Reversibility, Saga, Step
 from .registry import HandlerKind, Registry
+from .sensitive import Paths, compile_paths
 
 __all__ = ["Plan", "validate", "verify_stored"]
 
@@ -35,6 +36,8 @@ class Plan:
             steps inside one level concurrently.
         canonical: Canonical JSON of the plan (what is stored).
         hash: SHA-256 of ``canonical``.
+        redact_input: Declared-sensitive input paths (kept as digests when stored).
+        redact_results: Declared-sensitive result paths, per step.
     """
 
     saga: Saga
@@ -45,6 +48,8 @@ class Plan:
     closure: dict[str, frozenset[str]]
     steps_by_name: dict[str, Step]
     ancestors: dict[str, frozenset[str]]
+    redact_input: Paths = ()
+    redact_results: dict[str, Paths] = field(default_factory=dict)
 
     def step(self, name: str) -> Step:
         """The step called ``name``."""
@@ -200,6 +205,13 @@ def _check_saga(saga: Saga, registry: Registry) -> Iterable[str]:
         yield from _missing(registry, HandlerKind.PREDICATE, saga.predicate, f"{where} predicate")
     if saga.safe_state is not None:
         yield from _missing(registry, HandlerKind.ACTION, saga.safe_state, f"{where} safe_state")
+    names = {s.name for s in saga.steps}
+    for path in saga.sensitive:
+        if path.startswith("$results."):
+            step = path[len("$results."):].partition(".")[0]
+            if step not in names:
+                yield (f"{where} declares sensitive path {path!r} of unknown step {step!r}; "
+                       "fix the step name")
     for unit, limit in saga.max_rollback_cost.items():
         if limit < 0:
             yield f"{where} max_rollback_cost[{unit!r}] is negative; use a limit >= 0"
@@ -257,16 +269,30 @@ def _missing(registry: Registry, kind: HandlerKind, name: str, what: str) -> Ite
 
 def _build(saga: Saga) -> Plan:
     order, levels = _toposort(saga)
-    dumped = saga.model_dump(mode="json")
-    if dumped.get("services") is None:
-        # Added after plans were first stored: leaving it out when unset keeps
-        # every earlier plan's canonical text, and so its hash, unchanged.
-        dumped.pop("services", None)
-    body: dict[str, Any] = {"format": PLAN_FORMAT, "saga": dumped}
+    body: dict[str, Any] = {"format": PLAN_FORMAT, "saga": _dump(saga)}
     text = canonical_json(body)
+    redact_input, redact_results = compile_paths(
+        saga.sensitive, [(s.name, s.sensitive) for s in saga.steps])
     return Plan(saga=saga, order=order, levels=levels, canonical=text, hash=sha256_hex(text),
                 closure=_closure(saga), steps_by_name={s.name: s for s in saga.steps},
-                ancestors=_ancestors(saga))
+                ancestors=_ancestors(saga), redact_input=redact_input,
+                redact_results=redact_results)
+
+
+def _dump(saga: Saga) -> dict[str, Any]:
+    # An empty ``sensitive`` is left out, so plans that declare none keep the
+    # hashes they had before the field existed.
+    data = saga.model_dump(mode="json")
+    if data.get("services") is None:
+        # Added after plans were first stored: leaving it out when unset keeps
+        # every earlier plan's canonical text, and so its hash, unchanged.
+        data.pop("services", None)
+    if not data["sensitive"]:
+        del data["sensitive"]
+    for step in data["steps"]:
+        if not step["sensitive"]:
+            del step["sensitive"]
+    return data
 
 
 def _closure(saga: Saga) -> dict[str, frozenset[str]]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
@@ -253,8 +253,12 @@ class Worker:
         return str(app) if app else None
 
     # -- forever ----------------------------------------------------------------------
-    def run_forever(self) -> None:
-        """Loop until SIGTERM/SIGINT or :meth:`stop`; leases are released on the way out."""
+    def run_forever(self, on_round: Callable[[], object] | None = None) -> None:
+        """Loop until SIGTERM/SIGINT or :meth:`stop`; leases are released on the way out.
+
+        ``on_round`` runs after every round (``reversa worker --notify`` delivers
+        the notification outbox there); its errors are logged, never fatal.
+        """
         previous = {}
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -262,6 +266,13 @@ class Worker:
         try:
             while not self._stop.is_set():
                 self.run_round()
+                if on_round is not None:
+                    try:
+                        on_round()
+                    except Exception as exc:
+                        log.warning("after-round hook failed: %s", exc,
+                                    extra={"event": "hook_failed", "saga": None,
+                                           "fields": {"error": str(exc)}})
                 self._stop.wait(self.poll_s)
         finally:
             self.engine.close()

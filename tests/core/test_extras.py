@@ -95,6 +95,9 @@ def _import_with_only(module: str, extra: str | None) -> subprocess.CompletedPro
     ("reversa.simulators.fx_exchange", "payments-sim"),
     ("reversa.simulators.evm", "evm-sim"),
     ("reversa.simulators.robot", "robot-sim"),
+    ("reversa.notify", "notify"),
+    ("reversa.observability.otel", "otel"),
+    ("reversa.observability.metrics", "metrics"),
 ])
 def test_module_imports_with_only_its_extra(module: str, extra: str | None) -> None:
     assert extra is None or extra in _declared_extras()

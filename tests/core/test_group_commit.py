@@ -70,4 +70,8 @@ def test_a_lost_lease_rolls_back_only_that_sagas_part(store: Store, clock: FakeC
     assert isinstance(results[0], LeaseLost) and isinstance(results[1], Written)
     events = {sid: [e["event"] for e in store.rows("audit", saga_id=sid)] for sid in ids}
     assert "probe" not in events[ids[0]] and events[ids[1]][-1] == "probe"
-    assert store.verify_audit().ok
+    # Both chains hold; the one thing that does not verify is this test's own
+    # out-of-band status edit of the saga whose write was rolled back (the other
+    # saga's write recorded its status in its chain).
+    report = store.verify_audit()
+    assert [(p.saga_id, p.kind) for p in report.problems] == [(ids[0], "saga_edited")]

@@ -103,7 +103,8 @@ def test_read_models_stay_out_of_every_schema_metadata() -> None:
     assert read_models.read_metadata is not schema.metadata
     assert set(schema.metadata.tables) == {"reversa_sagas", "reversa_steps", "reversa_audit",
                                            "reversa_escalations", "reversa_rollbacks",
-                                           "reversa_schema", "reversa_journal",
+                                           "reversa_schema", "reversa_journal", "reversa_heads",
+                                           "reversa_checkpoints", "reversa_audit_meta",
                                            "reversa_approvals", "reversa_outbox",
                                            "reversa_users", "reversa_sessions",
                                            "reversa_api_tokens"}

@@ -92,7 +92,7 @@ def test_a_resolution_of_an_escalation_no_longer_open_records_nothing(store: Sto
     clock = FakeClock()
     saga_id, esc_id = _escalated(store, clock)
     engine = Engine(Registry(), store, clock=clock, heartbeat=False)
-    (claimed,) = store.claim("w", clock.now(), 30, saga_id=saga_id, force=True)
+    (claimed,) = store.claim("w", 30, saga_id=saga_id, force=True)
     live = load_live(engine._rt, saga_id, claimed[1], handlers=False)
     live.resolution = {"escalation": esc_id + 1, "resolution": "mark_resolved",
                        "author": "dave", "note": ""}

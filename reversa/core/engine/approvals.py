@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError, LeaseLost, NotFound
+from ..errors import ConfigError, LeaseLost, NotFound, ReversaError
 from ..governance import Approval, ApprovalKind, FourEyes, policy_for
 from ..inspector import Inspector
 from ..live import LiveSaga
@@ -303,7 +303,7 @@ class Governor:
             row, _steps = self.store.load(saga_id)
             status = SagaStatus(row["status"])
             _refuse(saga_id, status, self.store)
-            why = self._needs(row["workflow"], saga_id, json.loads(row["input_json"]))
+            why = await self._needs_for_rollback(row)
             if status is SagaStatus.COMPLETED:
                 self._check_window(row)
             request = {"by": by, "reason": reason, "at": self._now()}
@@ -327,6 +327,30 @@ class Governor:
             return await self._rollback_claimed(live, request, why)
         raise LeaseLost(f"saga {saga_id} kept changing while a rollback was requested; "
                         "look at it again and retry")
+
+    async def _needs_for_rollback(self, row: dict[str, Any]) -> str | None:
+        """Why an operator rollback of the saga in ``row`` needs a second approver.
+
+        A saga that never rolled back has no recorded cost: when the policy sets
+        a rollback-cost threshold, the rollback is dry-run now (nothing executes)
+        and its estimate judged. An estimate that cannot be made needs the second
+        approver too: the threshold exists because the cost may be high.
+        """
+        policy: FourEyes | None = policy_for(self.engine.governance, row["workflow"])
+        if policy is None:
+            return None
+        input = json.loads(row["input_json"])
+        costs = _rollback_costs(self.store, row["id"])
+        why = policy.applies(input, costs)
+        if why is not None or not policy.min_rollback_cost:
+            return why
+        try:
+            report = await self.engine.dry_run_async(row["id"])
+        except ReversaError as exc:
+            return (f"four-eyes: the rollback's cost could not be estimated ({exc.message}); "
+                    "a second approver decides")
+        # Today's estimate supersedes one recorded by an earlier rollback.
+        return policy.applies(input, {**costs, **report.costs})
 
     def _check_window(self, row: dict[str, Any]) -> None:
         window = float(json.loads(row["plan_json"])["saga"]["rollback_window_s"])

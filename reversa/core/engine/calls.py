@@ -14,7 +14,7 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
@@ -30,6 +30,7 @@ from ..errors import (
     ReversaError,
 )
 from ..model import Retry
+from ..redact import scrub
 
 __all__ = [
     "AttemptTimedOut",
@@ -87,7 +88,18 @@ class Failure:
 
 
 def classify(exc: BaseException) -> Failure:
-    """Map any exception raised by a handler to a :class:`Failure`."""
+    """Map any exception raised by a handler to a :class:`Failure`.
+
+    The message passes :func:`~reversa.core.redact.scrub`: exception text is
+    recorded in step rows, the audit log and escalation reports, and a
+    library's message may quote a key, a token, a card number or an IBAN.
+    """
+    failure = _classify(exc)
+    message = scrub(failure.message)
+    return failure if message == failure.message else replace(failure, message=message)
+
+
+def _classify(exc: BaseException) -> Failure:
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return Failure("timeout", "the call timed out; its effect may have happened", True, True)
     if isinstance(exc, OutcomeUnknown):

@@ -25,7 +25,7 @@ from ..governance import Approval, FourEyes, Governance
 from ..inspector import Inspector
 from ..live import LiveSaga, LiveStep
 from ..model import Saga
-from ..observe import Observer
+from ..observe import Observer, notify
 from ..plan import Plan, validate
 from ..registry import Registry
 from ..states import AT_REST_SAGA, TERMINAL_SAGA, SagaStatus, StepStatus
@@ -255,6 +255,10 @@ class Engine(GovernanceApi):
         if task is not None:
             with self._lock:
                 self._tasks[live.id] = (asyncio.get_running_loop(), task)
+        observers = self._rt.observers
+        if observers:
+            notify(observers, "saga_started", live.id, live.plan.saga.workflow,
+                   live.status.value)
         try:
             await body()
         except asyncio.CancelledError:
@@ -283,6 +287,9 @@ class Engine(GovernanceApi):
                 self._rt.held.pop(live.id, None)
             raise abort.error from None
         finally:
+            if observers:
+                notify(observers, "saga_finished", live.id, live.plan.saga.workflow,
+                       live.status.value, live.error)
             with self._lock:
                 self._tasks.pop(live.id, None)
                 lost = live.id in self._rt.lost
@@ -358,13 +365,14 @@ class Engine(GovernanceApi):
     ) -> SagaResult:
         # The escalation row, its audit entry and the saga's next state share one
         # commit: a crash leaves either all of them or none.
+        resolved_at = self.clock.now()
         live.resolution = {"escalation": escalation_id, "resolution": action,
-                           "author": author, "note": note}
+                           "author": author, "note": note, "resolved_at": resolved_at}
         extra: dict[str, Any] = {}
         if approved_by is not None:
             live.resolution["approved_by"] = extra["approved_by"] = approved_by
         live.log("escalation_resolved", action, escalation=escalation_id, author=author,
-                 note=note, **extra)
+                 note=note, resolved_at=resolved_at, **extra)
 
         async def body() -> None:
             if action == "mark_resolved":

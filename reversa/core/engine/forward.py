@@ -12,6 +12,7 @@ from typing import Any
 from ..errors import RollbackRequested
 from ..live import LiveSaga
 from ..model import OnFailure, Step
+from ..observe import notify
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
 from .calls import (
@@ -83,23 +84,32 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
                      phase=Phase.ACTION.value, attempt=1)
             raise RollbackRequested("an operator requested a rollback")
         ctx = rt.step_ctx(live, spec, Phase.ACTION, st.attempts)
+        observers = rt.observers
+        if observers:
+            notify(observers, "step_started", live.id, spec.name, st.attempts)
         try:
             try:
-                return await invoke_for_record(fn, ctx, spec.timeout_s)
+                value = await invoke_for_record(fn, ctx, spec.timeout_s)
             except AttemptTimedOut as timed_out:
                 # The thread cannot be stopped: wait for it (one more timeout) rather
                 # than overlap it with a retry; its late outcome is this attempt's.
                 live.log("step_attempt_timed_out", "waiting", step=spec.name,
                          phase=Phase.ACTION.value, attempt=st.attempts,
                          grace_s=spec.timeout_s)
-                return recordable(fn, await settle_timed_out(timed_out, spec.timeout_s))
+                value = recordable(fn, await settle_timed_out(timed_out, spec.timeout_s))
         except Exception as exc:
             failure = classify(exc)
             st.error, st.outcome = failure.message, failure.code
             live.log("step_attempt_failed", failure.code, step=spec.name,
                      phase=Phase.ACTION.value, attempt=st.attempts, error=failure.message,
                      retryable=failure.retryable, in_doubt=failure.in_doubt)
+            if observers:
+                notify(observers, "step_finished", live.id, spec.name, st.attempts,
+                       failure.code, failure.message)
             raise
+        if observers:
+            notify(observers, "step_finished", live.id, spec.name, st.attempts, "ok", None)
+        return value
 
     try:
         result = await with_retries(spec.retry, rt.clock, None, attempt)

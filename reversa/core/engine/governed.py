@@ -127,7 +127,11 @@ class GovernanceApi:
           first, every completed step compensated in reverse dependency order,
           the predicate after -- ending ``compensated`` or ``escalated``.
 
-        When the four-eyes policy applies, nothing is rolled back yet: a pending
+        The four-eyes policy is judged on the saga's input value and on its
+        rollback cost: the one its last rollback recorded, else (when the policy
+        sets a cost threshold) a dry-run's estimate made now -- an estimate that
+        cannot be made (no workflow code here) counts as above the threshold.
+        When the policy applies, nothing is rolled back yet: a pending
         ``rollback`` :class:`~reversa.Approval` is returned, and a running saga is
         held (``awaiting_approval``) at its next step boundary until it is decided.
 

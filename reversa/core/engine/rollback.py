@@ -21,6 +21,7 @@ from ..context import Probe
 from ..errors import PreconditionFailed, ReversaSignal
 from ..live import LiveSaga
 from ..model import OnInfeasible, Reversibility
+from ..observe import notify
 from ..registry import HandlerKind
 from ..states import Phase, SagaStatus, StepStatus
 from ..store.governance import DecideApproval, approval_row
@@ -233,22 +234,32 @@ async def _undo(
         ctx = rt.step_ctx(live, spec, Phase.COMPENSATION, st.comp_attempts, deadline)
         await _recheck(rt, spec.preconditions, ctx)
         timeout = _timeout(spec.compensation_timeout_s, deadline, rt.clock.now())
+        observers = rt.observers
+        if observers:
+            notify(observers, "compensation_started", live.id, name, st.comp_attempts)
         try:
             try:
-                return await invoke_for_record(fn, ctx, timeout,
-                                               budget=deadline - rt.clock.now())
+                value = await invoke_for_record(fn, ctx, timeout,
+                                                budget=deadline - rt.clock.now())
             except AttemptTimedOut as timed_out:
                 # Never retried while it may still be running; the window bounds the wait.
                 late = await settle_timed_out(timed_out, min(
                     spec.compensation_timeout_s or 0.0, deadline - rt.clock.now()))
-                return recordable(fn, late)
+                value = recordable(fn, late)
         except Exception as exc:
             failure = classify(exc)
             st.error, st.outcome = failure.message, failure.code
             live.log("compensation_attempt_failed", failure.code, step=name,
                      phase=Phase.COMPENSATION.value, attempt=st.comp_attempts,
                      error=failure.message, retryable=failure.retryable)
+            if observers:
+                notify(observers, "compensation_finished", live.id, name, st.comp_attempts,
+                       failure.code, failure.message)
             raise
+        if observers:
+            notify(observers, "compensation_finished", live.id, name, st.comp_attempts, "ok",
+                   None)
+        return value
 
     try:
         result = await with_retries(spec.compensation_retry, rt.clock, deadline, attempt)

@@ -114,6 +114,8 @@ class SagaRecord(ReadModel, table=True):
                                  description="Import path of its services factory.")
     heartbeat_at: float | None = Field(default=None,
                                        description="Last heartbeat (progress), store clock.")
+    audit_key: str | None = Field(default=None, description="Id of the key that signed the head.")
+    audit_sig: str | None = Field(default=None, description="Signature of the chain's head.")
     rollback_requested: dict[str, Any] | None = Field(
         default=None, sa_column=Column("rollback_requested", JsonText),
         description="An operator's rollback request its owner has not acted on yet.")
@@ -157,6 +159,8 @@ class AuditRecord(ReadModel, table=True):
     event: str
     outcome: str
     detail: dict[str, Any] = Field(sa_column=Column("detail_json", JsonText, nullable=False))
+    state: Any = Field(default=None, sa_column=Column("state_json", JsonText),
+                       description="The state record the entry seals (last of a commit).")
     prev_hash: str
     hash: str
 

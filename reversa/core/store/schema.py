@@ -8,6 +8,7 @@ upgrades in place without touching its records.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -28,10 +29,8 @@ from sqlalchemy import (
 
 from ..errors import SchemaError
 
-__all__ = [
-    "MIGRATIONS", "api_tokens", "approvals", "journal", "metadata", "migrate", "outbox",
-    "schema_version", "sessions", "users",
-]
+__all__ = ["MIGRATIONS", "api_tokens", "approvals", "audit_meta", "checkpoints", "heads",
+           "journal", "metadata", "migrate", "outbox", "schema_version", "sessions", "users"]
 
 metadata = MetaData()
 
@@ -66,13 +65,16 @@ def _sagas_table(meta: MetaData, *, version: int) -> Table:
         # The last heartbeat: progress for the watchdog, on the store's clock.
         columns.append(Column("heartbeat_at", Float))
     if version >= 7:
+        # Signature of (id, audit_seq, audit_head) by the audit key, and that key's id.
+        columns += [Column("audit_key", String(64)), Column("audit_sig", Text)]
+    if version >= 8:
         # An operator's pending rollback request (JSON: by, reason, at, approval),
         # set by anyone, consumed by the saga's owner at its next step boundary.
         columns.append(Column("rollback_requested", Text))
     return Table("reversa_sagas", meta, *columns)
 
 
-sagas = _sagas_table(metadata, version=7)
+sagas = _sagas_table(metadata, version=8)
 
 
 def _steps_table(meta: MetaData, *, version: int) -> Table:
@@ -115,6 +117,8 @@ audit = Table(
     Column("detail_json", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # The state record of the commit this entry ends (see reversa.core.evidence.records).
+    Column("state_json", Text),
     UniqueConstraint("saga_id", "seq", name="uq_reversa_audit_saga_seq"),
 )
 
@@ -161,6 +165,37 @@ journal = Table(
     Column("token", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+heads = Table(
+    # The checkpoint log: every sealed saga head, in the order checkpoints
+    # sealed them (the leaves of the RFC 6962 tree whose roots are witnessed).
+    "reversa_heads",
+    metadata,
+    Column("idx", Integer, primary_key=True, autoincrement=False),
+    Column("saga_id", String(64), nullable=False, index=True),
+    Column("seq", Integer, nullable=False),
+    Column("head", String(64), nullable=False),
+    Column("plan_hash", String(64), nullable=False),
+    Column("checkpoint", Integer, nullable=False),
+)
+
+checkpoints = Table(
+    "reversa_checkpoints",
+    metadata,
+    Column("number", Integer, primary_key=True, autoincrement=False),
+    Column("size", Integer, nullable=False),
+    Column("root", String(64), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("frontier_json", Text, nullable=False),
+    Column("statement_json", Text, nullable=False),
+)
+
+audit_meta = Table(
+    "reversa_audit_meta",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
 )
 
 approvals = Table(
@@ -305,6 +340,25 @@ def _v6(conn: Connection) -> None:
 
 
 def _v7(conn: Connection) -> None:
+    # Evidence an auditor accepts: state records in the chain, signed heads, and
+    # the checkpoint log whose roots an external witness keeps. The log id names
+    # this database in the witness; a restored copy keeps it (and is caught).
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_audit")}
+    if "state_json" not in columns:
+        conn.execute(text("ALTER TABLE reversa_audit ADD COLUMN state_json TEXT"))
+    columns = {c["name"] for c in inspect(conn).get_columns("reversa_sagas")}
+    if "audit_key" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN audit_key VARCHAR(64)"))
+    if "audit_sig" not in columns:
+        conn.execute(text("ALTER TABLE reversa_sagas ADD COLUMN audit_sig TEXT"))
+    for table in (heads, checkpoints, audit_meta):
+        table.create(conn, checkfirst=True)
+    if conn.execute(text("SELECT COUNT(*) FROM reversa_audit_meta WHERE name = 'log_id'")
+                    ).scalar() == 0:
+        conn.execute(audit_meta.insert().values(name="log_id", value=uuid.uuid4().hex))
+
+
+def _v8(conn: Connection) -> None:
     # Governance: approvals (start, resolution, rollback), the notification outbox
     # written in the same commit as the event it announces, the operator's
     # rollback flag, and a partial index so metrics count compensation failures
@@ -324,14 +378,15 @@ def _v7(conn: Connection) -> None:
                       "('compensation_failed', 'compensation_attempt_failed')"))
 
 
-def _v8(conn: Connection) -> None:
+def _v9(conn: Connection) -> None:
     # Console users, their login sessions and machine API tokens live next to the
     # sagas they govern: one store to back up, one place to audit.
     for table in (users, sessions, api_tokens):
         table.create(conn, checkfirst=True)
 
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 

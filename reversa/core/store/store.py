@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -29,10 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from ..audit import AuditProblem, AuditReport, verify_chain
-from ..canonical import sha256_hex
+from ..audit import AuditReport
 from ..clock import Clock
 from ..errors import ConfigError, LeaseLost, NotFound, SchemaError, StoreError
+from ..evidence.config import AuditConfig
 from ..live import LiveSaga
 from ..states import AT_REST_SAGA, TERMINAL_SAGA, SagaStatus
 from . import schema as t
@@ -68,7 +68,12 @@ class Store:
     """
 
     def __init__(
-        self, engine: Engine, *, read_only: bool = False, clock: Clock | None = None
+        self,
+        engine: Engine,
+        *,
+        read_only: bool = False,
+        clock: Clock | None = None,
+        audit: AuditConfig | None = None,
     ) -> None:
         self.engine = engine
         self.read_only = read_only
@@ -76,8 +81,12 @@ class Store:
         self.dialect = engine.dialect.name
         self.clock = clock
         """Injected time source for leases (tests); None means database time."""
+        self.audit = audit or AuditConfig()
+        """How this store signs and witnesses its audit record."""
         self._now_sql = None if clock is not None else _NOW_SQL[self.dialect]
-        self._writer = Writer(engine, self._now_sql)
+        self._writer = Writer(engine, self._now_sql, self.audit.signer,
+                              self.audit.redaction_key, self.audit.sign_interval_s)
+        self._checkpointer: Any = None
         from .journal import StoreJournal
 
         self._journal_type = StoreJournal
@@ -103,6 +112,7 @@ class Store:
         synchronous: str = "FULL",
         read_only: bool = False,
         clock: Clock | None = None,
+        audit: AuditConfig | None = None,
     ) -> Store:
         """Open (and by default create or upgrade) the store at ``db``.
 
@@ -119,6 +129,9 @@ class Store:
             clock: Time source for leases. Leave None in production: leases are
                 then judged on database time, one clock for every worker. Tests
                 inject a ``FakeClock`` (the same one their engines use).
+            audit: Signing key and witnesses of the audit record. Default:
+                :meth:`AuditConfig.from_env` (``REVERSA_SIGNING_KEY``,
+                ``REVERSA_WITNESS_DIR``), so every writing command honours them.
 
         Raises:
             NotFound: ``read_only`` and there is no database file, or no
@@ -126,8 +139,11 @@ class Store:
             SchemaError: The schema is newer than this Reversa, or (``read_only``)
                 older: ``reversa db-upgrade`` upgrades it.
             StoreError: The database cannot be reached or read.
-            ConfigError: Unsupported URL or pragma value.
+            ConfigError: Unsupported URL or pragma value, or an audit setting names a
+                missing key or directory.
         """
+        if audit is None:
+            audit = AuditConfig.from_env()
         url = make_url(resolve_url(db))
         if url.get_backend_name() == "sqlite":
             engine = sqlite_engine(url, synchronous, read_only=read_only)
@@ -138,16 +154,45 @@ class Store:
                 f"unsupported database {url.get_backend_name()!r}; use an SQLite path or a "
                 "postgresql:// URL"
             )
-        store = cls(engine, read_only=read_only, clock=clock)
+        store = cls(engine, read_only=read_only, clock=clock, audit=audit)
         try:
             if read_only:
                 store.check_schema()
             elif migrate:
                 store.migrate()
+                store._start_checkpoints()
         except BaseException:
             engine.dispose()
             raise
         return store
+
+    def _start_checkpoints(self) -> None:
+        if not self.audit.witnesses or self._checkpointer is not None:
+            return
+        from ..evidence.checkpoints import Checkpointer
+
+        assert self.audit.signer is not None  # AuditConfig refuses witnesses without one
+        self._checkpointer = Checkpointer(
+            self.engine, self.now, self.audit.signer, self.audit.witnesses,
+            interval_s=self.audit.interval_s, gap_s=self.audit.gap_s,
+            background=self.audit.background)
+
+    def checkpoint(self) -> Any:
+        """Seal every changed saga head into a signed checkpoint now and publish it.
+
+        Returns:
+            The new :class:`~reversa.core.evidence.Checkpoint`, or None when no
+            head changed since the last one.
+
+        Raises:
+            ConfigError: No witness is configured.
+            WitnessError: A witness refused the checkpoint.
+        """
+        self._start_checkpoints()
+        if self._checkpointer is None:
+            raise ConfigError("no witness is configured: set REVERSA_WITNESS_DIR (and "
+                              "REVERSA_SIGNING_KEY) or pass AuditConfig(witnesses=...)")
+        return self._checkpointer.seal()
 
     def migrate(self, target: int | None = None) -> tuple[int, int]:
         """Apply pending migrations; returns (version before, after)."""
@@ -191,7 +236,10 @@ class Store:
         return version
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Seal the last heads into a checkpoint (if witnessed); release pooled connections."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+            self._checkpointer = None
         self.engine.dispose()
 
     @contextmanager
@@ -254,12 +302,16 @@ class Store:
                 else:
                     cur.execute(f"RELEASE SAVEPOINT rv{index}")
         # Adopt new chain heads only once the commit succeeded.
+        ended = False
         for (live, *_), written in zip(items, out, strict=True):
             if isinstance(written, Written):
                 self._writer.committed(live, written)
                 live.created = True
                 live.resolution = None
                 live.side.clear()
+                ended = ended or written.at_rest
+        if ended and self._checkpointer is not None:
+            self._checkpointer.saga_ended()
         return out
 
     def _write_one(
@@ -271,12 +323,11 @@ class Store:
         rollback: dict[str, Any] | None,
         lease: float,
     ) -> Written:
-        if not live.created:
-            self._writer.create(cur, live, live.app)
+        created = None if live.created else self._writer.create(cur, live, live.app)
         sqlite = self.dialect == "sqlite"
         if live.side:
             apply_side(cur, sqlite, live.side, now, first=True)
-        written = self._writer.write(cur, live, now, escalation, rollback, lease)
+        written = self._writer.write(cur, live, now, escalation, rollback, lease, created)
         if live.resolution is not None:
             self._resolve(cur, live.resolution, now)
         if live.side:
@@ -310,8 +361,8 @@ class Store:
         # and the saga's new state commit together.
         cur.execute(
             _RESOLVE if self.dialect == "sqlite" else _RESOLVE.replace("?", "%s"),
-            (resolution["resolution"], resolution["author"], now, resolution["note"],
-             resolution["escalation"]))
+            (resolution["resolution"], resolution["author"], resolution.get("resolved_at", now),
+             resolution["note"], resolution["escalation"]))
         if cur.rowcount != 1:
             # A lost race, like a lost lease: this saga's part of the batch rolls back.
             raise LeaseLost(
@@ -483,39 +534,28 @@ class Store:
         with self._tx() as conn:
             return int(conn.execute(query).scalar() or 0)
 
-    def verify_audit(self, saga_id: str | None = None) -> AuditReport:
-        """Recompute every chain (or one) and report the first broken entry of each."""
-        s = t.sagas.c
-        query = select(s.id, s.plan_hash, s.plan_json, s.audit_head, s.audit_seq).order_by(
-            s.created_at, s.id)
-        if saga_id is not None:
-            query = query.where(s.id == saga_id)
-        problems = []
-        entries = 0
-        with self._tx() as conn:
-            sagas = conn.execute(query).mappings().all()
-            if saga_id is not None and not sagas:
-                raise NotFound(f"no saga {saga_id!r} in {self.url}")
-            known = {r["id"] for r in sagas}
-            for saga in sagas:
-                rows = conn.execute(select(t.audit).where(t.audit.c.saga_id == saga["id"])
-                                    .order_by(t.audit.c.id)).mappings().all()
-                checked, problem = verify_chain(
-                    saga["id"], saga["plan_hash"], sha256_hex(saga["plan_json"]),
-                    saga["audit_head"], saga["audit_seq"], [dict(r) for r in rows])
-                entries += checked
-                if problem is not None:
-                    problems.append(problem)
-            if saga_id is None:
-                orphans = conn.execute(select(t.audit.c.saga_id, func.min(t.audit.c.id))
-                                       .group_by(t.audit.c.saga_id)).all()
-                for sid, first_id in orphans:
-                    if sid not in known:
-                        problems.append(AuditProblem(
-                            sid, "deleted", None, int(first_id),
-                            f"log entries exist for saga {sid} whose record was deleted"))
-        return AuditReport(ok=not problems, sagas=len(sagas), entries=entries,
-                           problems=problems)
+    def verify_audit(
+        self,
+        saga_id: str | None = None,
+        *,
+        verifiers: Iterable[Any] | None = None,
+        witnesses: Sequence[Any] = (),
+    ) -> AuditReport:
+        """Verify the audit record and name every problem (see ``docs/audit.md``).
+
+        Without keys or witnesses this proves the record is internally
+        consistent: every chain recomputes and every table matches its chain.
+        With the public key (``verifiers``) a rewritten, re-chained record is
+        caught too; with a witness, a deleted saga or a restored database.
+
+        Args:
+            saga_id: One saga only.
+            verifiers: Verifiers of the signing key(s) (``load_verifier(path)``).
+            witnesses: Witnesses holding the checkpoints (``DirWitness(path)``).
+        """
+        from ..evidence.verify import verify_store
+
+        return verify_store(self, saga_id=saga_id, verifiers=verifiers, witnesses=witnesses)
 
     def stalled(self, default_after_s: float) -> list[dict[str, Any]]:
         """Live sagas that made no progress (no commit, no heartbeat) for a while.

@@ -1,0 +1,76 @@
+"""The cost of OpenTelemetry tracing on the hot path: the bench workload with and
+without ``TracingObserver`` (an SDK ``TracerProvider`` recording every span into a
+batch processor with no exporter, so span creation is real and nothing leaves the
+process), alternated run by run on fresh SQLite files; medians reported.
+
+    python bench/tracing.py --sagas 300 --rounds 7 [--synchronous OFF]
+
+Prints JSON: the median steps/s with tracing off and on, and the median of the
+per-pair slowdowns (pairing cancels the machine's drift between runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from reversa import Store
+from reversa.benchkit.workload import run_durable
+from reversa.observability.otel import TracingObserver
+
+
+class _Drop(SpanExporter):
+    def export(self, spans: object) -> SpanExportResult:
+        return SpanExportResult.SUCCESS
+
+
+def _run(sagas: int, steps: int, synchronous: str, traced: bool, root: Path, n: int) -> float:
+    store = Store.open(root / f"run{n}.db", synchronous=synchronous)
+    observers = []
+    if traced:
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(_Drop()))
+        observers.append(TracingObserver(provider.get_tracer("bench")))
+    try:
+        result = run_durable(store, sagas, steps, True, observers=observers)
+    finally:
+        store.close()
+    return result.summary()["steps_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sagas", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--synchronous", default="FULL")
+    args = parser.parse_args()
+    off: list[float] = []
+    on: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        _run(50, args.steps, args.synchronous, True, root, -1)  # warm-up (imports, caches)
+        for n in range(args.rounds):
+            # Alternate which goes first, so neither always follows the other.
+            order = (False, True) if n % 2 == 0 else (True, False)
+            for traced in order:
+                value = _run(args.sagas, args.steps, args.synchronous, traced, root,
+                             2 * n + traced)
+                (on if traced else off).append(value)
+    slowdowns = [1 - t / u for u, t in zip(off, on, strict=True)]
+    print(json.dumps({
+        "synchronous": args.synchronous, "sagas": args.sagas, "rounds": args.rounds,
+        "steps_per_s_off": round(statistics.median(off), 1),
+        "steps_per_s_on": round(statistics.median(on), 1),
+        "median_slowdown_pct": round(100 * statistics.median(slowdowns), 2),
+        "off_runs": [round(v) for v in off], "on_runs": [round(v) for v in on]}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

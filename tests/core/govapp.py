@@ -1,0 +1,96 @@
+"""A user's workflow for the governance CLI tests; copied into a test's directory.
+
+``python govflows.py DB complete|submit`` starts one saga and prints what it
+became. ``book.json`` next to it is the external system. Rolling a completed
+order back escalates: ``unship`` refuses (the parcel left) unless ``parcel-back``
+exists next to this file.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+from typing import Any
+
+from reversa import (
+    Approval,
+    Engine,
+    PermanentError,
+    Registry,
+    Saga,
+    SnapshotContext,
+    Step,
+    StepContext,
+    Store,
+)
+
+HERE = pathlib.Path(__file__).resolve().parent
+BOOK = HERE / "book.json"
+
+
+class Book:
+    """Balances in a JSON file."""
+
+    def read(self) -> dict[str, int]:
+        return json.loads(BOOK.read_text()) if BOOK.exists() else {"alice": 100, "shop": 0}
+
+    def move(self, amount: int) -> None:
+        book = self.read()
+        book["alice"] -= amount
+        book["shop"] += amount
+        BOOK.write_text(json.dumps(book))
+
+
+def services() -> dict[str, Any]:
+    return {"book": Book()}
+
+
+def registry() -> Registry:
+    reg = Registry()
+
+    @reg.action("pay")
+    def pay(ctx: StepContext) -> dict[str, int]:
+        ctx.services["book"].move(10)
+        return {"paid": 10}
+
+    @reg.compensation("refund")
+    def refund(ctx: StepContext) -> dict[str, int]:
+        ctx.services["book"].move(-10)
+        return {"refunded": 10}
+
+    @reg.action("ship")
+    def ship(ctx: StepContext) -> dict[str, bool]:
+        return {"shipped": True}
+
+    @reg.compensation("unship")
+    def unship(ctx: StepContext) -> None:
+        if not (HERE / "parcel-back").exists():
+            raise PermanentError("the parcel already left")
+
+    @reg.snapshot("book.state")
+    def state(ctx: SnapshotContext) -> dict[str, int]:
+        return dict(ctx.services["book"].read())
+
+    return reg
+
+
+def saga() -> Saga:
+    return Saga.chain("order", [Step(name="pay", action="pay", compensation="refund"),
+                                Step(name="ship", action="ship", compensation="unship")],
+                      snapshot="book.state", app="govflows:registry",
+                      services="govflows:services")
+
+
+if __name__ == "__main__":
+    engine = Engine(registry(), Store.open(sys.argv[1]), services=services(), heartbeat=False)
+    mode = sys.argv[2]
+    if mode == "submit":
+        held = engine.submit(saga(), {"amount": 5000, "currency": "GBP"}, by="agent:bot",
+                             approval_reason="amount above the agent's limit")
+        assert isinstance(held, Approval)
+        print(held.saga_id, held.id)
+    else:
+        result = engine.run(saga(), {"amount": 5000, "currency": "GBP"})
+        print(result.saga_id, result.status.value, result.escalation_id)
+    engine.close()
