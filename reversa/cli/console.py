@@ -7,6 +7,7 @@ import ipaddress
 import socket
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -16,6 +17,7 @@ from ..core.errors import ReversaError
 from .common import APP_HELP, DB_HELP, ExitCode, console, emit_json, fail, open_store, ts
 
 if TYPE_CHECKING:
+    from ..console import AuditKeys
     from ..console.accounts import Accounts
 
 __all__ = ["register"]
@@ -64,6 +66,12 @@ def console_command(
     policy: Annotated[str | None, typer.Option(
         "--policy", help="Governance policy (TOML, [four_eyes.<workflow>] tables): which "
         "resolutions and rollbacks need a second, distinct approver.")] = None,
+    pubkey: Annotated[list[Path] | None, typer.Option(
+        "--pubkey", help="Public key file of the audit's signed heads (reversa-audit.pub; "
+        "repeat for rotated keys): the audit page then checks every signature.")] = None,
+    witness: Annotated[list[Path] | None, typer.Option(
+        "--witness", help="Witness directory holding the signed checkpoints (repeatable; "
+        "default: the store's own, $REVERSA_WITNESS_DIR).")] = None,
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         "--trusted-proxy", help="Address of a reverse proxy whose X-Forwarded-For/-Proto "
         "headers are believed (repeatable).")] = None,
@@ -72,14 +80,17 @@ def console_command(
     _need_extra()
     import uvicorn
 
-    from ..console import Accounts, Code, ConsoleSettings, create_app
+    from ..console import Accounts, AuditKeys, Code, ConsoleSettings, create_app
     from ..core.governance import load_policy
 
     try:
         governance = load_policy(policy) if policy else {}
+        audit = _audit_keys(pubkey, witness)
     except ReversaError as exc:
         fail(exc.message)
     store = open_store(db)
+    if audit is not None and not audit.witnesses:
+        audit = AuditKeys(audit.verifiers, tuple(store.audit.witnesses))
     # Bound before any warning, so a taken port is the only line on stderr.
     listener = _listen(host, port)
     bound = listener.getsockname()[1]
@@ -95,7 +106,7 @@ def console_command(
                          "behind a TLS-terminating proxy (see docs/console.md)\n")
     app = create_app(store, code=Code(app_ or [], services, trust_recorded=trust),
                      settings=ConsoleSettings(secure_cookies=secure_cookies),
-                     engine_options={"governance": governance})
+                     engine_options={"governance": governance}, audit=audit)
     config = uvicorn.Config(app, proxy_headers=bool(trusted_proxy),
                             forwarded_allow_ips=",".join(trusted_proxy or []) or None,
                             log_level="info", server_header=False)
@@ -104,6 +115,22 @@ def console_command(
         uvicorn.Server(config).run(sockets=[listener])
     finally:
         store.close()
+
+
+def _audit_keys(pubkeys: list[Path] | None, witnesses: list[Path] | None) -> AuditKeys | None:
+    # Checked before anything is served: a wrong path is one line, not a page error later.
+    from ..console import AuditKeys
+    from ..core.errors import ConfigError
+    from ..core.evidence import DirWitness, load_verifier
+
+    if not pubkeys and not witnesses:
+        return None
+    for folder in witnesses or []:
+        if not folder.is_dir():
+            raise ConfigError(f"witness directory {folder} does not exist; pass the directory "
+                              "given to REVERSA_WITNESS_DIR")
+    return AuditKeys(tuple(load_verifier(p) for p in pubkeys) if pubkeys else None,
+                     tuple(DirWitness(w) for w in witnesses or []))
 
 
 def _loopback(host: str) -> bool:

@@ -6,10 +6,10 @@ manages who may log in. See ``docs/console.md``.
 
 from .accounts import Accounts, ApiToken, Role, Session, User
 from .app import create_app
-from .service import Code, ConsoleService
+from .service import AuditKeys, Code, ConsoleService
 from .web import ConsoleSettings
 
 __all__ = [
-    "create_app", "ConsoleSettings", "Code", "ConsoleService",
+    "create_app", "ConsoleSettings", "Code", "ConsoleService", "AuditKeys",
     "Accounts", "Role", "User", "Session", "ApiToken",
 ]

@@ -23,9 +23,10 @@ from .pages import check_resolution_role
 from .service import parse_age
 from .web import Principal, needs, state
 
-__all__ = ["router"]
+__all__ = ["metrics_router", "router"]
 
 router = APIRouter(prefix="/api", tags=["api"])
+metrics_router = APIRouter(include_in_schema=False)
 
 Viewer = Annotated[Principal, Depends(needs(Role.VIEWER))]
 Operator = Annotated[Principal, Depends(needs(Role.OPERATOR))]
@@ -87,12 +88,15 @@ class DecisionIn(BaseModel):
 
 
 class AuditOut(BaseModel):
-    """Result of recomputing the hash chains."""
+    """Result of verifying the audit record (as ``reversa audit verify --json``)."""
 
     ok: bool
     sagas: int
     entries: int
     problems: list[dict[str, Any]]
+    checked: list[str] = Field(description="What was verified (chains, tables, "
+                               "signatures, witnessed checkpoints).")
+    notes: list[str] = Field(description="What could not be verified, and why.")
 
 
 class UserIn(BaseModel):
@@ -230,10 +234,11 @@ def reject(request: Request, approval_id: int, body: DecisionIn,
 
 @router.get("/audit/verify", response_model=AuditOut)
 def verify(request: Request, principal: Viewer, saga: str | None = None) -> AuditOut:
-    """Recompute every hash chain (or one saga's)."""
+    """Verify the audit record (or one saga's): chains, tables, signatures, witnesses."""
     report = state(request).service.verify_audit(saga)
     return AuditOut(ok=report.ok, sagas=report.sagas, entries=report.entries,
-                    problems=[asdict(p) for p in report.problems])
+                    problems=[asdict(p) for p in report.problems], checked=report.checked,
+                    notes=report.notes)
 
 
 @router.get("/users", response_model=list[UserOut])
@@ -255,3 +260,14 @@ def add_user(request: Request, body: UserIn, principal: Admin) -> UserOut:
 def openapi(request: Request, principal: Viewer) -> JSONResponse:
     """The OpenAPI document of this API (behind login like everything else)."""
     return JSONResponse(request.app.openapi())
+
+
+@metrics_router.get("/metrics", response_class=Response)
+def metrics(request: Request, principal: Viewer) -> Response:
+    """Prometheus metrics read from the store now (any logged-in user or token)."""
+    from prometheus_client import CONTENT_TYPE_LATEST
+
+    from ..observability.metrics import render_metrics
+
+    return Response(render_metrics(state(request).service.store),
+                    media_type=CONTENT_TYPE_LATEST)

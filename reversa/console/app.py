@@ -24,7 +24,7 @@ from ..core.store import Store
 from . import api, pages
 from .accounts import Accounts
 from .ratelimit import LoginLimiter
-from .service import Code, ConsoleService
+from .service import AuditKeys, Code, ConsoleService
 from .web import (
     ConsoleSettings,
     ConsoleState,
@@ -48,6 +48,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
     hasher: PasswordHasher | None = None,
     engine_options: dict[str, Any] | None = None,
+    audit: AuditKeys | None = None,
 ) -> FastAPI:
     """The console as an ASGI application on ``store``.
 
@@ -60,6 +61,8 @@ def create_app(
         clock: Time for sessions, ages and rate limits (tests inject one).
         hasher: Password hasher (argon2id with library defaults unless given).
         engine_options: Extra arguments for each Engine the console makes.
+        audit: Public keys and witnesses the audit verification checks (default:
+            the store's own witnesses, signatures unchecked).
     """
     settings = settings or ConsoleSettings()
     app = FastAPI(title="Reversa console", version=__version__, openapi_url=None,
@@ -70,12 +73,13 @@ def create_app(
     limiter = LoginLimiter(clock, per_user=settings.login_per_user,
                            per_ip=settings.login_per_ip, window_s=settings.login_window_s)
     app.state.console = ConsoleState(
-        service=ConsoleService(store, code, engine_options), accounts=accounts,
+        service=ConsoleService(store, code, engine_options, audit), accounts=accounts,
         limiter=limiter, settings=settings, templates=_templates(), clock=clock)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(pages.router)
     app.include_router(api.router)
+    app.include_router(api.metrics_router)
     _handle_errors(app)
     return app
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from ..core.audit import KINDS
 from ..core.errors import ConfigError
 from ..core.governance import Approval
 from .accounts import Role, check_name
@@ -283,8 +284,9 @@ def decide(
 # -- audit ------------------------------------------------------------------------------
 @router.get("/audit")
 def audit(request: Request, me: Viewer) -> HTMLResponse:
-    """Verify every saga's hash chain now and show the result."""
-    return render(request, "audit.html", me, report=state(request).service.verify_audit())
+    """Verify the whole audit record now (read-only) and show what was checked."""
+    return render(request, "audit.html", me, report=state(request).service.verify_audit(),
+                  kinds=KINDS)
 
 
 # -- users (admin) ----------------------------------------------------------------------

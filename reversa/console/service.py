@@ -21,6 +21,7 @@ from ..cli.apps import saga_code
 from ..core.audit import AuditReport
 from ..core.engine import Engine
 from ..core.errors import ConfigError
+from ..core.evidence import Verifier, Witness
 from ..core.governance import Approval, ApprovalKind
 from ..core.inspector import Inspector
 from ..core.registry import Registry
@@ -30,7 +31,7 @@ from ..core.store.read_models import SagaRecord
 from ..core.views import AuditEntry, EscalationView, SagaResult, SagaSummary, SagaView
 from .accounts import User
 
-__all__ = ["ACTIONS", "Code", "ConsoleService", "SagaPage", "parse_age"]
+__all__ = ["ACTIONS", "AuditKeys", "Code", "ConsoleService", "SagaPage", "parse_age"]
 
 ACTIONS = ("retry", "forward_recovery", "mark_resolved")
 """The resolutions of an escalation, as ``Engine.resolve`` names them."""
@@ -89,6 +90,20 @@ class Code:
             return self._cache[key]
 
 
+@dataclass(frozen=True)
+class AuditKeys:
+    """What the audit verification checks beyond the chains and the tables.
+
+    Attributes:
+        verifiers: Public keys (or HMAC keys) of the signed chain heads; None
+            leaves signatures unchecked (the report says so).
+        witnesses: Witnesses holding the signed checkpoints.
+    """
+
+    verifiers: tuple[Verifier, ...] | None = None
+    witnesses: tuple[Witness, ...] = ()
+
+
 class ConsoleService:
     """Everything the console shows and does, for pages and API alike.
 
@@ -96,14 +111,18 @@ class ConsoleService:
         store: The saga store (writable: resolutions are recorded in it).
         code: Where handlers come from when an action runs a saga's code.
         engine_options: Extra keyword arguments for every :class:`Engine` made here.
+        audit: Keys and witnesses the audit verification uses (default: the
+            witnesses the store itself publishes to, no public key).
     """
 
     def __init__(self, store: Store, code: Code | None = None,
-                 engine_options: dict[str, Any] | None = None) -> None:
+                 engine_options: dict[str, Any] | None = None,
+                 audit: AuditKeys | None = None) -> None:
         self.store = store
         self.inspector = Inspector(store)
         self.code = code or Code()
         self.engine_options = dict(engine_options or {})
+        self.audit = audit or AuditKeys(witnesses=tuple(store.audit.witnesses))
 
     # -- reading --------------------------------------------------------------------
     def sagas(
@@ -168,9 +187,12 @@ class ConsoleService:
         return self.inspector.escalation(escalation_id)
 
     def verify_audit(self, saga_id: str | None = None) -> AuditReport:
-        """Recompute every hash chain (or one saga's)."""
-        return self.inspector.verify_audit(
-            None if saga_id is None else self.inspector.resolve_id(saga_id))
+        """Verify the audit record (or one saga's) as ``reversa audit verify`` does:
+        chains, tables against the chains' state records and, with the keys and
+        witnesses given, head signatures and witnessed checkpoints. Read-only."""
+        return self.store.verify_audit(
+            None if saga_id is None else self.inspector.resolve_id(saga_id),
+            verifiers=self.audit.verifiers, witnesses=self.audit.witnesses)
 
     def approvals(self, status: str | None = "pending", kind: str | None = None
                   ) -> list[Approval]:

@@ -91,7 +91,7 @@ def test_users_bad_input_is_one_line_and_records_nothing(tmp_path: Path) -> None
         store.close()
 
 
-def test_console_refuses_a_bad_policy_and_a_taken_port(tmp_path: Path) -> None:
+def test_console_refuses_a_bad_policy_keys_and_a_taken_port(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path}/r.db"
     missing = cli("console", "--db", db, "--policy", str(tmp_path / "nope.toml"))
     assert missing.returncode == ExitCode.USAGE
@@ -101,6 +101,12 @@ def test_console_refuses_a_bad_policy_and_a_taken_port(tmp_path: Path) -> None:
     wrong = cli("console", "--db", db, "--policy", str(bad))
     assert wrong.returncode == ExitCode.USAGE
     assert "[four_eyes.payments] min_value" in one_error_line(wrong)
+    nokey = cli("console", "--db", db, "--pubkey", str(tmp_path / "reversa-audit.pub"))
+    assert nokey.returncode == ExitCode.USAGE
+    assert "reversa-audit.pub" in one_error_line(nokey)
+    nowitness = cli("console", "--db", db, "--witness", str(tmp_path / "witness"))
+    assert nowitness.returncode == ExitCode.USAGE
+    assert "witness directory" in one_error_line(nowitness)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
