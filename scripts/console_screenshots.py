@@ -4,7 +4,8 @@
 
 It starts ``reversa console`` on a throwaway SQLite database, runs a few sagas of
 the test suite's refund desk (completed, escalated, rolled back), asks for a
-four-eyes resolution, and photographs each main page as a logged-in approver.
+four-eyes resolution, signs and witnesses the audit record, and photographs each
+main page as a logged-in approver.
 Needs the ``dev`` extra (playwright) and the ``chromium`` package; nothing is
 downloaded.
 """
@@ -24,6 +25,7 @@ from playwright.sync_api import Page, sync_playwright  # noqa: E402
 
 from reversa import Engine, Store  # noqa: E402
 from reversa.console.accounts import Accounts  # noqa: E402
+from reversa.core.evidence import generate_keys  # noqa: E402
 from tests.console import flows  # noqa: E402
 from tests.console.browser import CHROMIUM_ARGS, chromium, log_in, serve  # noqa: E402
 from tests.console.conftest import CHEAP, PASSWORD, USERS  # noqa: E402
@@ -58,15 +60,21 @@ def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="reversa-shots-"))
     os.environ["REVERSA_TEST_DESK"] = str(tmp)  # the console compensates what we did
+    # A signed, witnessed record (issue 11), so the audit page shows every check.
+    generate_keys(tmp / "keys")
+    os.environ["REVERSA_SIGNING_KEY"] = str(tmp / "keys" / "reversa-audit.key")
+    os.environ["REVERSA_WITNESS_DIR"] = str(tmp / "witness")
     db = f"sqlite:///{tmp}/desk.db"
     store = Store.open(db)
     accounts = Accounts(store, clock=time.time, hasher=CHEAP)
     for name, role in USERS.items():
         accounts.add(name, role, PASSWORD)
     ids = seed(store)
+    store.checkpoint()
     policy = tmp / "policy.toml"
     policy.write_text('[four_eyes.refund-desk]\nmin_value = { "*" = 1000 }\n')
-    console = serve(db, tmp / "console.log", "--policy", str(policy))
+    console = serve(db, tmp / "console.log", "--policy", str(policy),
+                    "--pubkey", str(tmp / "keys" / "reversa-audit.pub"))
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=path, headless=True,
