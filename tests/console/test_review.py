@@ -26,6 +26,10 @@ def test_a_resolution_is_attributed_to_the_logged_in_user(
     entry = next(e for e in inspector.audit(saga_id) if e.event == "escalation_resolved")
     assert entry.detail["author"] == "user:anna"
     assert inspector.verify_audit(saga_id).ok
+    # The webhooks learn of it from the outbox row written in the resolution's commit.
+    events = {e.event: e.payload for e in inspector.outbox(saga_id=saga_id)}
+    assert "escalation.opened" in events and "escalation.resolved" in events
+    assert "user:anna" in str(events["escalation.resolved"])
     again = anna.form(f"/escalations/{esc}/resolve", {"action": "mark_resolved"})
     assert again.status_code == 404  # no open escalation any more: nothing recorded twice
 
