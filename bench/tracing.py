@@ -5,8 +5,10 @@ process), alternated run by run on fresh SQLite files; medians reported.
 
     python bench/tracing.py --sagas 300 --rounds 7 [--synchronous OFF]
 
-Prints JSON: the median steps/s with tracing off and on, and the median of the
-per-pair slowdowns (pairing cancels the machine's drift between runs).
+Prints JSON: the median steps/s with tracing off and on, the median of the
+per-pair slowdowns (pairing cancels the machine's drift between runs), and the
+same for the process' CPU time per step execution -- on a shared, loaded machine
+wall-clock throughput swings by tens of percent between runs, CPU time far less.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 from opentelemetry.sdk.trace import TracerProvider
@@ -30,7 +33,8 @@ class _Drop(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def _run(sagas: int, steps: int, synchronous: str, traced: bool, root: Path, n: int) -> float:
+def _run(sagas: int, steps: int, synchronous: str, traced: bool, root: Path,
+         n: int) -> tuple[float, float]:
     store = Store.open(root / f"run{n}.db", synchronous=synchronous)
     observers = []
     if traced:
@@ -38,10 +42,13 @@ def _run(sagas: int, steps: int, synchronous: str, traced: bool, root: Path, n: 
         provider.add_span_processor(BatchSpanProcessor(_Drop()))
         observers.append(TracingObserver(provider.get_tracer("bench")))
     try:
+        cpu = time.process_time()
         result = run_durable(store, sagas, steps, True, observers=observers)
+        cpu = time.process_time() - cpu
     finally:
         store.close()
-    return result.summary()["steps_per_s"]
+    executions = sagas * (2 * steps - 1)  # the last step fails: steps - 1 compensations
+    return result.summary()["steps_per_s"], 1e6 * cpu / executions
 
 
 def main() -> None:
@@ -53,6 +60,8 @@ def main() -> None:
     args = parser.parse_args()
     off: list[float] = []
     on: list[float] = []
+    cpu_off: list[float] = []
+    cpu_on: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         _run(50, args.steps, args.synchronous, True, root, -1)  # warm-up (imports, caches)
@@ -60,15 +69,20 @@ def main() -> None:
             # Alternate which goes first, so neither always follows the other.
             order = (False, True) if n % 2 == 0 else (True, False)
             for traced in order:
-                value = _run(args.sagas, args.steps, args.synchronous, traced, root,
-                             2 * n + traced)
+                value, cpu = _run(args.sagas, args.steps, args.synchronous, traced, root,
+                                  2 * n + traced)
                 (on if traced else off).append(value)
+                (cpu_on if traced else cpu_off).append(cpu)
     slowdowns = [1 - t / u for u, t in zip(off, on, strict=True)]
+    cpu_extra = [t / u - 1 for u, t in zip(cpu_off, cpu_on, strict=True)]
     print(json.dumps({
         "synchronous": args.synchronous, "sagas": args.sagas, "rounds": args.rounds,
         "steps_per_s_off": round(statistics.median(off), 1),
         "steps_per_s_on": round(statistics.median(on), 1),
         "median_slowdown_pct": round(100 * statistics.median(slowdowns), 2),
+        "cpu_us_per_step_off": round(statistics.median(cpu_off), 1),
+        "cpu_us_per_step_on": round(statistics.median(cpu_on), 1),
+        "median_cpu_increase_pct": round(100 * statistics.median(cpu_extra), 2),
         "off_runs": [round(v) for v in off], "on_runs": [round(v) for v in on]}, indent=2))
 
 

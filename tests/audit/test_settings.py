@@ -66,7 +66,7 @@ def test_a_worker_signs_what_it_finishes(keys: Path, tmp_path: Path) -> None:
         "REVERSA_SIGNING_KEY": str(keys / "reversa-audit.key"),
         "REVERSA_WITNESS_DIR": str(witness)})
     assert done.returncode == 0, done.stderr
-    assert "finished 1 saga(s)" in done.stdout
+    assert "round done: 1 saga(s) ended" in done.stderr  # worker logs go to stderr
     (row,) = Store.open(db).rows("sagas", id=orphan.saga_id)
     assert row["status"] in {"completed", "compensated", "failed"} and row["audit_sig"]
     _verified(db, keys, witness)

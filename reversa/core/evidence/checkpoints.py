@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, func, select, text
 
 from ..redact import scrub
 from ..store import schema as t
+from ..store.engines import WRITE
 from .merkle import Frontier, Tree, leaf_hash
 from .records import leaf_data
 from .signing import Signer
@@ -211,7 +212,10 @@ class Checkpointer:
         # Read the store clock first: on SQLite it opens its own connection, which
         # would wait on the lock this transaction is about to hold.
         ts = float(self.now())
-        with self.engine.begin() as conn:
+        # A write transaction from its first statement (SQLite: BEGIN IMMEDIATE): a
+        # deferred one reads, then fails to upgrade ("database is locked") when
+        # another store committed meanwhile, instead of waiting its turn.
+        with self.engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
             if self.engine.dialect.name == "postgresql":
                 conn.execute(text(f"SELECT pg_advisory_xact_lock({_LOCK_ID})"))
             log_name = log_id(conn)
