@@ -358,7 +358,7 @@ def db_upgrade(db: Db = None) -> None:
 
 
 def _register_extensions() -> None:
-    from . import audit, bench, chaos, demo, governance, sim, sla, worker
+    from . import audit, bench, chaos, console, demo, governance, sim, sla, worker
     from .mcp import register as register_mcp
 
     audit.register(app)
@@ -370,6 +370,7 @@ def _register_extensions() -> None:
     sim.register(app)
     register_mcp(app)
     chaos.register(app)
+    console.register(app)
 
 
 _register_extensions()

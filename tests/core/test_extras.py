@@ -100,6 +100,7 @@ def _import_with_only(module: str, extra: str | None) -> subprocess.CompletedPro
     ("reversa.notify", "notify"),
     ("reversa.observability.otel", "otel"),
     ("reversa.observability.metrics", "metrics"),
+    ("reversa.console", "console"),
 ])
 def test_module_imports_with_only_its_extra(module: str, extra: str | None) -> None:
     assert extra is None or extra in _declared_extras()

@@ -107,6 +107,7 @@ def test_read_models_stay_out_of_every_schema_metadata() -> None:
         "reversa_heads", "reversa_checkpoints", "reversa_audit_meta",  # evidence (issue 11)
         "reversa_resources", "reversa_links", "reversa_notes", "reversa_sla_calls",  # issue 15
         "reversa_approvals", "reversa_outbox",  # governance (issue 12)
+        "reversa_users", "reversa_sessions", "reversa_api_tokens",  # console (issue 12)
     }
     for name, table in read_models.read_metadata.tables.items():
         mapped = schema.metadata.tables[name]

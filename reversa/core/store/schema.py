@@ -29,8 +29,9 @@ from sqlalchemy import (
 
 from ..errors import SchemaError
 
-__all__ = ["MIGRATIONS", "approvals", "audit_meta", "checkpoints", "heads", "journal", "links",
-           "metadata", "migrate", "notes", "outbox", "resources", "schema_version", "sla_calls"]
+__all__ = ["MIGRATIONS", "api_tokens", "approvals", "audit_meta", "checkpoints", "heads",
+           "journal", "links", "metadata", "migrate", "notes", "outbox", "resources",
+           "schema_version", "sessions", "sla_calls", "users"]
 
 metadata = MetaData()
 
@@ -302,6 +303,43 @@ outbox = Table(
     Column("delivered_to", Text, nullable=False),
 )
 
+# The review console's accounts (reversa.console): who may look and act. Secrets are
+# never stored in clear: passwords as argon2 hashes, session ids and API-token secrets
+# as SHA-256 digests (both are 256-bit random values, so a fast hash suffices).
+users = Table(
+    "reversa_users",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("role", String(16), nullable=False),
+    Column("password_hash", String(256), nullable=False),
+    Column("disabled", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+sessions = Table(
+    "reversa_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),
+    Column("user_name", String(64), nullable=False, index=True),
+    Column("csrf", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("seen_at", Float, nullable=False),
+)
+
+api_tokens = Table(
+    "reversa_api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_name", String(64), nullable=False, index=True),
+    Column("label", String(128), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("used_at", Float),
+    Column("revoked_at", Float),
+)
+
 schema_table = Table(
     "reversa_schema",
     metadata,
@@ -432,9 +470,15 @@ def _cross_saga(conn: Connection) -> None:
         table.create(conn, checkfirst=True)
 
 
+def _console_users(conn: Connection) -> None:
+    # Console users, their login sessions and machine API tokens live next to the
+    # sagas they govern: one store to back up, one place to audit.
+    for table in (users, sessions, api_tokens):
+        table.create(conn, checkfirst=True)
 
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8,
-                                                   _step_generation, _cross_saga]
+
+MIGRATIONS: list[Callable[[Connection], None]] = [
+    _v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _step_generation, _cross_saga, _console_users]
 """Migration ``i`` brings the schema to version ``i + 1``."""
 
 
