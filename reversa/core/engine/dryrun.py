@@ -232,6 +232,15 @@ async def _estimate(
         finding.feasible = False
         finding.problems.append(f"cost estimator {name!r} failed: {classify(exc).message}")
         return [{"error": classify(exc).message}]
+    return estimates_found(name, value, finding)
+
+
+def estimates_found(name: str, value: Any, finding: StepFinding) -> list[dict[str, Any]]:
+    """Record what cost estimator ``name`` returned on ``finding``; return the rows.
+
+    Raises:
+        TypeError: The estimator returned something other than CostEstimate(s).
+    """
     estimates = [] if value is None else value if isinstance(value, list | tuple) else [value]
     out = []
     for est in estimates:

@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..context import CostEstimate, StepContext, iter_refs, resolve_refs
+from ..context import StepContext, idempotency_key, iter_refs, resolve_refs
 from ..errors import PermanentError
 from ..model import Reversibility, Step
 from ..plan import Plan
 from ..registry import HandlerKind
 from ..states import Phase
 from .calls import classify, invoke
-from .dryrun import DryRunReport, StepFinding
+from .dryrun import DryRunReport, StepFinding, estimates_found
 from .dryrun import _irreversible as irreversible_finding
 from .runtime import Runtime, as_checks
 
@@ -82,12 +82,13 @@ async def preview(rt: Runtime, plan: Plan, input: Mapping[str, Any]) -> DryRunRe
 
 def _ctx(rt: Runtime, plan: Plan, spec: Step, input: Mapping[str, Any]) -> StepContext:
     # No journal: nothing a preview calls may record an effect.
-    key = f"{PREVIEW_ID}:{spec.name}"
     return StepContext(
         saga_id=PREVIEW_ID, workflow=plan.saga.workflow, step=spec.name,
-        phase=Phase.COMPENSATION, attempt=0, idempotency_key=f"{key}:compensation",
+        phase=Phase.COMPENSATION, attempt=0,
+        idempotency_key=idempotency_key(PREVIEW_ID, spec.name, Phase.COMPENSATION.value),
         input=input, params=spec.params, results={}, result=None, pre_state=None,
-        deadline=None, clock=rt.clock, services=rt.services, action_key=f"{key}:action",
+        deadline=None, clock=rt.clock, services=rt.services,
+        action_key=idempotency_key(PREVIEW_ID, spec.name, Phase.ACTION.value),
     )
 
 
@@ -102,18 +103,7 @@ async def _estimate(
             finding.feasible = False
             finding.problems.append(f"cost estimator {name!r} failed: {row['reason']}")
         return [{"error": row["reason"]}]
-    out = []
-    for est in [] if value is None else value if isinstance(value, list | tuple) else [value]:
-        if not isinstance(est, CostEstimate):
-            raise TypeError(f"cost estimator {name!r} must return CostEstimate (or a list of "
-                            f"them), got {est!r}")
-        if not est.acceptable:
-            finding.feasible = False
-            finding.problems.append(f"compensation of step {finding.step!r} costs too much: "
-                                    f"{est.reason or 'over policy'}")
-        out.append({"amount": est.amount, "unit": est.unit, "acceptable": est.acceptable,
-                    "reason": est.reason, "detail": dict(est.detail)})
-    return out
+    return estimates_found(name, value, finding)
 
 
 def _needs_results(spec: Step) -> bool:
