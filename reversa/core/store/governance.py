@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..canonical import canonical_json
+from ..context import idempotency_key
 from ..errors import ConfigError, LeaseLost, NotFound
 from ..live import AuditEvent
 
@@ -42,8 +43,11 @@ _OUTBOX_COLS = ("event", "saga_id", "workflow", "payload_json", "idempotency_key
 
 
 def outbox_key(event: str, saga_id: str, ref: int | str) -> str:
-    """The idempotency key of one notification: the same on every re-send."""
-    return f"rv:{saga_id}:{event}:{ref}"
+    """The idempotency key of one notification: the same on every re-send.
+
+    Built by the one key function, so saga ids with separators never collide.
+    """
+    return idempotency_key(saga_id, event, str(ref))
 
 
 class _Sql:

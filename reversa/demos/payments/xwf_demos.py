@@ -15,6 +15,7 @@ from typing import Any
 from rich.console import Console
 
 from reversa.adapters.payments.ledger_api import TransferRequest
+from reversa.core.context import key_prefix
 from reversa.core.engine import Engine
 from reversa.core.jobs import Reconcile
 from reversa.core.states import SagaStatus
@@ -100,7 +101,7 @@ def demo_reconcile_drift(db_url: str, console: Console) -> DemoRun:
             amount=500_000, currency="EUR", code="funding", reference="demo funding"))
         done = engine.run(cross_workflow.payout(engine.registry, app=APP, services=SERVICES),
                           cross_workflow.PAYOUT_INPUT)
-        original = world.ledger.find_transfers(prefix=f"rv:{done.saga_id}")[0]
+        original = world.ledger.find_transfers(prefix=key_prefix(done.saga_id))[0]
         world.ledger.create_transfer(TransferRequest(
             id="ops:manual-reversal", debit_account=original.credit_account,
             credit_account=original.debit_account, amount=original.amount,
