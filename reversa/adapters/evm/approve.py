@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from reversa.core.context import Check, CostEstimate, StepContext
+from reversa.core.resources import Resource, Role
 
 from ._base import EvmOperation
 from .journal import TxScope
+from .resources import allowance
 
 __all__ = ["ApproveOp"]
 
@@ -63,6 +65,11 @@ class ApproveOp(EvmOperation):
         out["revoke"] = revoke.summary() if revoke else None
         out["allowance_after"] = self._allowance(wallet, token, spender)
         return out
+
+    def resources(self, ctx: StepContext) -> list[Resource]:
+        """The allowance it grants (produced: a later swap or deposit consumes it)."""
+        owner = self._wallet(ctx).address
+        return [allowance(ctx.param("token"), owner, ctx.param("spender"), Role.PRODUCES)]
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The wallet can pay for the revocation."""

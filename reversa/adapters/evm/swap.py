@@ -18,10 +18,12 @@ from web3.logs import DISCARD
 
 from reversa.core.context import Check, CostEstimate, StepContext
 from reversa.core.errors import PermanentError, PreconditionFailed
+from reversa.core.resources import Resource, Role
 
 from ._base import EvmOperation
 from .abi import POOL_ABI, ROUTER_ABI
 from .journal import TxScope
+from .resources import allowance, position
 from .wallet import EvmWallet, Sent
 
 __all__ = ["SwapOp"]
@@ -234,6 +236,17 @@ class SwapOp(EvmOperation):
             "gas_used": sum(int(s["gas_used"]) for s in summaries),
             "fee_wei": sum(int(s["fee_wei"]) for s in summaries), "txs": summaries,
         }
+
+    def resources(self, ctx: StepContext) -> list[Resource]:
+        """The ``token_in`` position it sells (consumed), the ``token_out`` one it buys into
+        (produced), and the router's allowance on ``token_in``: consumed when an earlier
+        approval granted it, only touched when this step grants it exactly."""
+        owner = self._wallet(ctx).address
+        token_in = ctx.param("token_in")
+        grant = Role.TOUCHES if ctx.param("approve", None) == "exact" else Role.CONSUMES
+        return [position(token_in, owner, Role.CONSUMES),
+                position(ctx.param("token_out"), owner, Role.PRODUCES),
+                allowance(token_in, owner, ctx.param("router"), grant)]
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The wallet can pay the reversal's gas.

@@ -10,10 +10,12 @@ from web3.logs import DISCARD
 
 from reversa.core.context import Check, CostEstimate, StepContext
 from reversa.core.errors import PermanentError
+from reversa.core.resources import Resource, Role
 
 from ._base import EvmOperation
 from .abi import VAULT_ABI
 from .journal import TxScope
+from .resources import allowance, position
 from .wallet import EvmWallet
 
 __all__ = ["VaultDepositOp"]
@@ -102,6 +104,15 @@ class VaultDepositOp(EvmOperation):
         revoke = await self._revoke(scope, wallet, ckey + "/revoke", token, vault)
         out["revoke"] = revoke.summary() if revoke else None
         return out
+
+    def resources(self, ctx: StepContext) -> list[Resource]:
+        """The asset position it deposits (consumed), the vault shares it mints (produced),
+        and the vault's allowance on the asset: touched when this step grants it exactly
+        (the default), consumed when an earlier approval granted it."""
+        owner, token, vault = self._wallet(ctx).address, ctx.param("token"), ctx.param("vault")
+        grant = Role.TOUCHES if ctx.param("approve", "exact") == "exact" else Role.CONSUMES
+        return [position(token, owner, Role.CONSUMES), position(vault, owner, Role.PRODUCES),
+                allowance(token, owner, vault, grant)]
 
     def preconditions(self, ctx: StepContext) -> Check:
         """The wallet still holds the shares and can pay the redemption's gas."""

@@ -100,6 +100,8 @@ class RobotCell:
         clock: Time source for stop records (the engine's clock).
         production_speed: Joint speed (rad/s) of forward motions; recovery
             motions use the policy's slower ``recovery_speed``.
+        name: The cell's identity as a resource (``robot.cell:<name>``): give
+            each physical cell sharing a saga store its own name.
     """
 
     def __init__(
@@ -113,7 +115,9 @@ class RobotCell:
         conveyor: ConveyorPort | None = None,
         clock: Clock | None = None,
         production_speed: float = 1.0,
+        name: str = "cell",
     ) -> None:
+        self.name = name
         self.layout = layout
         self.policy = layout.policy
         self.arm = arm

@@ -24,11 +24,14 @@ from reversa.core.errors import (
     PreconditionFailed,
     StepError,
 )
+from reversa.core.resources import Resource, Role
 from reversa.safety import PASTE_IRREVERSIBLE, Joints, can_regrip, can_return_part
 
 from .cell import RobotCell
 from .layout import Station
 from .ports import Stamp
+from .resources import cell as cell_resource
+from .resources import workpiece
 
 __all__ = [
     "ROBOT",
@@ -147,6 +150,14 @@ class _CellOperation:
     def _cell(self, ctx: StepContext) -> RobotCell:
         return ctx.service(self.service, RobotCell)
 
+    def resources(self, ctx: StepContext) -> list[Resource]:
+        """The cell (touched: held while a saga that used it is rolling back or
+        escalated) and the work pieces of :meth:`_pieces`."""
+        return [cell_resource(self._cell(ctx).name), *self._pieces(ctx)]
+
+    def _pieces(self, ctx: StepContext) -> list[Resource]:
+        return []
+
     def block(self, ctx: StepContext) -> Probe:
         """Tombstone the forward call's key at the controllers unless a command under it
         ran; any command that ran (a motion is enough) counts as happened, and the
@@ -202,6 +213,10 @@ class Pick(_CellOperation):
     """
 
     name = "robot.pick"
+
+    def _pieces(self, ctx: StepContext) -> list[Resource]:
+        # Taking the part uses what another saga may have put there.
+        return [workpiece(ctx.param("part"), Role.CONSUMES)]
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Approach, descend, grip, verify the part is held, lift."""
@@ -283,6 +298,10 @@ class Place(_CellOperation):
 
     name = "robot.place"
 
+    def _pieces(self, ctx: StepContext) -> list[Resource]:
+        # The placed part is what a later pick (of another saga) takes.
+        return [workpiece(ctx.param("part"), Role.PRODUCES)]
+
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Approach, descend, release, lift."""
         cell = self._cell(ctx)
@@ -359,6 +378,9 @@ class ApplyPaste(_CellOperation):
 
     name = "robot.apply_paste"
 
+    def _pieces(self, ctx: StepContext) -> list[Resource]:
+        return [workpiece(ctx.param("board"), Role.PRODUCES)]
+
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Move over the board and dispense."""
         cell = self._cell(ctx)
@@ -397,6 +419,9 @@ class Inspect(_CellOperation):
     """
 
     name = "robot.inspect"
+
+    def _pieces(self, ctx: StepContext) -> list[Resource]:
+        return [workpiece(ctx.param("board"), Role.TOUCHES)]
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Trigger the camera; a failed inspection is a permanent failure."""
