@@ -142,15 +142,40 @@ def _catalog(spec: str | None) -> Catalog:
     if callable(found) and not isinstance(found, Catalog | Registry):
         found = found()
     if isinstance(found, Registry):
-        raise ConfigError(f"--app {spec!r} is a Registry: it names handlers, not the "
-                          "workflows agents may start; point --app at a reversa.mcp.Catalog "
-                          "(see docs/agents.md)")
+        found = _module_catalog(spec, found)
     if not isinstance(found, Catalog):
         raise ConfigError(f"--app {spec!r} is not a reversa.mcp.Catalog (nor a function "
                           "returning one)")
     if not found.names:
         raise ConfigError(f"--app {spec!r} offers no workflows")
     return found
+
+
+def _module_catalog(spec: str, registry: Any) -> Catalog:
+    """A registry names handlers; the workflows agents may start are the sagas beside it.
+
+    ``--app mod:registry`` (the form ``reversa worker`` takes) serves every
+    ``Saga`` (or ``reversa.mcp.Workflow``) defined at the top level of ``mod``,
+    with the saga's docstring-free default description; a Catalog says more.
+    """
+    import importlib
+
+    from ..core.model import Saga
+    from ..mcp import Catalog, Workflow
+
+    module = importlib.import_module(spec.split(":", 1)[0])
+    found: dict[str, Workflow] = {}
+    for value in vars(module).values():
+        if isinstance(value, Workflow):
+            found.setdefault(value.name, value)
+        elif isinstance(value, Saga):
+            found.setdefault(value.workflow, Workflow(
+                value, f"The {value.workflow} workflow of {module.__name__}."))
+    if not found:
+        raise ConfigError(f"--app {spec!r} is a Registry and {module.__name__} defines no "
+                          "Saga at its top level: define the workflows agents may start "
+                          "there, or point --app at a reversa.mcp.Catalog (see docs/agents.md)")
+    return Catalog(registry, found.values())
 
 
 def _policy(path: str | None, app: str | None,

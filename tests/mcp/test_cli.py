@@ -40,8 +40,8 @@ def refused(tmp_path: Path, *args: str) -> str:
 
 def test_the_catalog_must_be_a_catalog(tmp_path: Path, policies: dict[str, Path]) -> None:
     two = ("--agent-policy", str(policies["two"]))
-    assert "is a Registry: it names handlers, not the workflows agents may start" in refused(
-        tmp_path, "--app", "reversa.demos.payments:registry", *two)
+    assert "is a Registry and reversa.demos.payments defines no Saga at its top level" in \
+        refused(tmp_path, "--app", "reversa.demos.payments:registry", *two)
     assert "is not a reversa.mcp.Catalog" in refused(
         tmp_path, "--app", "tests.mcp.tinyapp:NOT_A_CATALOG", *two)
 
@@ -104,3 +104,22 @@ def test_services_replace_the_catalogs_over_stdio(tmp_path: Path,
     assert status["steps"][0]["result"] == {"noted": "hi", "stamp": "from --services"}
     with Inspector.open(db) as inspector:
         assert inspector.record(started["saga_id"]).status == "completed"
+
+
+def test_a_registry_serves_the_sagas_of_its_module(tmp_path: Path,
+                                                   policies: dict[str, Path]) -> None:
+    # The worker's form, --app mod:registry: the workflows are the module's sagas.
+    db = f"sqlite:///{tmp_path}/reg.db"
+    session = stdio_session(["--app", "tests.mcp.tinyapp:registry",
+                             "--services", "tests.mcp.tinyapp:services",
+                             "--agent-policy", str(policies["token"]), "--db", db],
+                            server_env({}))
+    try:
+        listed = session.ok("list_workflows", {})
+        started = session.ok("start_saga", {"workflow": "tiny.note", "input": {"text": "yo"}})
+        status = session.wait_finished(started["saga_id"])
+    finally:
+        session.close()
+    assert [w["name"] for w in listed["workflows"]] == ["tiny.note"]
+    assert status["status"] == "completed"
+    assert status["steps"][0]["result"] == {"noted": "yo", "stamp": "from --services"}

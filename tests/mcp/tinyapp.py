@@ -36,11 +36,14 @@ def ok(ctx: object) -> bool:
     return True
 
 
+NOTE = Saga(workflow="tiny.note", predicate="tiny.ok", steps=[Step(
+    name="note", action="tiny.note", compensation="tiny.unnote",
+    params={"text": "$input.text"})])
+"""The module's one workflow: ``--app tests.mcp.tinyapp:registry`` serves it too."""
+
+
 def catalog() -> Catalog:
-    saga = Saga(workflow="tiny.note", predicate="tiny.ok", steps=[Step(
-        name="note", action="tiny.note", compensation="tiny.unnote",
-        params={"text": "$input.text"})])
-    return Catalog(registry, [Workflow(saga, "Write a note.")],
+    return Catalog(registry, [Workflow(NOTE, "Write a note.")],
                    services={"stamp": Stamp("the catalog's")})
 
 
