@@ -6,8 +6,9 @@ schedule, the registry every process loads, the services mapping each process
 hands its engine (ports that route calls through the simulated network and die
 with the process), and the effect log counted AT THE SERVICES, which the
 invariants read. ``core`` exercises every engine feature; ``payments`` runs the
-payments adapter's own operations against the simulated bank. Other packs plug in
-here with :func:`register_pack`.
+payments adapter's own operations against the simulated bank; ``evm`` runs the EVM
+adapter's approvals on the in-process chain. Other packs plug in here with
+:func:`register_pack`.
 """
 
 from __future__ import annotations
@@ -114,6 +115,13 @@ def _builtin() -> None:
     if "payments" not in PACKS:
         try:
             from .payments import PaymentsPack
-        except ImportError:  # the payments extra is not installed: core only
+        except ImportError:  # the payments extra is not installed
+            pass
+        else:
+            register_pack("payments", PaymentsPack)
+    if "evm" not in PACKS:
+        try:
+            from .evm import EvmPack
+        except ImportError:  # the evm extra is not installed
             return
-        register_pack("payments", PaymentsPack)
+        register_pack("evm", EvmPack)
