@@ -218,6 +218,11 @@ def test_a_rollback_request_of_a_completed_payment_reaches_a_human(served: Serve
     assert report["id"] == mine[0]["id"]
     assert report["saga_id"] == started["saga_id"]
     assert "TARGET2" in json.dumps(report)
+    # While escalated the saga holds the accounts it used (issue 15): a human closes it,
+    # which releases them for the payments the next tests make.
+    resolved = cli("escalations", "resolve", str(mine[0]["id"]), "--action", "mark_resolved",
+                   "--author", "alice", "--note", "refunded by hand", "--db", served.db)
+    assert resolved.returncode == 0, resolved.stderr
 
 
 def test_four_eyes_holds_a_rollback_an_agent_requests(served: Served) -> None:

@@ -99,7 +99,7 @@ def test_a_pick_of_anothers_placed_part_is_linked_and_the_cell_held(
     # The link, recorded in the store and in both chains.
     links = engine.store.relations.links(a.saga_id)
     assert [(lk["consumer_saga"], lk["provider_saga"], lk["resource"]) for lk in links] == [
-        (b.saga_id, a.saga_id, f"{WORKPIECE}:U1")]
+        (b.saga_id, a.saga_id, f"{WORKPIECE}:cell/U1")]
     assert "consumes" in [e.event for e in engine.audit(b.saga_id)]
     assert "consumed_by" in [e.event for e in engine.audit(a.saga_id)]
 
@@ -132,8 +132,9 @@ def test_each_operation_declares_the_cell_and_its_work_pieces(make_cell: Any) ->
 
     here = (f"{CELL}:line-2", "touches")
     assert declared(MoveTo(), to="inspection", back="home") == {here}
-    assert declared(Pick(), part="U1", station="tray") == {here, (f"{WORKPIECE}:U1", "consumes")}
+    assert declared(Pick(), part="U1", station="tray") == {
+        here, (f"{WORKPIECE}:line-2/U1", "consumes")}
     assert declared(Place(), part="U1", station="board") == {here,
-                                                             (f"{WORKPIECE}:U1", "produces")}
-    assert declared(ApplyPaste(), board="B1") == {here, (f"{WORKPIECE}:B1", "produces")}
-    assert declared(Inspect(), board="B1") == {here, (f"{WORKPIECE}:B1", "touches")}
+                                                             (f"{WORKPIECE}:line-2/U1", "produces")}
+    assert declared(ApplyPaste(), board="B1") == {here, (f"{WORKPIECE}:line-2/B1", "produces")}
+    assert declared(Inspect(), board="B1") == {here, (f"{WORKPIECE}:line-2/B1", "touches")}

@@ -26,6 +26,7 @@ def connect_cell(
     production_speed: float = 1.0,
     serial_timeout: float = 0.5,
     call_timeout: float = 3.0,
+    name: str = "cell",
 ) -> RobotCell:
     """Connect to a cell: arm, sensors, camera and conveyor over rosbridge; tooling
     over Modbus RTU (gripper and dispenser) when ``serial_port`` is given, else over
@@ -40,6 +41,8 @@ def connect_cell(
         production_speed: Joint speed of forward motions (rad/s).
         serial_timeout: Reply timeout on the Modbus line.
         call_timeout: ROS service call timeout.
+        name: The cell's identity in resource holds (give each physical cell
+            sharing a store its own).
 
     Raises:
         ConfigError: ``rosbridge`` is not a ``ws://host:port`` URL.
@@ -58,4 +61,4 @@ def connect_cell(
         tooling = RosTooling(link)
     return RobotCell(layout or pcb_cell(), arm=link, sensors=link, tooling=tooling,
                      camera=link, conveyor=link, clock=clock,
-                     production_speed=production_speed)
+                     production_speed=production_speed, name=name)

@@ -216,7 +216,7 @@ class Pick(_CellOperation):
 
     def _pieces(self, ctx: StepContext) -> list[Resource]:
         # Taking the part uses what another saga may have put there.
-        return [workpiece(ctx.param("part"), Role.CONSUMES)]
+        return [workpiece(self._cell(ctx).name, ctx.param("part"), Role.CONSUMES)]
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Approach, descend, grip, verify the part is held, lift."""
@@ -300,7 +300,7 @@ class Place(_CellOperation):
 
     def _pieces(self, ctx: StepContext) -> list[Resource]:
         # The placed part is what a later pick (of another saga) takes.
-        return [workpiece(ctx.param("part"), Role.PRODUCES)]
+        return [workpiece(self._cell(ctx).name, ctx.param("part"), Role.PRODUCES)]
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Approach, descend, release, lift."""
@@ -379,7 +379,7 @@ class ApplyPaste(_CellOperation):
     name = "robot.apply_paste"
 
     def _pieces(self, ctx: StepContext) -> list[Resource]:
-        return [workpiece(ctx.param("board"), Role.PRODUCES)]
+        return [workpiece(self._cell(ctx).name, ctx.param("board"), Role.PRODUCES)]
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Move over the board and dispense."""
@@ -421,7 +421,7 @@ class Inspect(_CellOperation):
     name = "robot.inspect"
 
     def _pieces(self, ctx: StepContext) -> list[Resource]:
-        return [workpiece(ctx.param("board"), Role.TOUCHES)]
+        return [workpiece(self._cell(ctx).name, ctx.param("board"), Role.TOUCHES)]
 
     def execute(self, ctx: StepContext) -> dict[str, Any]:
         """Trigger the camera; a failed inspection is a permanent failure."""

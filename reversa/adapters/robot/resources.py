@@ -7,7 +7,7 @@ Two resource kinds (see :mod:`reversa.core.resources`):
   from another saga), but it is held: while a saga that used the cell is
   rolling back or escalated (the arm driven to a safe state, a human called),
   no other saga moves it; their steps wait or fail naming the holder.
-- :data:`WORKPIECE` (``robot.workpiece``), id the part or board id: a pick
+- :data:`WORKPIECE` (``robot.workpiece``), id ``<cell>/<part or board id>``: a pick
   *consumes* the part it takes from a station, a place *produces* it where it
   puts it, dispensing paste produces the pasted board and an inspection
   touches it. A saga that picks the part another saga placed is linked to it:
@@ -31,6 +31,10 @@ def cell(name: str) -> Resource:
     return Resource(CELL, name, Role.TOUCHES)
 
 
-def workpiece(piece: object, role: Role) -> Resource:
-    """The part or board ``piece``, used in ``role``."""
-    return Resource(WORKPIECE, str(piece), role)
+def workpiece(cell_name: str, piece: object, role: Role) -> Resource:
+    """The part or board ``piece`` in cell ``cell_name``, used in ``role``.
+
+    Part ids are only unique within a cell, so the id is ``<cell>/<piece>``: part
+    U1 of one cell is never held by a saga working another cell's U1.
+    """
+    return Resource(WORKPIECE, f"{cell_name}/{piece}", role)

@@ -468,7 +468,10 @@ class Store:
                 n = conn.execute(
                     update(t.sagas).where(t.sagas.c.id == sid, t.sagas.c.lease_token == token)
                     .values(lease_expires_at=now + lease_s, heartbeat_at=now)).rowcount
-                if n != 1:
+                if n != 1 and conn.execute(
+                        select(t.sagas.c.id).where(t.sagas.c.id == sid)).first() is not None:
+                    # A saga not recorded yet (its first step still waiting, e.g. for a
+                    # held resource) has no row to extend: it is not lost.
                     lost.append(sid)
         return lost
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -53,7 +54,8 @@ def _rig(db_url: str) -> Iterator[_Rig]:
     store = Store.open(db_url)
     cell = engine = None
     try:
-        cell = connect_cell(sim.url, serial_port=device.path, serial_timeout=1.0)
+        cell = connect_cell(sim.url, serial_port=device.path, serial_timeout=1.0,
+                            name=_cell_name())
         engine = Engine(robot_registry(), store, services={"robot": cell})
         yield _Rig(sim.world, cell, engine)
     finally:
@@ -76,7 +78,14 @@ def services() -> dict[str, Any]:
     """
     sim = start_rosbridge(time_scale=20.0)
     device = start_gripper(sim.world)
-    return {"robot": connect_cell(sim.url, serial_port=device.path, serial_timeout=1.0)}
+    return {"robot": connect_cell(sim.url, serial_port=device.path, serial_timeout=1.0,
+                                  name=_cell_name())}
+
+
+def _cell_name() -> str:
+    # Every demo run simulates a cell of its own: on a shared database the cells must not
+    # share a name, or one run's escalated saga would hold the next run's cell.
+    return f"demo-cell-{uuid.uuid4().hex[:8]}"
 
 
 def _transfer() -> Saga:
