@@ -196,3 +196,14 @@ def test_cross_saga_migration_upgrades_in_place(db_url: str) -> None:
     assert store.relations.held() == [] and store.relations.sla_calls(0.0) == []
     assert store.verify_audit().ok
     store.close()
+
+
+def test_a_heartbeat_never_calls_an_unrecorded_saga_lost(store: Store, clock: FakeClock) -> None:
+    # A saga's first step may wait (a held resource) before its first commit creates its
+    # row: there is nothing to extend yet, and nobody else can own it.
+    assert store.heartbeat([("not-recorded-yet", 1)], 5) == []
+    (sid,) = _orphans(store, clock, 1)
+    clock.advance(10)
+    (taken,) = store.claim("w2", 30, saga_id=sid, force=True)
+    assert store.heartbeat([(sid, taken[1] - 1)], 5) == [sid]  # a recorded saga moved on
+    assert store.heartbeat([(sid, taken[1])], 5) == []
