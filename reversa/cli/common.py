@@ -15,7 +15,9 @@ Conventions every command follows (documented in the README):
 from __future__ import annotations
 
 import json
+import logging
 import sys
+import time
 from datetime import UTC, datetime
 from enum import IntEnum
 from typing import Any, NoReturn
@@ -36,6 +38,8 @@ from ..core.inspector import Inspector
 from ..core.redact import scrub
 from ..core.store import Store, resolve_url
 from .apps import load_registry, load_services
+
+log = logging.getLogger("reversa.cli")
 
 __all__ = [
     "APP_HELP",
@@ -117,18 +121,50 @@ def exit_code_for(exc: ReversaError) -> ExitCode:
     return ExitCode.CHECK_FAILED
 
 
-def open_store(db: str | None, *, read_only: bool = False) -> Store:
+# A server that refuses connections for now (restarting, starting up, failing over) says
+# so in these words (PostgreSQL's 57P03 and the socket errors under it); a wrong
+# password, a missing database or a typo in the URL says something else and fails at once.
+_FOR_NOW = ("shutting down", "starting up", "in recovery", "not yet accepting",
+            "connection refused", "could not connect", "server closed the connection",
+            "connection reset", "timeout expired", "terminating connection",
+            "no route to host")
+
+
+def unreachable_for_now(exc: BaseException) -> bool:
+    """Whether opening the store failed only because the server cannot be reached *now*."""
+    if not isinstance(exc, StoreError) or not exc.retryable:
+        return False
+    text = str(exc.__cause__ or exc).lower()
+    return any(words in text for words in _FOR_NOW)
+
+
+def open_store(db: str | None, *, read_only: bool = False, wait_s: float = 0.0) -> Store:
     """Open the store or exit with one line naming the problem and the fix.
 
     ``read_only`` (inspecting commands) never creates a file, a schema or a
-    migration: a missing or outdated database is an error instead.
+    migration: a missing or outdated database is an error instead. ``wait_s``
+    (long-running services: the worker, the console) keeps trying a server that is
+    unreachable for now (a restart, a container still starting) for that long,
+    saying so on stderr; every other problem fails at once.
     """
-    try:
-        return Store.open(db, read_only=read_only)
-    except ReversaError as exc:
-        fail(exc.message, exit_code_for(exc))
-    except Exception as exc:
-        fail(f"cannot open database {resolve_url(db)}: {exc}", ExitCode.STORE)
+    deadline = time.monotonic() + wait_s
+    said = False
+    while True:
+        try:
+            return Store.open(db, read_only=read_only)
+        except ReversaError as exc:
+            if time.monotonic() < deadline and unreachable_for_now(exc):
+                if not said:
+                    log.warning("database unreachable for now, retrying for up to %gs: %s",
+                                wait_s, exc.message,
+                                extra={"event": "db_wait", "saga": None,
+                                       "fields": {"wait_s": wait_s}})
+                    said = True
+                time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
+                continue
+            fail(exc.message, exit_code_for(exc))
+        except Exception as exc:
+            fail(f"cannot open database {resolve_url(db)}: {exc}", ExitCode.STORE)
 
 
 def open_inspector(db: str | None) -> Inspector:

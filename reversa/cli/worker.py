@@ -62,12 +62,18 @@ def register(app: typer.Typer) -> None:
             "--log-format", case_sensitive=False,
             help="One line per event on stderr: text, or one JSON object per line.")]
         = LogFormat.TEXT,
+        wait_db: Annotated[float, typer.Option(
+            "--wait-db", min=0,
+            help="Seconds a starting worker waits for a database that is unreachable for "
+                 "now (restarting, still starting); a wrong URL, password or database "
+                 "name fails at once.")] = 60.0,
     ) -> None:
         """Finish sagas whose owner died; detect stalled ones (SIGTERM releases leases)."""
         from ..core.errors import ReversaError
         from ..core.worker import Worker
 
-        store = open_store(db)
+        configure_logging(log_format)
+        store = open_store(db, wait_s=0.0 if once else wait_db)
         try:
             registry = load_registry(app_ or [], _builtin_hints())
             resources = load_services(services) if services else {}
@@ -78,7 +84,6 @@ def register(app: typer.Typer) -> None:
             from .governance import make_dispatcher
 
             dispatcher = make_dispatcher(notify, db)
-        configure_logging(log_format)
         w = Worker(registry, store, lease_s=lease_s, poll_s=poll_s, batch=batch,
                    stall_after_s=stall_after_s, services=resources,
                    feasibility_every_s=feasibility_every or None,

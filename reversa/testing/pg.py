@@ -80,6 +80,17 @@ class PgServer:
         _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", mode,
                     "-l", str(self.root / "log"), "-w", "-t", "60", "restart"])
 
+    def shut_down(self) -> None:
+        """Stop the server but keep its data: :meth:`start_again` brings it back."""
+        _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"), "-m", "fast",
+                    "-w", "stop"])
+
+    def start_again(self) -> None:
+        """Start a server :meth:`shut_down` stopped, on the same port with the same data."""
+        _run(self, [str(self.bindir / "pg_ctl"), "-D", str(self.root / "data"),
+                    "-o", _options(self), "-l", str(self.root / "log"), "-w", "-t", "60",
+                    "start"])
+
     def terminate_backends(self, dbname: str, *, application: str | None = None) -> int:
         """``pg_terminate_backend`` every other connection to ``dbname``; how many."""
         import psycopg
@@ -127,6 +138,11 @@ def _reachable_tmp() -> str | None:
     return "/tmp"  # noqa: S108 - world-traversable by definition; mkdtemp makes it unique
 
 
+def _options(server: PgServer) -> str:
+    return (f"-p {server.port} -k {server.root} -c listen_addresses=127.0.0.1 "
+            "-c max_connections=200 -c shared_buffers=64MB")
+
+
 def _run(server: PgServer | None, cmd: list[str], check: bool = True) -> None:
     subprocess.run(_as_postgres() + cmd, check=check, capture_output=True, timeout=120)
 
@@ -150,9 +166,7 @@ def start() -> PgServer:
     data = root / "data"
     _run(None, [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "reversa",
                 "--no-sync", "-E", "UTF8"])
-    opts = (f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c max_connections=200 "
-            "-c shared_buffers=64MB")
     server = PgServer(bindir, root, port)
-    _run(server, [str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l",
+    _run(server, [str(bindir / "pg_ctl"), "-D", str(data), "-o", _options(server), "-l",
                   str(root / "log"), "-w", "-t", "60", "start"])
     return server

@@ -59,6 +59,13 @@ def _owner(db: str, effects: Path, crash: str, policy: str, fail_last: str) -> N
                    timeout=120, check=False)
 
 
+def _assert_alive(workers: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:
+    for worker, log in zip(workers, logs, strict=True):
+        if worker.poll() is not None:
+            tail = log.read_text()[-3000:]
+            pytest.fail(f"a worker died (exit {worker.returncode}); its log ends:\n{tail}")
+
+
 def test_workers_survive_restarts_and_killed_connections(server: pg.PgServer,
                                                          tmp_path: Path) -> None:
     db = server.create_database("jepsen")
@@ -88,14 +95,14 @@ def test_workers_survive_restarts_and_killed_connections(server: pg.PgServer,
                 server.restart()
             else:
                 terminated += server.terminate_backends("jepsen")
-            assert all(w.poll() is None for w in workers), "a worker died"
+            _assert_alive(workers, logs)
         load.join(300)
         assert owners_done.is_set()
         store = Store.open(db)
         deadline = time.monotonic() + 120
         while store.list_sagas(status=["running", "compensating"], limit=1):
             assert time.monotonic() < deadline, "the workers did not finish every saga"
-            assert all(w.poll() is None for w in workers), "a worker died"
+            _assert_alive(workers, logs)
             time.sleep(0.2)
     finally:
         for w in workers:
@@ -127,3 +134,55 @@ def test_workers_survive_restarts_and_killed_connections(server: pg.PgServer,
     assert all(calls[(key,)] >= 1 for key, *_ in applied)
     assert store.verify_audit().ok
     store.close()
+
+
+def _worker(db: str, *args: str, effects: Path) -> subprocess.Popen[str]:
+    env = {**os.environ, "REVERSA_CHAOS_EFFECTS": str(effects)}
+    return subprocess.Popen([sys.executable, "-m", "reversa", "worker", "--db", db, "--app",
+                             "tests.chaos.harness:cli_registry", "--poll-s", "0.1", *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_starting_worker_waits_for_a_database_that_is_down(server: pg.PgServer,
+                                                           tmp_path: Path) -> None:
+    db = server.create_database("waiting")
+    server.shut_down()
+    lines: list[str] = []
+    try:
+        worker = _worker(db, "--wait-db", "120", effects=tmp_path / "effects.db")
+        reader = threading.Thread(target=lambda: lines.extend(worker.stdout or ()))
+        reader.start()
+        time.sleep(2.0)
+        assert worker.poll() is None, lines  # still waiting, not dead
+    finally:
+        server.start_again()
+    # Once the server is back the worker opens the store and says it started.
+    deadline = time.monotonic() + 60
+    while not any(" worker " in line and f"{server.port}/waiting" in line for line in lines):
+        assert worker.poll() is None, lines
+        assert time.monotonic() < deadline, ("the worker never started", lines)
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0, lines
+    reader.join(10)
+    assert any("database unreachable for now, retrying for up to 120s" in line
+               for line in lines), lines
+
+
+def test_a_worker_gives_up_waiting_with_one_line(server: pg.PgServer, tmp_path: Path) -> None:
+    closed = f"postgresql://reversa:hunter2@127.0.0.1:{pg.free_port()}/nothing"
+    started = time.monotonic()
+    out = _worker(closed, "--wait-db", "1", effects=tmp_path / "e.db").communicate(timeout=60)[0]
+    assert time.monotonic() - started >= 1.0
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "connection" in errors[0].lower(), out
+    assert "hunter2" not in out
+
+
+def test_a_wrong_database_name_fails_at_once(server: pg.PgServer, tmp_path: Path) -> None:
+    worker = _worker(server.url_for("no_such_database"), "--wait-db", "600",
+                     effects=tmp_path / "e.db")
+    out = worker.communicate(timeout=60)[0]
+    assert worker.returncode == 3, out
+    assert "does not exist" in out and "retrying" not in out
