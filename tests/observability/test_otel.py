@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -14,23 +17,44 @@ from reversa.observability.otel import TracingObserver
 from tests.core.kit import World, chain_saga, reject, transfer_registry
 
 
-def _traced(store: Store, world: World) -> tuple[Engine, InMemorySpanExporter]:
+class _Tracer:
+    """The SDK's tracer, noting the thread of every span it starts (and failing on demand)."""
+
+    def __init__(self, tracer: Any) -> None:
+        self.tracer = tracer
+        self.threads: set[int] = set()
+        self.fail_next = 0
+
+    def start_span(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads.add(threading.get_ident())
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("tracer bug")
+        return self.tracer.start_span(*args, **kwargs)
+
+
+def _traced(store: Store, world: World, **options: Any
+            ) -> tuple[Engine, InMemorySpanExporter, TracingObserver, _Tracer]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    observer = TracingObserver(provider.get_tracer("test"))
+    tracer = _Tracer(provider.get_tracer("test"))
+    observer = TracingObserver(tracer, **options)  # type: ignore[arg-type]
     engine = Engine(transfer_registry(world), store, clock=FakeClock(), heartbeat=False,
                     observers=[observer])
-    return engine, exporter
+    return engine, exporter, observer, tracer
 
 
-def test_spans_for_a_rolled_back_saga(store: Store) -> None:
+@pytest.mark.parametrize("deferred", [True, False], ids=["deferred", "inline"])
+def test_spans_for_a_rolled_back_saga(store: Store, deferred: bool) -> None:
     world = World()
     world.fail["do:credit"] = reject("no such account")
     world.fail["undo:convert"] = [TransientError("busy")]
-    engine, exporter = _traced(store, world)
+    engine, exporter, observer, _ = _traced(store, world, deferred=deferred)
     result = engine.run(chain_saga())
     assert result.status is SagaStatus.COMPENSATED
+    if deferred:
+        observer.flush()
     spans = exporter.get_finished_spans()
     names = [s.name for s in spans]
     assert names.count("reversa.saga transfer") == 1
@@ -67,3 +91,53 @@ def test_a_failing_observer_never_disturbs_a_saga(store: Store) -> None:
                     observers=[Broken(), Counting()])
     assert engine.run(chain_saga()).status is SagaStatus.COMPLETED
     assert [a[1] for a in seen] == ["debit", "convert", "credit"]
+
+
+def test_deferred_spans_are_built_off_the_engine_thread_with_the_hot_path_times(
+        store: Store) -> None:
+    world = World()
+    world.fail["do:credit"] = reject("no such account")
+    engine, exporter, observer, tracer = _traced(store, world, flush_interval_s=0.05)
+    before = time.time_ns()
+    assert engine.run(chain_saga()).status is SagaStatus.COMPENSATED
+    after = time.time_ns()
+    deadline = time.monotonic() + 10
+    while len(exporter.get_finished_spans()) < 6:  # saga, 3 steps, 2 compensations
+        assert time.monotonic() < deadline, "the background thread delivered nothing"
+        time.sleep(0.02)
+    # The engine's thread never entered the SDK: the background thread did.
+    assert tracer.threads and threading.get_ident() not in tracer.threads
+    spans = exporter.get_finished_spans()
+    (saga,) = [s for s in spans if s.name == "reversa.saga transfer"]
+    children = sorted((s for s in spans if s is not saga), key=lambda s: s.start_time or 0)
+    # The times are those of the work, not of the delivery: nested in the saga's, in order.
+    assert saga.start_time is not None and saga.end_time is not None
+    assert before <= saga.start_time <= saga.end_time <= after
+    for child in children:
+        assert child.start_time is not None and child.end_time is not None
+        assert saga.start_time <= child.start_time <= child.end_time <= saga.end_time
+    assert [s.name for s in children] == [
+        "reversa.step debit", "reversa.step convert", "reversa.step credit",
+        "reversa.compensate convert", "reversa.compensate debit"]
+    observer.close()
+
+
+def test_a_tracer_failure_loses_one_span_and_never_the_saga(store: Store) -> None:
+    engine, exporter, observer, tracer = _traced(store, World())
+    tracer.fail_next = 1  # the saga span: its children then have no parent
+    assert engine.run(chain_saga()).status is SagaStatus.COMPLETED
+    assert engine.run(chain_saga()).status is SagaStatus.COMPLETED
+    observer.flush()
+    names = [s.name for s in exporter.get_finished_spans()]
+    assert names.count("reversa.saga transfer") == 1  # the second saga's
+    assert names.count("reversa.step debit") == 2
+
+
+def test_a_full_queue_drops_and_counts_instead_of_growing(store: Store) -> None:
+    engine, exporter, observer, _ = _traced(store, World(), max_queue=3,
+                                            flush_interval_s=3600)
+    observer.flush()  # nothing yet; the thread starts at the first record and then sleeps
+    assert engine.run(chain_saga()).status is SagaStatus.COMPLETED
+    assert observer.dropped > 0
+    observer.close()
+    assert len(exporter.get_finished_spans()) < 4
