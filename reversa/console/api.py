@@ -1,6 +1,9 @@
-"""The JSON API under ``/api``: what the pages show and do, for machines.
+"""The JSON API under ``/api``: everything the console shows and does.
 
-Same users, same roles, same service functions as the pages. A machine
+The pages are built on it: each page handler calls these functions and renders
+what they return, and each form posts through them, so there is nothing an
+operator can see or do in the browser that a machine cannot through ``/api``,
+with the same roles checked in the same place. A machine
 authenticates with ``Authorization: Bearer <token>`` (``reversa users token
 NAME``); a browser session works too, with its CSRF token in ``X-CSRF-Token``
 on unsafe requests. The OpenAPI document is ``/api/openapi.json`` (login needed).
@@ -17,11 +20,10 @@ from pydantic import BaseModel, Field
 
 from ..core.governance import Approval
 from ..core.views import AuditEntry, EscalationView, SagaResult, SagaSummary, SagaView
-from .accounts import Role
+from .accounts import ApiToken, Role, User, check_name
 from .graph import layout, render_svg
-from .pages import check_resolution_role
 from .service import parse_age
-from .web import Principal, needs, state
+from .web import Forbidden, Principal, needs, state
 
 __all__ = ["metrics_router", "router"]
 
@@ -49,6 +51,7 @@ class SagaPageOut(BaseModel):
     page: int
     per_page: int
     total: int
+    pages: int = Field(description="How many pages the whole listing has (at least 1).")
 
 
 class ResolveIn(BaseModel):
@@ -115,12 +118,90 @@ class UserOut(BaseModel):
     disabled: bool
     created_at: float
 
+    @classmethod
+    def of(cls, user: User) -> UserOut:
+        """The user as the API shows it (never its password hash)."""
+        return cls(name=user.name, role=user.role.value, disabled=user.disabled,
+                   created_at=user.created_at)
+
+
+class RoleIn(BaseModel):
+    """A user's new role."""
+
+    role: Literal["viewer", "operator", "approver", "admin"]
+
+
+class TokenIn(BaseModel):
+    """A new API token."""
+
+    label: str = Field("", max_length=128, description="What the token is for.")
+
+
+class TokenOut(BaseModel):
+    """An API token, without its secret."""
+
+    id: str
+    user_name: str
+    label: str
+    created_at: float
+    used_at: float | None
+    revoked_at: float | None
+
+    @classmethod
+    def of(cls, token: ApiToken) -> TokenOut:
+        """The token as the API shows it."""
+        return cls(id=token.id, user_name=token.user_name, label=token.label,
+                   created_at=token.created_at, used_at=token.used_at,
+                   revoked_at=token.revoked_at)
+
+
+class IssuedTokenOut(TokenOut):
+    """A token just issued: its secret is in this one answer and never again."""
+
+    token: str = Field(description="Send as 'Authorization: Bearer <token>'.")
+
+
+class OverviewOut(BaseModel):
+    """The console's front page: sagas per status, what waits for a human."""
+
+    counts: dict[str, int] = Field(description="Sagas per status (every status).")
+    workflows: list[str] = Field(description="Every workflow recorded.")
+    escalations: list[EscalationView] = Field(description="The oldest open escalations.")
+    approvals: list[Approval] = Field(description="The oldest pending approvals.")
+
+
+class SagaDetailOut(SagaView):
+    """One saga, with what an operator may still do about it."""
+
+    rollback_window_left_s: float | None = Field(
+        description="Seconds left to roll back a completed saga (None: not completed).")
+    rollback_requestable: bool = Field(
+        description="Whether an operator may ask it to stop and roll back now.")
+
+
+def check_resolution_role(me: Principal, action: str) -> None:
+    """Retrying a rollback is an operator's call; anything else is an approver's."""
+    needed = Role.OPERATOR if action == "retry" else Role.APPROVER
+    if not me.user.role.includes(needed):
+        raise Forbidden(f"user {me.user.name} is {me.user.role.value}; the {action} resolution "
+                        f"needs the {needed.value} role")
+
 
 @router.get("/me", response_model=Me)
 def me(principal: Viewer) -> Me:
     """Who the API takes the caller for."""
     user = principal.user
     return Me(name=user.name, role=user.role.value, identity=user.identity)
+
+
+@router.get("/overview", response_model=OverviewOut)
+def overview(request: Request, principal: Viewer,
+             limit: Annotated[int, Query(ge=0, le=200)] = 10) -> OverviewOut:
+    """Sagas per status, the workflows, the oldest open escalations and approvals."""
+    svc = state(request).service
+    return OverviewOut(counts=svc.counts(), workflows=svc.workflows(),
+                       escalations=svc.escalations("open")[:limit],
+                       approvals=svc.approvals("pending")[:limit])
 
 
 @router.get("/sagas", response_model=SagaPageOut)
@@ -143,13 +224,17 @@ def list_sagas(
                              created_after=None if newer is None else now - newer,
                              page=page, per_page=per_page)
     return SagaPageOut(items=found.items, page=found.page, per_page=found.per_page,
-                       total=found.total)
+                       total=found.total, pages=found.pages)
 
 
-@router.get("/sagas/{saga_id}", response_model=SagaView)
-def get_saga(request: Request, saga_id: str, principal: Viewer) -> SagaView:
+@router.get("/sagas/{saga_id}", response_model=SagaDetailOut)
+def get_saga(request: Request, saga_id: str, principal: Viewer) -> SagaDetailOut:
     """Everything recorded about one saga (the id may be a unique prefix)."""
-    return state(request).service.saga(saga_id)
+    st = state(request)
+    view = st.service.saga(saga_id)
+    return SagaDetailOut(
+        **dict(view), rollback_window_left_s=st.service.rollback_window_left(view, st.clock()),
+        rollback_requestable=view.status.value in ("running", "approved"))
 
 
 @router.get("/sagas/{saga_id}/audit", response_model=list[AuditEntry])
@@ -244,16 +329,57 @@ def verify(request: Request, principal: Viewer, saga: str | None = None) -> Audi
 @router.get("/users", response_model=list[UserOut])
 def list_users(request: Request, principal: Admin) -> list[UserOut]:
     """Every console user."""
-    return [UserOut(name=u.name, role=u.role.value, disabled=u.disabled,
-                    created_at=u.created_at) for u in state(request).accounts.users()]
+    return [UserOut.of(u) for u in state(request).accounts.users()]
 
 
 @router.post("/users", response_model=UserOut, status_code=201)
 def add_user(request: Request, body: UserIn, principal: Admin) -> UserOut:
     """Create a console user."""
-    user = state(request).accounts.add(body.name, body.role, body.password)
-    return UserOut(name=user.name, role=user.role.value, disabled=user.disabled,
-                   created_at=user.created_at)
+    return UserOut.of(state(request).accounts.add(check_name(body.name.strip().lower()),
+                                                  body.role, body.password))
+
+
+@router.post("/users/{name}/disable", response_model=UserOut)
+def disable_user(request: Request, name: str, principal: Admin) -> UserOut:
+    """Disable a user: its sessions end and its tokens stop working (never yourself)."""
+    if name == principal.user.name:
+        raise Forbidden("you cannot disable yourself; ask another admin")
+    return UserOut.of(state(request).accounts.set_disabled(name, True))
+
+
+@router.post("/users/{name}/enable", response_model=UserOut)
+def enable_user(request: Request, name: str, principal: Admin) -> UserOut:
+    """Enable a disabled user again."""
+    return UserOut.of(state(request).accounts.set_disabled(name, False))
+
+
+@router.post("/users/{name}/role", response_model=UserOut)
+def set_role(request: Request, name: str, body: RoleIn, principal: Admin) -> UserOut:
+    """Give a user another role."""
+    return UserOut.of(state(request).accounts.set_role(name, body.role))
+
+
+@router.get("/tokens", response_model=list[TokenOut])
+def list_tokens(request: Request, principal: Admin) -> list[TokenOut]:
+    """Every API token, oldest first, without secrets."""
+    return [TokenOut.of(k) for k in state(request).accounts.tokens()]
+
+
+@router.post("/users/{name}/tokens", response_model=IssuedTokenOut, status_code=201)
+def issue_token(request: Request, name: str, body: TokenIn,
+                principal: Admin) -> IssuedTokenOut:
+    """Issue an API token for a user; its secret is in this answer only."""
+    secret, token = state(request).accounts.issue_token(name, body.label.strip())
+    return IssuedTokenOut(token=secret, **TokenOut.of(token).model_dump())
+
+
+@router.post("/tokens/{token_id}/revoke", response_model=TokenOut)
+def revoke_token(request: Request, token_id: str, principal: Admin) -> TokenOut:
+    """Revoke an API token (kept, revoked, for the record)."""
+    accounts = state(request).accounts
+    accounts.revoke_token(token_id)
+    (token,) = [k for k in accounts.tokens() if k.id == token_id]
+    return TokenOut.of(token)
 
 
 @router.get("/openapi.json", include_in_schema=False)

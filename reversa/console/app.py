@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, PackageLoader
+from pydantic import ValidationError
 
 from .. import __version__
 from ..core.errors import ReversaError
@@ -140,6 +141,13 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(ReversaError)
     async def engine_error(request: Request, exc: ReversaError) -> Response:
         return _error(request, status_for(exc), exc.message)
+
+    @app.exception_handler(ValidationError)
+    async def invalid_form(request: Request, exc: ValidationError) -> Response:
+        # A page's form, checked by the API model it is posted through.
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'form'}: {e['msg']}"
+                             for e in exc.errors())
+        return _error(request, 422, problems)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -1,9 +1,12 @@
 """The console's HTML pages: server-rendered, enhanced by htmx, usable without it.
 
-Every form posts to a route here and is answered by a redirect to the page that
-shows the result (post/redirect/get), so reloading never repeats an action.
-Handlers are plain functions: FastAPI runs them in its thread pool, where the
-synchronous Engine and Inspector belong.
+The pages are a client of the JSON API (:mod:`.api`): every handler here calls
+the API's functions for what it shows and for what a form does, in process, and
+only renders their answer, so the browser can do nothing ``/api`` cannot and the
+roles are checked in one place. Every form posts to a route here and is answered
+by a redirect to the page that shows the result (post/redirect/get), so
+reloading never repeats an action. Handlers are plain functions: FastAPI runs
+them in its thread pool, where the synchronous Engine and Inspector belong.
 """
 
 from __future__ import annotations
@@ -17,15 +20,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from ..core.audit import KINDS
 from ..core.errors import ConfigError
-from ..core.governance import Approval
-from .accounts import Role, check_name
+from . import api
+from .accounts import Role
 from .graph import layout, legend, render_svg
-from .service import ACTIONS, parse_age
+from .service import ACTIONS
 from .web import (
     COOKIE,
     CSRF_FIELD,
     LOGIN_COOKIE,
-    Forbidden,
     Principal,
     csrf_ok,
     needs,
@@ -133,10 +135,9 @@ def logout(request: Request, me: Viewer) -> Response:
 @router.get("/")
 def overview(request: Request, me: Viewer) -> HTMLResponse:
     """Counts by status, the oldest open escalations."""
-    svc = state(request).service
-    return render(request, "overview.html", me, counts=svc.counts(),
-                  escalations=svc.escalations("open")[:10],
-                  approvals=svc.approvals("pending")[:10])
+    found = api.overview(request, me)
+    return render(request, "overview.html", me, counts=found.counts,
+                  escalations=found.escalations, approvals=found.approvals)
 
 
 @router.get("/sagas")
@@ -147,39 +148,32 @@ def sagas(
     workflow: str = "",
     older_than: str = "",
     newer_than: str = "",
-    page: int = 1,
+    page: Annotated[int, Query(ge=1)] = 1,
 ) -> HTMLResponse:
     """The saga list: filters by status, workflow and age; pages."""
-    st = state(request)
-    now = st.clock()
-    older, newer = parse_age(older_than or None), parse_age(newer_than or None)
     chosen = [s for s in (status or []) if s]
-    listing = st.service.sagas(
-        status=chosen, workflow=workflow or None,
-        created_before=None if older is None else now - older,
-        created_after=None if newer is None else now - newer,
-        page=page, per_page=st.settings.per_page)
+    listing = api.list_sagas(request, me, status=chosen, workflow=workflow or None,
+                             older_than=older_than or None, newer_than=newer_than or None,
+                             page=page, per_page=state(request).settings.per_page)
     query = [("workflow", workflow), ("older_than", older_than), ("newer_than", newer_than),
              *(("status", s) for s in chosen)]
     base = "&".join(f"{k}={quote(v)}" for k, v in query if v)
+    found = api.overview(request, me, limit=0)
     return render(request, "sagas.html", me, listing=listing, chosen=chosen, workflow=workflow,
                   older_than=older_than, newer_than=newer_than,
-                  workflows=st.service.workflows(), statuses=list(st.service.counts()),
-                  base=base)
+                  workflows=found.workflows, statuses=list(found.counts), base=base)
 
 
 @router.get("/sagas/{saga_id}")
 def saga(request: Request, saga_id: str, me: Viewer) -> HTMLResponse:
     """One saga: steps, the plan's graph, the timeline, rollback records."""
-    st = state(request)
-    svc = st.service
-    view = svc.saga(saga_id)
+    view = api.get_saga(request, saga_id, me)
     graph = layout(view)
     return render(request, "saga.html", me, saga=view, svg=render_svg(graph), graph=graph,
-                  legend=legend(), timeline=svc.timeline(view.id),
-                  audit=svc.verify_audit(view.id),
-                  window_left=svc.rollback_window_left(view, st.clock()),
-                  rollable=view.status.value in ("running", "approved"))
+                  legend=legend(), timeline=api.saga_audit(request, view.id, me),
+                  audit=api.verify(request, me, saga=view.id),
+                  window_left=view.rollback_window_left_s,
+                  rollable=view.rollback_requestable)
 
 
 @router.post("/sagas/{saga_id}/rollback")
@@ -190,25 +184,24 @@ def request_rollback(
     reason: Annotated[str, Form()],
 ) -> Response:
     """An operator asks that the saga stop and roll back (or, completed, be rolled back)."""
-    done = state(request).service.request_rollback(me.user, saga_id, reason.strip())
-    if isinstance(done, Approval):
-        return see_other(f"/approvals/{done.id}?requested=rollback")
-    return see_other(f"/sagas/{done.saga_id}?rollback=requested")
+    done = api.request_rollback(request, saga_id, api.RollbackIn(reason=reason), me)
+    if done.approval is not None:
+        return see_other(f"/approvals/{done.approval.id}?requested=rollback")
+    assert done.result is not None
+    return see_other(f"/sagas/{done.result.saga_id}?rollback=requested")
 
 
 @router.get("/sagas/{saga_id}/graph.svg")
 def saga_graph(request: Request, saga_id: str, me: Viewer) -> Response:
     """The plan's dependency graph alone, as an SVG document."""
-    view = state(request).service.saga(saga_id)
-    return Response(render_svg(layout(view)), media_type="image/svg+xml")
+    return api.saga_graph(request, saga_id, me)
 
 
 # -- escalations ------------------------------------------------------------------------
 @router.get("/escalations")
 def escalations(request: Request, me: Viewer, show: str = "open") -> HTMLResponse:
     """The review queue, oldest first, with each escalation's age."""
-    svc = state(request).service
-    items = svc.escalations(None if show == "all" else "open")
+    items = api.list_escalations(request, me, "all" if show == "all" else "open")
     return render(request, "escalations.html", me, items=items, show=show)
 
 
@@ -216,10 +209,9 @@ def escalations(request: Request, me: Viewer, show: str = "open") -> HTMLRespons
 def escalation(request: Request, escalation_id: int, me: Viewer,
                done: str = "") -> HTMLResponse:
     """One escalation: its full state report and the resolve actions."""
-    svc = state(request).service
-    item = svc.escalation(escalation_id)
-    return render(request, "escalation.html", me, item=item, saga=svc.saga(item.saga_id),
-                  actions=ACTIONS, done=done)
+    item = api.get_escalation(request, escalation_id, me)
+    return render(request, "escalation.html", me, item=item,
+                  saga=api.get_saga(request, item.saga_id, me), actions=ACTIONS, done=done)
 
 
 @router.post("/escalations/{escalation_id}/resolve")
@@ -232,26 +224,18 @@ def resolve(
 ) -> Response:
     """Resolve as the logged-in user: retry (operator), forward recovery or mark
     resolved (approver)."""
-    check_resolution_role(me, action)
-    done = state(request).service.resolve(me.user, escalation_id, action, note.strip())
-    if isinstance(done, Approval):
-        return see_other(f"/approvals/{done.id}?requested=resolution")
+    body = api.ResolveIn.model_validate({"action": action, "note": note})
+    done = api.resolve(request, escalation_id, body, me)
+    if done.approval is not None:
+        return see_other(f"/approvals/{done.approval.id}?requested=resolution")
     return see_other(f"/escalations/{escalation_id}?done={quote(action)}")
-
-
-def check_resolution_role(me: Principal, action: str) -> None:
-    """Retrying a rollback is an operator's call; anything else is an approver's."""
-    needed = Role.OPERATOR if action == "retry" else Role.APPROVER
-    if not me.user.role.includes(needed):
-        raise Forbidden(f"user {me.user.name} is {me.user.role.value}; the {action} resolution "
-                        f"needs the {needed.value} role")
 
 
 # -- approvals --------------------------------------------------------------------------
 @router.get("/approvals")
 def approvals(request: Request, me: Viewer, show: str = "pending") -> HTMLResponse:
     """Approvals waiting for a decision (oldest first), or all of them."""
-    items = state(request).service.approvals(None if show == "all" else "pending")
+    items = api.list_approvals(request, me, "all" if show == "all" else "pending")
     return render(request, "approvals.html", me, items=items, show=show)
 
 
@@ -259,10 +243,9 @@ def approvals(request: Request, me: Viewer, show: str = "pending") -> HTMLRespon
 def approval(request: Request, approval_id: int, me: Viewer,
              requested: str = "") -> HTMLResponse:
     """One approval: what it holds back, who asked, who decided; approve or reject."""
-    svc = state(request).service
-    item = svc.approval(approval_id)
-    return render(request, "approval.html", me, item=item, saga=svc.saga(item.saga_id),
-                  requested=requested)
+    item = api.get_approval(request, approval_id, me)
+    return render(request, "approval.html", me, item=item,
+                  saga=api.get_saga(request, item.saga_id, me), requested=requested)
 
 
 @router.post("/approvals/{approval_id}/{verdict}")
@@ -274,10 +257,10 @@ def decide(
     note: Annotated[str, Form()] = "",
 ) -> Response:
     """Approve or reject as the logged-in approver (four-eyes: never your own request)."""
-    verdicts = {"approve": "approved", "reject": "rejected"}
-    if verdict not in verdicts:
+    decisions = {"approve": api.approve, "reject": api.reject}
+    if verdict not in decisions:
         raise ConfigError(f"unknown decision {verdict!r}; approve or reject")
-    state(request).service.decide(me.user, approval_id, verdicts[verdict], note.strip())
+    decisions[verdict](request, approval_id, api.DecisionIn(note=note), me)
     return see_other(f"/approvals/{approval_id}")
 
 
@@ -285,17 +268,20 @@ def decide(
 @router.get("/audit")
 def audit(request: Request, me: Viewer) -> HTMLResponse:
     """Verify the whole audit record now (read-only) and show what was checked."""
-    return render(request, "audit.html", me, report=state(request).service.verify_audit(),
-                  kinds=KINDS)
+    return render(request, "audit.html", me, report=api.verify(request, me), kinds=KINDS)
 
 
 # -- users (admin) ----------------------------------------------------------------------
+def _users_page(request: Request, me: Principal, issued: str = "") -> HTMLResponse:
+    return render(request, "users.html", me, users=api.list_users(request, me),
+                  tokens=api.list_tokens(request, me), roles=[r.value for r in Role],
+                  issued=issued)
+
+
 @router.get("/users")
-def users(request: Request, me: Admin, issued: str = "") -> HTMLResponse:
+def users(request: Request, me: Admin) -> HTMLResponse:
     """Users and their API tokens."""
-    accounts = state(request).accounts
-    return render(request, "users.html", me, users=accounts.users(), tokens=accounts.tokens(),
-                  roles=[r.value for r in Role], issued=issued)
+    return _users_page(request, me)
 
 
 @router.post("/users")
@@ -307,23 +293,22 @@ def add_user(
     password: Annotated[str, Form()],
 ) -> Response:
     """Create a user."""
-    state(request).accounts.add(check_name(name.strip().lower()), role, password)
+    api.add_user(request, api.UserIn.model_validate(
+        {"name": name, "role": role, "password": password}), me)
     return see_other("/users")
 
 
 @router.post("/users/{name}/disable")
 def disable_user(request: Request, name: str, me: Admin) -> Response:
     """Disable a user: its sessions end and its tokens stop working."""
-    if name == me.user.name:
-        raise Forbidden("you cannot disable yourself; ask another admin")
-    state(request).accounts.set_disabled(name, True)
+    api.disable_user(request, name, me)
     return see_other("/users")
 
 
 @router.post("/users/{name}/enable")
 def enable_user(request: Request, name: str, me: Admin) -> Response:
     """Enable a disabled user again."""
-    state(request).accounts.set_disabled(name, False)
+    api.enable_user(request, name, me)
     return see_other("/users")
 
 
@@ -331,7 +316,7 @@ def enable_user(request: Request, name: str, me: Admin) -> Response:
 def set_role(request: Request, name: str, me: Admin,
              role: Annotated[str, Form()]) -> Response:
     """Give a user another role."""
-    state(request).accounts.set_role(name, role)
+    api.set_role(request, name, api.RoleIn.model_validate({"role": role}), me)
     return see_other("/users")
 
 
@@ -339,14 +324,12 @@ def set_role(request: Request, name: str, me: Admin,
 def issue_token(request: Request, name: str, me: Admin,
                 label: Annotated[str, Form()] = "") -> HTMLResponse:
     """Issue an API token; its secret is shown on this one page and never again."""
-    accounts = state(request).accounts
-    token, _ = accounts.issue_token(name, label.strip())
-    return render(request, "users.html", me, users=accounts.users(), tokens=accounts.tokens(),
-                  roles=[r.value for r in Role], issued=token)
+    issued = api.issue_token(request, name, api.TokenIn(label=label), me)
+    return _users_page(request, me, issued=issued.token)
 
 
 @router.post("/tokens/{token_id}/revoke")
 def revoke_token(request: Request, token_id: str, me: Admin) -> Response:
     """Revoke an API token."""
-    state(request).accounts.revoke_token(token_id)
+    api.revoke_token(request, token_id, me)
     return see_other("/users")

@@ -37,9 +37,16 @@ API_RULES: list[tuple[str, str, dict[str, Any] | None, str, int]] = [
     ("POST", "/api/sagas/nosuchsaga/rollback", {"reason": "x"}, "operator", 404),
     ("POST", "/api/approvals/999999/approve", {"note": ""}, "approver", 404),
     ("POST", "/api/approvals/999999/reject", {"note": "no"}, "approver", 404),
+    ("GET", "/api/overview", None, "viewer", 200),
     ("GET", "/api/users", None, "admin", 200),
     ("POST", "/api/users", {"name": "bad name", "role": "viewer", "password": "x" * 12},
      "admin", 400),
+    ("POST", "/api/users/nobody/disable", None, "admin", 404),
+    ("POST", "/api/users/nobody/enable", None, "admin", 404),
+    ("POST", "/api/users/nobody/role", {"role": "viewer"}, "admin", 404),
+    ("GET", "/api/tokens", None, "admin", 200),
+    ("POST", "/api/users/nobody/tokens", {"label": "x"}, "admin", 404),
+    ("POST", "/api/tokens/nosuchtoken/revoke", None, "admin", 404),
 ]
 
 # (method, path, form, least role allowed, status when allowed)

@@ -192,3 +192,56 @@ def test_user_management_through_the_api(api: Any) -> None:
     assert {u["name"]: u["role"] for u in admin.get("/api/users").json()}["zoe"] == "viewer"
     refused = admin.form("/users/ada/disable", {})
     assert refused.status_code == 403 and "yourself" in refused.text
+
+
+def test_users_and_tokens_over_the_api_alone(api: Any) -> None:
+    """An admin's machine does through /api all the users page does."""
+    admin = api("ada")
+    csrf = {"X-CSRF-Token": admin.csrf}
+    assert admin.post("/api/users", json={"name": "Yan", "role": "operator",
+                                          "password": "a long passphrase"},
+                      headers=csrf).json()["name"] == "yan"  # names are lower case
+    assert admin.post("/api/users/yan/role", json={"role": "approver"},
+                      headers=csrf).json()["role"] == "approver"
+    bad = admin.post("/api/users/yan/role", json={"role": "root"}, headers=csrf)
+    assert bad.status_code == 422
+    issued = admin.post("/api/users/yan/tokens", json={"label": "ci"}, headers=csrf)
+    assert issued.status_code == 201
+    secret, token_id = issued.json()["token"], issued.json()["id"]
+    machine = api(token=secret)
+    assert machine.get("/api/me").json()["name"] == "yan"
+    listed = {k["id"]: k for k in admin.get("/api/tokens").json()}
+    assert listed[token_id]["label"] == "ci" and "token" not in listed[token_id]
+    assert admin.post("/api/users/yan/disable", headers=csrf).json()["disabled"] is True
+    assert machine.get("/api/me").status_code == 401  # a disabled user's token stops
+    assert admin.post("/api/users/yan/enable", headers=csrf).json()["disabled"] is False
+    assert machine.get("/api/me").status_code == 200
+    revoked = admin.post(f"/api/tokens/{token_id}/revoke", headers=csrf).json()
+    assert revoked["revoked_at"] is not None
+    assert machine.get("/api/me").status_code == 401
+    me = admin.post("/api/users/ada/disable", headers=csrf)
+    assert me.status_code == 403 and "yourself" in me.json()["error"]
+
+
+def test_the_pages_are_built_on_the_api_alone() -> None:
+    """No page handler reaches the service layer or the accounts except through /api's
+    functions: whatever a page shows or does, a machine can through the API."""
+    import ast
+    import inspect
+
+    from reversa.console import pages
+
+    tree = ast.parse(inspect.getsource(pages))
+    # Logging in and out opens and ends the browser's session: the API's callers
+    # authenticate with tokens instead, so those two are the pages' own.
+    sessions = {"login_form", "login", "logout"}
+    handlers = [f for f in tree.body if isinstance(f, ast.FunctionDef)
+                and f.name not in sessions]
+    assert len(handlers) > 15
+    for handler in handlers:
+        reached = {n.attr for n in ast.walk(handler) if isinstance(n, ast.Attribute)}
+        assert not reached & {"service", "accounts", "inspector", "store", "engine"}, \
+            handler.name
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                for alias in node.names}
+    assert "parse_age" not in imported and "Inspector" not in imported
