@@ -11,7 +11,7 @@ on unsafe requests. The OpenAPI document is ``/api/openapi.json`` (login needed)
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -137,28 +137,11 @@ class TokenIn(BaseModel):
     label: str = Field("", max_length=128, description="What the token is for.")
 
 
-class TokenOut(BaseModel):
-    """An API token, without its secret."""
-
-    id: str
-    user_name: str
-    label: str
-    created_at: float
-    used_at: float | None
-    revoked_at: float | None
-
-    @classmethod
-    def of(cls, token: ApiToken) -> TokenOut:
-        """The token as the API shows it."""
-        return cls(id=token.id, user_name=token.user_name, label=token.label,
-                   created_at=token.created_at, used_at=token.used_at,
-                   revoked_at=token.revoked_at)
-
-
-class IssuedTokenOut(TokenOut):
+@dataclass(frozen=True)
+class IssuedToken(ApiToken):
     """A token just issued: its secret is in this one answer and never again."""
 
-    token: str = Field(description="Send as 'Authorization: Bearer <token>'.")
+    token: str
 
 
 class OverviewOut(BaseModel):
@@ -359,27 +342,26 @@ def set_role(request: Request, name: str, body: RoleIn, principal: Admin) -> Use
     return UserOut.of(state(request).accounts.set_role(name, body.role))
 
 
-@router.get("/tokens", response_model=list[TokenOut])
-def list_tokens(request: Request, principal: Admin) -> list[TokenOut]:
+@router.get("/tokens", response_model=list[ApiToken])
+def list_tokens(request: Request, principal: Admin) -> list[ApiToken]:
     """Every API token, oldest first, without secrets."""
-    return [TokenOut.of(k) for k in state(request).accounts.tokens()]
+    return state(request).accounts.tokens()
 
 
-@router.post("/users/{name}/tokens", response_model=IssuedTokenOut, status_code=201)
-def issue_token(request: Request, name: str, body: TokenIn,
-                principal: Admin) -> IssuedTokenOut:
+@router.post("/users/{name}/tokens", response_model=IssuedToken, status_code=201)
+def issue_token(request: Request, name: str, body: TokenIn, principal: Admin) -> IssuedToken:
     """Issue an API token for a user; its secret is in this answer only."""
     secret, token = state(request).accounts.issue_token(name, body.label.strip())
-    return IssuedTokenOut(token=secret, **TokenOut.of(token).model_dump())
+    return IssuedToken(**asdict(token), token=secret)
 
 
-@router.post("/tokens/{token_id}/revoke", response_model=TokenOut)
-def revoke_token(request: Request, token_id: str, principal: Admin) -> TokenOut:
+@router.post("/tokens/{token_id}/revoke", response_model=ApiToken)
+def revoke_token(request: Request, token_id: str, principal: Admin) -> ApiToken:
     """Revoke an API token (kept, revoked, for the record)."""
     accounts = state(request).accounts
     accounts.revoke_token(token_id)
     (token,) = [k for k in accounts.tokens() if k.id == token_id]
-    return TokenOut.of(token)
+    return token
 
 
 @router.get("/openapi.json", include_in_schema=False)
