@@ -55,6 +55,7 @@ __all__ = [
     "one_line",
     "open_inspector",
     "open_store",
+    "report_pending",
     "parse_age",
     "ts",
 ]
@@ -170,6 +171,16 @@ def open_store(db: str | None, *, read_only: bool = False, wait_s: float = 0.0) 
 def open_inspector(db: str | None) -> Inspector:
     """A read-only :class:`Inspector` on ``db``, or exit with one line."""
     return Inspector(open_store(db, read_only=True))
+
+
+def report_pending(approval: Any, what: str, json_out: bool) -> None:
+    """Say that ``what`` (a rollback, a resolution) waits for a second person's approval."""
+    if json_out:
+        emit_json({"approval": approval.model_dump(mode="json")})
+        return
+    console.print(f"four-eyes: {what} waits for approval #{approval.id} ({approval.reason}); "
+                  f"another identity approves it with `reversa approvals approve "
+                  f"{approval.id} --by NAME`")
 
 
 def emit_json(data: Any) -> None:

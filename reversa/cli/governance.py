@@ -26,6 +26,7 @@ from .common import (
     fail,
     open_inspector,
     open_store,
+    report_pending,
     ts,
 )
 
@@ -198,12 +199,7 @@ def register(app: typer.Typer, sagas_app: typer.Typer) -> None:
         finally:
             engine.close()
         if isinstance(outcome, Approval):
-            if json_out:
-                emit_json({"approval": outcome.model_dump(mode="json")})
-            else:
-                console.print(f"rollback of saga {full} needs approval: approval "
-                              f"#{outcome.id} ({outcome.reason}); approve it with `reversa "
-                              f"approvals approve {outcome.id} --by NAME`")
+            report_pending(outcome, f"the rollback of saga {full}", json_out)
             return
         _report_rollback(outcome, json_out)
 

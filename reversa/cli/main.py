@@ -35,6 +35,7 @@ from .common import (
     open_store,
     parse_age,
     parse_time,
+    report_pending,
     ts,
 )
 
@@ -327,12 +328,7 @@ def escalations_resolve(
     finally:
         engine.close()
     if isinstance(result, Approval):
-        if json_out:
-            emit_json({"approval": result.model_dump(mode="json")})
-        else:
-            console.print(f"four-eyes: the {action.value} waits for approval #{result.id} "
-                          f"({result.reason}); another identity approves it with `reversa "
-                          f"approvals approve {result.id} --by NAME`")
+        report_pending(result, f"the {action.value}", json_out)
         return
     if json_out:
         emit_json(result.model_dump(mode="json"))
