@@ -153,7 +153,15 @@ def test_a_starting_worker_waits_for_a_database_that_is_down(server: pg.PgServer
         worker = _worker(db, "--wait-db", "120", effects=tmp_path / "effects.db")
         reader = threading.Thread(target=lambda: lines.extend(worker.stdout or ()))
         reader.start()
-        time.sleep(2.0)
+        # However long its start takes on a loaded machine, it meets the server down,
+        # says so, and stays alive.
+        deadline = time.monotonic() + 60
+        while not any("database unreachable for now, retrying for up to 120s" in line
+                      for line in lines):
+            assert worker.poll() is None, lines
+            assert time.monotonic() < deadline, ("the worker never said it waits", lines)
+            time.sleep(0.1)
+        time.sleep(1.0)
         assert worker.poll() is None, lines  # still waiting, not dead
     finally:
         server.start_again()
@@ -166,8 +174,6 @@ def test_a_starting_worker_waits_for_a_database_that_is_down(server: pg.PgServer
     worker.send_signal(signal.SIGTERM)
     assert worker.wait(30) == 0, lines
     reader.join(10)
-    assert any("database unreachable for now, retrying for up to 120s" in line
-               for line in lines), lines
 
 
 def test_a_worker_gives_up_waiting_with_one_line(server: pg.PgServer, tmp_path: Path) -> None:
