@@ -7,8 +7,9 @@ hands its engine (ports that route calls through the simulated network and die
 with the process), and the effect log counted AT THE SERVICES, which the
 invariants read. ``core`` exercises every engine feature; ``payments`` runs the
 payments adapter's own operations against the simulated bank; ``evm`` runs the EVM
-adapter's approvals on the in-process chain. Other packs plug in here with
-:func:`register_pack`.
+adapter's approvals on the in-process chain; ``robot`` runs the robot adapter's
+pick, place and move in simulated PCB cells (PyBullet), one per saga, through
+in-process ports. Other packs plug in here with :func:`register_pack`.
 """
 
 from __future__ import annotations
@@ -123,5 +124,12 @@ def _builtin() -> None:
         try:
             from .evm import EvmPack
         except ImportError:  # the evm extra is not installed
+            pass
+        else:
+            register_pack("evm", EvmPack)
+    if "robot" not in PACKS:
+        try:
+            from .robot import RobotPack
+        except ImportError:  # the robot extra (PyBullet, python-fcl) is not installed
             return
-        register_pack("evm", EvmPack)
+        register_pack("robot", RobotPack)
