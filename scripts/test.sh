@@ -91,4 +91,12 @@ export PATH
 
 "${py}" -m pip install --quiet --disable-pip-version-check -e '.[all,dev]'
 
-exec "${py}" -m pytest "$@"
+# Several test processes (pytest-xdist): much of the suite waits on child processes,
+# servers and leases rather than computing, so three share two cores well. Work is
+# stolen test by test, so one file of slow tests never leaves the others idle.
+# REVERSA_TEST_WORKERS=0 runs in this process; a -n of your own wins (it comes last).
+workers="${REVERSA_TEST_WORKERS:-3}"
+if [[ "${workers}" == 0 ]]; then
+    exec "${py}" -m pytest "$@"
+fi
+exec "${py}" -m pytest -n "${workers}" --dist worksteal "$@"
