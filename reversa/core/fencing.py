@@ -85,12 +85,14 @@ class FenceGate:
         """Refuse a request carrying a blocked key.
 
         Raises:
-            Fenced: ``key`` was blocked by a rollback that judged it never happened.
+            Fenced: ``key`` was blocked by a rollback (it judged the effect never
+                happened, or is about to compensate it).
         """
         with self.lock:
             if key in self._tombstones:
                 self.refused += 1
                 raise Fenced(
-                    f"idempotency key {key} was blocked: the saga's rollback recorded that this "
-                    "effect never happened, so it may not happen now", code="key_blocked",
+                    f"idempotency key {key} was blocked by the saga's rollback (the effect "
+                    "never happened, or is being undone), so it may not happen now",
+                    code="key_blocked",
                     details={"key": key})

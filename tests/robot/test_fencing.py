@@ -91,11 +91,34 @@ def test_block_reports_a_motion_that_ran(world: CellWorld, cell: RobotCell) -> N
               stamp=_stamp("k-move", 1))
     outcome = cell.block(_stamp("k-move", 2))
     assert outcome == BlockOutcome(("motion",)) and outcome.happened
-    assert not world.gate.is_tombstoned("k-move")  # it ran: nothing to tombstone
+    assert world.gate.is_tombstoned("k-move")  # sealed although it ran
     with pytest.raises(Fenced):  # the old owner is locked out from now on
         cell.move(cell.layout.pose("home"), speed=1.0, label="old owner",
                   stamp=_stamp("k-move", 1))
     assert _pose(world) == "tray_above"
+
+
+def test_a_late_goal_under_a_key_that_ran_and_was_blocked_is_refused(
+    world: CellWorld, cell: RobotCell
+) -> None:
+    # A goal under K ran (the engine's retry); block(K) reports it; then the first,
+    # late goal under K arrives with the current epoch: only the key can refuse it.
+    cell.move(cell.layout.pose("tray_above"), speed=1.0, label="retry",
+              stamp=_stamp("k-out", 1))
+    assert cell.block(_stamp("k-out", 1)) == BlockOutcome(("motion",))
+    cell.move(cell.layout.pose("home"), speed=1.0, label="compensation",
+              stamp=_stamp("k-undo", 1))
+    motions = len(world.motions)
+    with pytest.raises(Fenced) as late:
+        cell.move(cell.layout.pose("tray_above"), speed=1.0, label="late goal",
+                  stamp=_stamp("k-out", 1))
+    assert late.value.code == "key_blocked"
+    assert world.commands[-1] == {"command": "motion", "key": "k-out",
+                                  "outcome": "refused:key_blocked", "saga": SAGA, "epoch": 1}
+    assert len(world.motions) == motions and _pose(world) == "home"
+    # What ran under the key stays on record: a probe can still read it.
+    assert world.query("k-out") == {"commands": ["motion"]}
+    assert cell.block(_stamp("k-out", 1)) == BlockOutcome(("motion",))  # blocking again
 
 
 def test_block_tombstones_a_key_that_never_ran(world: CellWorld, cell: RobotCell,
@@ -250,6 +273,63 @@ def test_a_late_goal_of_a_blocked_step_is_refused_after_the_rollback(
         assert _pose(world) == "home"
         motions = len(world.motions)
         late = arm.deliver()  # the lost goal finally reaches the controller
+    finally:
+        engine.close()
+        cell.detach()
+        store.close()
+    assert late.status == "fenced" and "KEY_BLOCKED" in late.message
+    assert len(world.motions) == motions and _pose(world) == "home"
+    assert world.commands[-1]["outcome"] == "refused:key_blocked"
+
+
+class _RetriedArm(_LateArm):
+    """The first goal for ``lose`` is held (the caller times out and the engine retries
+    under the same key, which moves the arm); every goal for ``decline`` is rejected."""
+
+    def __init__(self, link: RosLink, lose: Joints, decline: Joints) -> None:
+        super().__init__(link, lose)
+        self.decline = decline
+
+    def execute(self, path: Sequence[Joints], times: Sequence[float], *, stamp: Stamp,
+                timeout: float, abort: Callable[[], bool]) -> MotionOutcome:
+        if tuple(path[-1]) == tuple(self.decline):
+            return MotionOutcome("rejected", -1, "the station interlock declines this job")
+        if tuple(path[-1]) == tuple(self.lose) and not self.held:
+            self.held.append((path, times, stamp))
+            return MotionOutcome("timeout", -1, "no result in time")
+        return self.link.execute(path, times, stamp=stamp, timeout=timeout, abort=abort)
+
+
+def test_a_compensation_seals_its_step_so_a_late_goal_cannot_undo_it(
+    world: CellWorld, link: RosLink, tooling: ModbusTooling, tmp_path: Path
+) -> None:
+    # The robot pack's seed 4, on the rosbridge cell: `out`'s first goal is late, its
+    # retry under the same key moves the arm, `over` is declined, `out` is compensated
+    # (arm home), then the late goal lands with the current epoch. The compensation
+    # sealed `out`'s key first, so the controller refuses it.
+    layout = pcb_cell()
+    arm = _RetriedArm(link, layout.pose("tray_above"), layout.pose("inspection"))
+    cell = RobotCell(layout, arm=arm, sensors=link, tooling=tooling, camera=link,
+                     conveyor=link)
+    registry = robot_registry()
+    saga = Saga.chain("sealed", [
+        registry.step("out", "robot.move", params={"to": "tray_above", "back": "home"},
+                      retry=Retry(max_attempts=2)),
+        registry.step("over", "robot.move", params={"to": "inspection", "back": "tray_above"},
+                      retry=Retry(max_attempts=1)),
+    ], snapshot="robot.snapshot", predicate="robot.predicate")
+    store = Store.open(f"sqlite:///{tmp_path / 'sealed.db'}")
+    engine = Engine(registry, store, clock=FakeClock(), services={"robot": cell},
+                    heartbeat=False)
+    try:
+        result = engine.run(saga)
+        assert result.status is SagaStatus.COMPENSATED, result.error
+        assert _pose(world) == "home"
+        late_key = arm.held[0][2].key
+        assert [c["outcome"] for c in world.commands if c["key"] == late_key] == [
+            "executed", "happened"]  # the retry ran, then the compensation sealed the key
+        motions = len(world.motions)
+        late = arm.deliver()
     finally:
         engine.close()
         cell.detach()

@@ -384,15 +384,14 @@ class RobotCell:
     def block(self, stamp: Stamp) -> BlockOutcome:
         """Block ``stamp.key`` at every controller that takes keyed commands.
 
-        Each controller, atomically, reports what ran under the key or tombstones
+        Each controller, atomically, reports what ran under the key and tombstones
         it, and from now on refuses the saga's older epochs. Every controller is
         asked, even after one reports that something ran: each must learn the
-        new epoch, and a key blocked where it did not run keeps a late command
-        from running there.
+        new epoch, and must refuse a late command under the key from now on.
 
         Returns:
             The commands that had run under the key, on any controller (empty:
-            none had, and none ever will).
+            none had). Either way, no more will.
         """
         executed: list[str] = []
         seen: set[int] = set()

@@ -8,7 +8,12 @@ not mirror images: they re-check the path against the scene read now, move at
 the recovery speed, refuse what the process state forbids (re-gripping a pasted
 part, un-releasing a part), and treat "nothing to undo" as success so a retried
 or in-doubt compensation is harmless. ``block`` tombstones the forward call's
-key at the controllers unless a command under it already ran there.
+key at the controllers and reports what had run under it there.
+
+Every compensation first seals the forward call's key the same way (see
+:meth:`_CellOperation._sealed`): a forward command still in flight (a late
+trajectory goal, a retried grip) carries the current epoch, so only the key can
+keep it from landing after the compensation and re-creating the effect.
 """
 
 from __future__ import annotations
@@ -158,10 +163,22 @@ class _CellOperation:
     def _pieces(self, ctx: StepContext) -> list[Resource]:
         return []
 
+    def _sealed(self, ctx: StepContext) -> RobotCell:
+        """The cell, once the forward call's key is blocked at every controller.
+
+        Called first by every compensation that acts: from here on nothing under
+        the forward key may land, so a forward command still in flight cannot undo
+        the compensation behind its back. Blocking again (a retried compensation,
+        or after the rollback's own ``block``) answers the same.
+        """
+        cell = self._cell(ctx)
+        cell.block(Stamp.forward(ctx))
+        return cell
+
     def block(self, ctx: StepContext) -> Probe:
-        """Tombstone the forward call's key at the controllers unless a command under it
-        ran; any command that ran (a motion is enough) counts as happened, and the
-        compensation, which tolerates a partial effect, then runs."""
+        """Tombstone the forward call's key at the controllers; any command that had run
+        under it (a motion is enough) counts as happened, and the compensation, which
+        tolerates a partial effect, then runs."""
         outcome = self._cell(ctx).block(Stamp.forward(ctx))
         return Probe.HAPPENED if outcome.happened else Probe.NOT_HAPPENED
 
@@ -184,7 +201,7 @@ class MoveTo(_CellOperation):
         """Move back along a path re-checked now (planned around an obstacle if the
         straight reverse is blocked), at the recovery speed."""
         back = str(ctx.param("back"))
-        moved = _Call(self._cell(ctx), ctx).move(back, f"reverse to {back}", recovery=True)
+        moved = _Call(self._sealed(ctx), ctx).move(back, f"reverse to {back}", recovery=True)
         return {"pose": back, "outcome": "reversed" if moved["moved"] else "nothing_to_undo",
                 "route": moved["route"], "waypoints": moved["waypoints"]}
 
@@ -241,7 +258,7 @@ class Pick(_CellOperation):
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Put the part back where it was picked, then return to ``back``."""
-        cell = self._cell(ctx)
+        cell = self._sealed(ctx)
         station = _station(cell, ctx)
         part = str(ctx.param("part"))
         status, tooling = cell.part(part), cell.tooling_status()
@@ -318,7 +335,7 @@ class Place(_CellOperation):
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
         """Re-grip the part and lift it, unless the process state forbids it."""
-        cell = self._cell(ctx)
+        cell = self._sealed(ctx)
         station = _station(cell, ctx)
         part = str(ctx.param("part"))
         status = cell.part(part)
@@ -393,7 +410,11 @@ class ApplyPaste(_CellOperation):
                 "board": str(ctx.param("board")), "volume_ul": volume}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
-        """There is none: declare the step irreversible with a forward recovery."""
+        """There is none: declare the step irreversible with a forward recovery.
+
+        The key is sealed first all the same: a dispense still in flight must not
+        land after the rollback has decided what to do about the step."""
+        self._sealed(ctx)
         raise PermanentError(f"{ctx.step}: {PASTE_IRREVERSIBLE}; declare "
                              "reversibility=IRREVERSIBLE with forward_recovery or escalation")
 
@@ -435,7 +456,7 @@ class Inspect(_CellOperation):
         return {"board": board, "passed": True}
 
     def compensate(self, ctx: StepContext) -> dict[str, Any]:
-        """Nothing to undo: an inspection only reads."""
+        """Nothing to undo: an inspection only reads (so there is no key to seal)."""
         return {"outcome": "nothing_to_undo"}
 
 

@@ -9,8 +9,8 @@ devices on Modbus RTU or the rosbridge gripper/tool services (:class:`ToolingPor
 Every command that changes the cell carries a :class:`Stamp`: the call's
 idempotency key and the saga's fencing token. The controller refuses a stamp
 whose epoch is older than one it has seen for the saga, and any stamp whose key
-a rollback blocked (:meth:`ArmPort.block`); the port raises
-:class:`~reversa.core.errors.Fenced` for both.
+a rollback blocked (:meth:`ArmPort.block`), whether or not a command under it had
+run; the port raises :class:`~reversa.core.errors.Fenced` for both.
 """
 
 from __future__ import annotations
@@ -71,8 +71,8 @@ class BlockOutcome:
 
     Attributes:
         executed: Commands that had taken effect under the key (``"motion"``,
-            ``"grip"``, ``"dispense"``...). Empty: none had, and the key is now
-            tombstoned there, so none ever will.
+            ``"grip"``, ``"dispense"``...). Empty: none had. Either way the key
+            is now tombstoned there, so no further command under it will.
     """
 
     executed: tuple[str, ...] = ()
@@ -145,9 +145,10 @@ class ArmPort(Protocol):
         ...
 
     def block(self, stamp: Stamp) -> BlockOutcome:
-        """Atomically at the controller: report what ran under ``stamp.key``, or, if
-        nothing did, tombstone the key so that nothing ever will. Also makes the
-        controller refuse epochs older than ``stamp.fence`` for the saga.
+        """Atomically at the controller: report what ran under ``stamp.key`` and
+        tombstone the key, so that nothing more runs under it (a late or retried
+        command included, whatever its epoch); what ran stays queryable. Also makes
+        the controller refuse epochs older than ``stamp.fence`` for the saga.
 
         Raises:
             Fenced: ``stamp.fence`` is itself stale.

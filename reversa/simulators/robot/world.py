@@ -9,7 +9,8 @@ the arm touched anything is read from the physics engine, never from the
 adapter's collision checker.
 
 The world is also the controller's fencing memory (:class:`FenceGate`): the
-highest epoch seen per saga and the keys a rollback blocked, checked under the
+highest epoch seen per saga and the keys a rollback blocked (sealed, whether or
+not a command under them had run), checked under the
 world's lock together with the effect, and a log of every fenced command with
 its outcome (:attr:`CellWorld.commands`), so a test can prove at the controller
 that a stale command was refused and moved nothing.
@@ -358,8 +359,17 @@ class CellWorld(Process):
             })
 
     def block(self, key: str, fence: Fence | None) -> list[str]:
-        """Atomically: the commands that took effect under ``key``, or, when none did,
-        tombstone it so that none ever will (an empty list).
+        """Atomically: report the commands that took effect under ``key``, and tombstone
+        it so that no further command under it ever will.
+
+        The key is sealed whether or not something ran: a rollback blocks a key
+        before it compensates the effect, and a command under it that lands after
+        the compensation (a late or retried goal, with the current epoch) would
+        re-create the effect the compensation undid. Executed commands stay
+        queryable (:meth:`query`).
+
+        Returns:
+            The commands that had taken effect under ``key`` (empty: none had).
 
         Raises:
             Fenced: ``fence`` is older than one seen for the saga.
@@ -367,8 +377,7 @@ class CellWorld(Process):
         with self.lock:
             self.admit("block", None, fence)
             done = list(self.executed.get(key, ()))
-            if not done:
-                self.gate.tombstone(key, fence)
+            self.gate.tombstone(key, fence)
             self._log_command("block", key, fence, "happened" if done else "tombstoned")
             return done
 
