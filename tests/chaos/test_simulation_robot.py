@@ -15,7 +15,7 @@ pytest.importorskip("pybullet")
 pytest.importorskip("fcl")
 
 from reversa.adapters.robot import BlockOutcome, MoveTo, Pick, Place, Stamp
-from reversa.core.context import StepContext
+from reversa.core.context import StepContext, idempotency_key
 from reversa.core.registry import Registry
 from reversa.testing.chaos import (
     Fault,
@@ -149,3 +149,20 @@ def test_the_checks_read_the_cell_not_the_store() -> None:
     assert {v.invariant for v in broken.violations} & {"no_effect_stands",
                                                         "rows_match_services"}, \
         "\n".join(broken.describe())
+
+
+def test_seed_4_a_late_goal_cannot_move_the_arm_after_its_compensation() -> None:
+    # Seed 4: the first trajectory goal of s4-tour's `out` is delivered late; the retry
+    # under the same key moves the arm; `over` is declined and `out` compensated (arm
+    # home); then the late goal lands, with the current epoch. The compensation sealed
+    # `out`'s key at the controller first, so the goal is refused there; before the seal
+    # it drove the arm away again in a saga recorded compensated (no_effect_stands).
+    register_pack("robot-recording", _Recording)
+    packs = load_packs(["robot-recording"])
+    run = simulate(schedule_for(4, packs), packs)
+    assert run.ok, "\n".join(run.describe())
+    assert "hit trajectory of s4-tour in its cell" in "\n".join(run.describe())
+    cell = _Recording.made[-1].cells["cell-s4-tour"]
+    out = idempotency_key("s4-tour", "out", "action")
+    assert [(c["command"], c["outcome"]) for c in cell.world.commands if c["key"] == out] == [
+        ("motion", "executed"), ("block", "happened"), ("motion", "refused:key_blocked")]

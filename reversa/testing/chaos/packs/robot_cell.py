@@ -31,10 +31,11 @@ duplicated command the boundary let through) is counted as a new standing effect
 the process. Every command is one service call of the schedule (sensor reads are
 topics, not calls, and carry no fault): a lost request or reply and a late delivery
 are a timeout to the caller (the late command lands three call timeouts later, on
-the loop: a gripper command runs then, unless fenced; a trajectory goal is
-checked, then held, as the rosbridge port's cancel follows it on the same ordered
-connection), a duplicate is delivered twice, and the service faults are a
-transient refusal, a rejection, or an error after the command ran.
+the loop, and runs then unless the boundary refuses it, checked at its arrival:
+a trajectory goal too, with no cancel behind it, since a cancel can be lost with
+its connection and other transports send none), a duplicate is delivered twice,
+and the service faults are a transient refusal, a rejection, or an error after
+the command ran.
 """
 
 from __future__ import annotations
@@ -164,20 +165,6 @@ class CellService:
             moved = joint_distance(before, w.q) > AT_POSE_RAD
             self._account(stamp.key, "motion", before, moved)
             return MotionOutcome(running.status, running.error_code, running.error_string)
-
-    def cancelled_goal(self, stamp: Stamp) -> None:
-        """A goal that arrives with its cancel right behind it: checked, then held.
-
-        The adapter's rosbridge port cancels a goal it stopped waiting for, on the
-        same ordered connection, so a late goal reaches the bridge just before its
-        cancel and the arm holds where it is.
-
-        Raises:
-            Fenced: Stale epoch or blocked key (counted as a refusal).
-        """
-        with self.world.lock:
-            self.admit("motion", stamp)
-            self.world.refused("motion", stamp.key, stamp.fence, "CANCELED")
 
     def tool(self, command: str, stamp: Stamp) -> dict[str, Any]:
         """Run a gripper command (deduplicated by key and command).
@@ -318,16 +305,15 @@ class RobotLink:
         proc.check_alive()
 
     def call(self, what: str, stamp: Stamp, apply: Callable[[], Any], *,
-             lost: Callable[[], Any], late: Callable[[], Any] | None = None) -> Any:
+             lost: Callable[[], Any]) -> Any:
         """Send one command through the schedule's faults.
 
         Args:
             what: The command, for the fault record.
             stamp: Its stamp.
             apply: Delivers it to the cell (raises what the cell answers).
-            lost: What the caller gets when no answer comes (returns or raises).
-            late: What reaches the cell when the command is delivered late
-                (default: ``apply``).
+            lost: What the caller gets when no answer comes (returns or raises);
+                a late delivery gets it too, and ``apply`` runs when it lands.
         """
         proc, net = self.proc, self.network
         proc.check_alive()
@@ -343,7 +329,7 @@ class RobotLink:
         if kind == "lost_request":
             return lost()
         if kind == "late":
-            asyncio.get_running_loop().call_later(CALL_TIMEOUT_S * 3, _quietly, late or apply)
+            asyncio.get_running_loop().call_later(CALL_TIMEOUT_S * 3, _quietly, apply)
             return lost()
         if injected is not None and injected.arg == "transient":
             raise TransientError(f"{what}: the cell bridge is busy (simulated); nothing ran")
@@ -408,7 +394,7 @@ class _Arm:
         goal = (list(path), list(times))
         result: MotionOutcome = self.link.call(
             "trajectory", stamp, lambda: self.cell.motion(goal[0], goal[1], stamp),
-            lost=_timeout("the trajectory"), late=lambda: self.cell.cancelled_goal(stamp))
+            lost=_timeout("the trajectory"))
         return result
 
     def block(self, stamp: Stamp) -> BlockOutcome:
