@@ -18,15 +18,37 @@ __all__ = ["canonical_json", "sha256_hex", "to_jsonable", "to_recordable"]
 
 # One encoder for the process: json.dumps with options builds a new encoder on
 # every call, a measurable share of the per-step write path (it runs for every
-# audit entry, state record and result).
-_ENCODE = json.JSONEncoder(
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-).encode
+# audit entry, state record and result, about a dozen times per step).
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_ENCODE = _ENCODER.encode
+
+
+def _c_encoder() -> Any:
+    """The C encoder ``JSONEncoder.encode`` itself uses, built once (None without it).
+
+    ``encode`` builds this very object anew on every call, with a fresh dict of
+    the containers being encoded for cycle detection; built once, it has no such
+    dict (a dict left behind by a failed call would report false cycles), so a
+    cyclic value fails with RecursionError instead of ValueError. Values given
+    here come from ``to_jsonable`` or the engine's own records: never cyclic.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # an interpreter without the C accelerator
+        return None
+    e = _ENCODER
+    return make(None, e.default, json.encoder.encode_basestring, None, e.key_separator,
+                e.item_separator, e.sort_keys, e.skipkeys, e.allow_nan)
+
+
+_C_ENCODE = _c_encoder()
 
 
 def canonical_json(value: Any) -> str:
     """Serialise deterministically: sorted keys, no whitespace, UTF-8, no NaN."""
-    return _ENCODE(value)
+    if _C_ENCODE is None:
+        return _ENCODE(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 def sha256_hex(text: str) -> str:

@@ -28,6 +28,7 @@ What is not state: the lease columns (owner, token, expiry, heartbeat) and
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from math import isfinite
 from typing import TYPE_CHECKING, Any
 
 from .canonical import to_jsonable
@@ -114,10 +115,25 @@ def state_change(
         return None
     state: dict[str, Any] = {}
     if change:
-        state["saga"] = to_jsonable(change)
+        state["saga"] = _as_json(change)
     if steps:
-        state["steps"] = to_jsonable(steps)
+        state["steps"] = {name: _as_json(diff) for name, diff in steps.items()}
     return state
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def _as_json(values: dict[str, Any]) -> dict[str, Any]:
+    """``to_jsonable(values)`` for a flat dict of fields, skipping the plain scalars.
+
+    Per commit, most changed fields are statuses, counters and timestamps; only
+    results, snapshots and the input are structures worth converting. Exact
+    types only (an enum member that is also a ``str`` is converted as before),
+    and a non-finite float is left to ``to_jsonable`` to refuse.
+    """
+    return {k: v if type(v) in _SCALARS or (type(v) is float and isfinite(v))
+            else to_jsonable(v) for k, v in values.items()}
 
 
 def adopt(live: LiveSaga) -> None:

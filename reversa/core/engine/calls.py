@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..model import Retry
 from ..redact import scrub
+from .lanes import Lanes
 
 __all__ = [
     "AttemptTimedOut",
@@ -114,14 +115,16 @@ def _classify(exc: BaseException) -> Failure:
 
 
 async def invoke(
-    fn: Callable[..., Any], ctx: Any, timeout: float | None, *, budget: float | None = None
+    fn: Callable[..., Any], ctx: Any, timeout: float | None, *, budget: float | None = None,
+    lanes: Lanes | None = None,
 ) -> Any:
     """Call ``fn(ctx)`` whether it is plain or async, enforcing ``timeout``.
 
     ``budget`` is what remains of an enclosing window (the rollback window). It
     bounds async calls, which can be cancelled cheaply; a plain function is only
-    moved to a thread when the step itself declares a timeout, because thread
-    hops cost time and break thread-bound clients.
+    moved to a thread when a timeout is given, because thread hops cost time and
+    break thread-bound clients. That thread is one of ``lanes`` (the engine's
+    long-lived call threads), or the loop's default executor without them.
     """
     if _is_async(fn) and budget is not None:
         timeout = budget if timeout is None else min(timeout, budget)
@@ -136,11 +139,12 @@ async def invoke(
         # Blocking code can only be timed out from outside its thread, and the
         # thread cannot be stopped: hand its future to the caller, which must not
         # retry or probe while it may still land (see settle_timed_out).
-        loop = asyncio.get_running_loop()
-        call = functools.partial(contextvars.copy_context().run, fn, ctx)
-        running = loop.run_in_executor(None, call)
-        done, _ = await asyncio.wait({running}, timeout=timeout)
-        if not done:
+        if lanes is not None:
+            running = lanes.submit(fn, ctx)
+        else:
+            call = functools.partial(contextvars.copy_context().run, fn, ctx)
+            running = asyncio.get_running_loop().run_in_executor(None, call)
+        if not await _ended_within(running, timeout):
             raise AttemptTimedOut(
                 f"{getattr(fn, '__qualname__', fn)!s} timed out after {timeout:g}s and is still "
                 "running; its effect may happen", running)
@@ -150,8 +154,34 @@ async def invoke(
     return result
 
 
+async def _ended_within(running: asyncio.Future[Any], timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``running`` to end, never cancelling it.
+
+    ``asyncio.wait`` does the same with sets, a counter and a second pass over
+    the futures: a measurable share of every compensation's hop.
+    """
+    if running.done():
+        return True
+    loop = asyncio.get_running_loop()
+    waiter: asyncio.Future[None] = loop.create_future()
+
+    def wake(_: Any = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = loop.call_later(timeout, wake)
+    running.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        running.remove_done_callback(wake)
+    return running.done()
+
+
 async def invoke_for_record(
-    fn: Callable[..., Any], ctx: Any, timeout: float | None, *, budget: float | None = None
+    fn: Callable[..., Any], ctx: Any, timeout: float | None, *, budget: float | None = None,
+    lanes: Lanes | None = None,
 ) -> Any:
     """:func:`invoke`, then turn the result into the JSON the store records.
 
@@ -159,7 +189,7 @@ async def invoke_for_record(
     happened: it is reported in doubt (not retried), so the rollback undoes it
     with its idempotency key instead of losing track of it.
     """
-    return recordable(fn, await invoke(fn, ctx, timeout, budget=budget))
+    return recordable(fn, await invoke(fn, ctx, timeout, budget=budget, lanes=lanes))
 
 
 def recordable(fn: Callable[..., Any], result: Any) -> Any:
@@ -181,7 +211,7 @@ async def settle_timed_out(exc: AttemptTimedOut, grace: float | None) -> Any:
     retrying or probing.
     """
     if grace is not None and grace > 0:
-        await asyncio.wait({exc.running}, timeout=grace)
+        await _ended_within(exc.running, grace)
     if exc.running.done():
         return exc.running.result()
     raise StillRunning(f"{exc.message}; it was still running {grace or 0:g}s later, so no "

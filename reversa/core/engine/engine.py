@@ -588,6 +588,8 @@ class Engine(GovernanceApi):
     def close(self) -> None:
         """Stop the heartbeat and release the leases this engine holds."""
         self._stop.set()
+        # Idle call threads end now; one still inside a cut-off call ends with it.
+        self._rt.lanes.close()
         for sid, token in self.held().items():
             self.store.release(sid, token)
         with self._lock:

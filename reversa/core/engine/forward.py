@@ -101,7 +101,7 @@ async def _run_step(rt: Runtime, live: LiveSaga, spec: Step) -> Failure | None:
             notify(observers, "step_started", live.id, spec.name, st.attempts)
         try:
             try:
-                value = await invoke_for_record(fn, ctx, spec.timeout_s)
+                value = await invoke_for_record(fn, ctx, spec.timeout_s, lanes=rt.lanes)
             except AttemptTimedOut as timed_out:
                 # The thread cannot be stopped: wait for it (one more timeout) rather
                 # than overlap it with a retry; its late outcome is this attempt's.

@@ -280,7 +280,7 @@ async def _undo(
         try:
             try:
                 value = await invoke_for_record(fn, ctx, timeout,
-                                                budget=deadline - rt.clock.now())
+                                                budget=deadline - rt.clock.now(), lanes=rt.lanes)
             except AttemptTimedOut as timed_out:
                 # Never retried while it may still be running; the window bounds the wait.
                 late = await settle_timed_out(timed_out, min(
@@ -367,7 +367,8 @@ async def run_recovery(
         ctx = rt.step_ctx(live, spec, Phase.FORWARD_RECOVERY, st.comp_attempts, deadline)
         budget = None if deadline is None else deadline - rt.clock.now()
         try:
-            return await invoke_for_record(fn, ctx, spec.compensation_timeout_s, budget=budget)
+            return await invoke_for_record(fn, ctx, spec.compensation_timeout_s, budget=budget,
+                                           lanes=rt.lanes)
         except Exception as exc:
             failure = classify(exc)
             live.log("forward_recovery_attempt_failed", failure.code, step=name,

@@ -18,6 +18,7 @@ from ..states import Phase, SagaStatus, StepStatus
 from ..store import Store
 from .calls import classify, invoke
 from .committer import GroupCommitter
+from .lanes import Lanes
 
 __all__ = ["Runtime"]
 
@@ -40,6 +41,8 @@ class Runtime:
     """How long after it completed a saga's effects still link its consumers."""
     governance: Mapping[str, Any] | None = None
     observers: tuple[Any, ...] = ()
+    lanes: Lanes = field(default_factory=Lanes)
+    """Threads for plain calls that must be cut off (compensations, declared timeouts)."""
 
     def boundary(self, live: LiveSaga | None = None) -> None:
         """A step boundary: the one place a graceful shutdown, or (for a forward

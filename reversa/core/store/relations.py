@@ -15,7 +15,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from ..audit import entry_hash
 from ..canonical import canonical_json
@@ -35,18 +35,16 @@ LIVE_OR_DONE = ("running", "compensating", "escalated", "completed")
 """Saga statuses whose effects may still stand."""
 
 
-_COUNTS = text(
-    "SELECT (SELECT COUNT(*) FROM reversa_notes WHERE saga_id = :saga), "
-    "(SELECT COUNT(*) FROM reversa_links WHERE provider_saga = :saga)")
-"""Built once: whether a saga has waiting entries or dependents at all."""
-
-
 def statements(p: str) -> dict[str, str]:
-    """The writer's statements for rows that share a saga's commit (``p``: paramstyle)."""
+    """The writer's statements for rows that share a saga's commit, and the one read it
+    makes for every rollback (``p``: paramstyle)."""
     def ins(table: str, cols: tuple[str, ...]) -> str:
         return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join([p] * len(cols))})"
 
     return {
+        # Read, not written: whether a saga has waiting entries or dependents at all.
+        "rollback_inputs": f"SELECT (SELECT COUNT(*) FROM reversa_notes WHERE saga_id = {p}), "
+                           f"(SELECT COUNT(*) FROM reversa_links WHERE provider_saga = {p})",
         "resource": ins("reversa_resources", ("saga_id", "step", "kind", "rid", "rkey", "role",
                                               "created_at")),
         "link": ins("reversa_links", ("consumer_saga", "consumer_step", "provider_saga",
@@ -168,10 +166,11 @@ class Relations:
         asks, and almost every saga has neither: one indexed count answers that,
         so a plain rollback pays one small read, not two full queries.
         """
-        with self.store._tx() as conn:
-            waiting, linked = conn.execute(_COUNTS, {"saga": saga_id}).one()
-            if not waiting and not linked:
-                return [], []
+        # Two counts: always exactly one row.
+        waiting, linked = self.store._writer.read_row(self.store.url, "rollback_inputs",
+                                                      (saga_id, saga_id)) or (0, 0)
+        if not waiting and not linked:
+            return [], []
         return (self.waiting(saga_id) if notes and waiting else [],
                 self.dependents(saga_id) if linked else [])
 

@@ -121,6 +121,36 @@ class Writer:
             "" if self.sqlite else " RETURNING id")
         self.extra = statements(p)
 
+    def read_row(self, url: str, statement: str, params: tuple[Any, ...]
+                 ) -> tuple[Any, ...] | None:
+        """The first row of a read statement (one of :attr:`extra`), on a pooled connection.
+
+        A single statement reads a consistent snapshot on its own, so no explicit
+        transaction is opened: this is the price of a read the engine makes for
+        every saga (SQLAlchemy's execution path costs several times the query).
+
+        Raises:
+            StoreError: The database failed (retryable unless a constraint did).
+        """
+        raw = self.engine.raw_connection()
+        cur = raw.cursor()
+        try:
+            cur.execute(self.extra[statement], params)
+            row = cur.fetchone()
+            raw.commit()  # ends the driver's implicit transaction (PostgreSQL)
+        except self._dbapi_error as exc:
+            _rollback(raw)
+            raise StoreError(
+                f"database error on {url}: {exc}; check that the database is reachable",
+                retryable=not isinstance(exc, self.integrity_error)) from exc
+        except BaseException:
+            _rollback(raw)
+            raise
+        finally:
+            cur.close()
+            raw.close()
+        return None if row is None else tuple(row)
+
     @contextmanager
     def transaction(self, url: str) -> Iterator[Any]:
         """A DB-API cursor inside one transaction (``BEGIN IMMEDIATE`` on SQLite)."""
