@@ -53,11 +53,15 @@ def _run(checkout: Path, tmp_path: Path, **env: str) -> tuple[subprocess.Complet
     calls = tmp_path / "calls.log"
     calls.touch()
     base = {k: v for k, v in os.environ.items()
-            if k not in {"VIRTUAL_ENV", "CI", "REVERSA_ANVIL", "REVERSA_PG_BIN"}}
+            if k not in {"VIRTUAL_ENV", "CI", "REVERSA_ANVIL", "REVERSA_PG_BIN",
+                          "REVERSA_TEST_WORKERS"}}
     full_env = {**base, "PATH": str(bindir), "CALLS": str(calls), "HOME": str(tmp_path), **env}
     proc = subprocess.run(["/bin/bash", "scripts/test.sh", "-x"], cwd=checkout, env=full_env,
                           capture_output=True, text=True, timeout=60)
     return proc, calls.read_text().splitlines()
+
+
+PARALLEL = "-n 3 --dist worksteal"  # the default: three test processes
 
 
 def test_outside_a_venv_it_makes_and_uses_dot_venv(checkout: Path, tmp_path: Path) -> None:
@@ -67,7 +71,7 @@ def test_outside_a_venv_it_makes_and_uses_dot_venv(checkout: Path, tmp_path: Pat
     venv_python = f"{checkout}/.venv/bin/python"
     assert f"{system} -m venv .venv" in calls
     assert f"{venv_python} -m pip install {INSTALL}" in calls
-    assert calls[-1] == f"{venv_python} -m pytest -x"
+    assert calls[-1] == f"{venv_python} -m pytest {PARALLEL} -x"
     assert not [c for c in calls if c.startswith(f"{system} -m pip")]  # never the system's
 
 
@@ -77,15 +81,25 @@ def test_inside_a_venv_it_uses_that_venv(checkout: Path, tmp_path: Path) -> None
     proc, calls = _run(checkout, tmp_path, VIRTUAL_ENV=str(tmp_path / "active"))
     assert proc.returncode == 0, proc.stderr
     assert f"{active} -m pip install {INSTALL}" in calls
-    assert calls[-1] == f"{active} -m pytest -x"
+    assert calls[-1] == f"{active} -m pytest {PARALLEL} -x"
     assert not (checkout / ".venv").exists()
+
+
+@pytest.mark.parametrize(("workers", "args"), [("0", ""), ("5", "-n 5 --dist worksteal ")])
+def test_the_number_of_test_processes_can_be_chosen(checkout: Path, tmp_path: Path,
+                                                    workers: str, args: str) -> None:
+    active = _fake_python(tmp_path / "active" / "bin" / "python")
+    proc, calls = _run(checkout, tmp_path, VIRTUAL_ENV=str(tmp_path / "active"),
+                       REVERSA_TEST_WORKERS=workers)
+    assert proc.returncode == 0, proc.stderr
+    assert calls[-1] == f"{active} -m pytest {args}-x"
 
 
 def test_outside_ci_a_missing_part_is_a_warning(checkout: Path, tmp_path: Path) -> None:
     _fake_python(tmp_path / "bin" / "python3")
     proc, calls = _run(checkout, tmp_path)
     assert proc.returncode == 0
-    assert calls[-1].endswith("/.venv/bin/python -m pytest -x")  # the suite still runs
+    assert calls[-1].endswith(f"/.venv/bin/python -m pytest {PARALLEL} -x")  # still runs
     assert "warning: chromium" in proc.stderr
     assert "warning: anvil" in proc.stderr
 
