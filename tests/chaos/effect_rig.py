@@ -133,8 +133,10 @@ class GatedLedger(HttpLedgerClient):
 
     def create_transfer(self, request: TransferRequest, *, fence: Fence | None = None) -> Any:
         if self.gate_dir is not None and request.id == self.gate_key:
-            (self.gate_dir / "ready").write_text(json.dumps(
+            # Written whole, then renamed: the test polls for the file and reads it at once.
+            (self.gate_dir / "ready.part").write_text(json.dumps(
                 {"pid": os.getpid(), "fence": None if fence is None else fence.header()}))
+            os.replace(self.gate_dir / "ready.part", self.gate_dir / "ready")
             deadline = time.monotonic() + 120
             while not (self.gate_dir / "go").exists() and time.monotonic() < deadline:
                 time.sleep(0.02)

@@ -70,7 +70,10 @@ class PausingArm:
         if not pause:
             return self.link.execute(path, times, stamp=stamp, timeout=timeout, abort=abort)
         self.paused = True
-        self.marker.write_text(json.dumps({"key": stamp.key, "epoch": stamp.fence.epoch}))
+        # Written whole, then renamed: the test polls for the file and reads it at once.
+        part = self.marker.with_suffix(".part")
+        part.write_text(json.dumps({"key": stamp.key, "epoch": stamp.fence.epoch}))
+        os.replace(part, self.marker)
         os.kill(os.getpid(), signal.SIGSTOP)
         try:
             return self.link.execute(path, times, stamp=stamp, timeout=timeout, abort=abort)

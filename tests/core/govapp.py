@@ -10,6 +10,7 @@ exists next to this file. In ``hold`` mode ``ship`` writes ``shipping`` and wait
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import sys
 import time
@@ -65,7 +66,9 @@ def registry() -> Registry:
     @reg.action("ship")
     def ship(ctx: StepContext) -> dict[str, bool]:
         if HOLD:
-            (HERE / "shipping").write_text(ctx.saga_id)
+            # Written whole, then renamed: the test polls for the file and reads it at once.
+            (HERE / "shipping.part").write_text(ctx.saga_id)
+            os.replace(HERE / "shipping.part", HERE / "shipping")
             deadline = time.monotonic() + 120
             while not (HERE / "go").exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
