@@ -50,7 +50,9 @@ def _count(sagas: int, steps: int, src: str | None) -> int:
             ["valgrind", "--tool=cachegrind", "--cache-sim=no",
              f"--cachegrind-out-file={tmp}/cg.out", sys.executable, "-c", _WORKLOAD,
              str(sagas), str(steps)],
-            env=env, capture_output=True, text=True, check=False)
+            # Not the caller's directory: `python -c` puts it first on sys.path, where
+            # a checkout's own reversa/ would shadow --src.
+            env=env, capture_output=True, text=True, check=False, cwd=tmp)
     found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
     if out.returncode != 0 or found is None:
         tail = out.stderr.strip().splitlines()[-1:] or ["no output"]

@@ -207,3 +207,42 @@ def test_a_heartbeat_never_calls_an_unrecorded_saga_lost(store: Store, clock: Fa
     (taken,) = store.claim("w2", 30, saga_id=sid, force=True)
     assert store.heartbeat([(sid, taken[1] - 1)], 5) == [sid]  # a recorded saga moved on
     assert store.heartbeat([(sid, taken[1])], 5) == []
+
+
+
+@pytest.mark.edits_records
+def test_the_sqlite_writer_keeps_its_connection_and_gives_failed_ones_back(
+        store: Store, clock: FakeClock) -> None:
+    """File SQLite: the writer's connection stays checked out between commits (no pool
+    round trip per commit); a transaction the database failed returns its connection
+    to the pool; ``close`` returns the kept one. PostgreSQL's always go back to the
+    pool, whose pre-ping notices a restarted server."""
+    pool = store.engine.pool
+    kept = 1 if store.dialect == "sqlite" else 0
+    engine = Engine(transfer_registry(World()), store, clock=clock, heartbeat=False)
+    assert engine.run(chain_saga(), saga_id="kept-1").status is SagaStatus.COMPLETED
+    assert pool.checkedout() == kept
+    assert engine.run(chain_saga(), saga_id="kept-2").status is SagaStatus.COMPLETED
+    assert pool.checkedout() == kept  # the same one again, not one more per commit
+    # The database refuses the rollback record: that commit fails as a whole.
+    with store.engine.begin() as conn:
+        if store.dialect == "sqlite":
+            conn.exec_driver_sql("CREATE TRIGGER boom BEFORE INSERT ON reversa_rollbacks "
+                                 "BEGIN SELECT RAISE(ABORT, 'boom'); END")
+        else:
+            conn.exec_driver_sql("CREATE FUNCTION boom() RETURNS trigger AS $$ BEGIN "
+                                 "RAISE EXCEPTION 'boom'; END $$ LANGUAGE plpgsql")
+            conn.exec_driver_sql("CREATE TRIGGER boom BEFORE INSERT ON reversa_rollbacks "
+                                 "FOR EACH ROW EXECUTE FUNCTION boom()")
+    world = World(fail={"do:credit": ValueError("declined")})
+    failing = Engine(transfer_registry(world), store, clock=clock, heartbeat=False)
+    with pytest.raises(Exception, match="boom"):
+        failing.run(chain_saga(), saga_id="kept-3")
+    failing.close()
+    assert pool.checkedout() == 0  # given back, not kept
+    assert world.landed == ["do:debit", "do:convert", "undo:convert", "undo:debit"]
+    assert engine.run(chain_saga(), saga_id="kept-4").status is SagaStatus.COMPLETED
+    assert pool.checkedout() == kept
+    engine.close()
+    store.close()
+    assert pool.checkedout() == 0

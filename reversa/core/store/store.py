@@ -243,6 +243,7 @@ class Store:
         if self._checkpointer is not None:
             self._checkpointer.close()
             self._checkpointer = None
+        self._writer.release()
         self.engine.dispose()
 
     @contextmanager
