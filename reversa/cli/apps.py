@@ -25,15 +25,17 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, ReversaError
+from ..core.redact import scrub
 from ..core.registry import Registry
 
 __all__ = [
     "BUILT_IN",
     "TRUST_ENV",
+    "call_factory",
     "load_attr",
     "load_registry",
     "load_services",
@@ -66,7 +68,7 @@ def load_registry(apps: Iterable[str], hints: Iterable[str | None] = ()) -> Regi
     for spec in dict.fromkeys(wanted):
         found = _attr(spec, "--app", "package.module:attribute")
         if callable(found) and not isinstance(found, Registry):
-            found = found()
+            found = call_factory(spec, "--app", found)
         if not isinstance(found, Registry):
             raise ConfigError(f"--app {spec!r}: {spec.partition(':')[2]} is not a "
                               "reversa.Registry (nor a function returning one)")
@@ -77,7 +79,7 @@ def load_registry(apps: Iterable[str], hints: Iterable[str | None] = ()) -> Regi
 def load_services(spec: str) -> dict[str, Any]:
     """Import ``module:factory`` and call it for the services mapping."""
     factory = _attr(spec, "--services", "package.module:factory")
-    services = factory() if callable(factory) else factory
+    services = call_factory(spec, "--services", factory) if callable(factory) else factory
     if not isinstance(services, dict):
         raise ConfigError(f"--services {spec!r} must return a dict of name -> resource")
     return services
@@ -147,10 +149,38 @@ def _attr(spec: str, flag: str, form: str) -> Any:
     except ImportError as exc:
         raise ConfigError(f"{flag} {spec!r}: cannot import {module_name} ({exc}); install it "
                           "or run from the directory that holds it") from exc
+    except ReversaError:
+        raise  # already says what is wrong (a misspelt hook registered at import...)
+    except Exception as exc:
+        raise _user_code_failed(spec, flag, f"importing {module_name}", exc) from exc
     try:
         return getattr(module, attr)
     except AttributeError:
         raise ConfigError(f"{flag} {spec!r}: module {module_name} has no {attr!r}") from None
+
+
+def call_factory(spec: str, flag: str, factory: Callable[[], Any]) -> Any:
+    """Call the factory ``spec`` named on the command line by ``flag``.
+
+    Raises:
+        ConfigError: The factory raised; the message names the spec, the
+            exception and the fix (the user's code, not Reversa, is at fault).
+    """
+    try:
+        return factory()
+    except ReversaError:
+        raise
+    except Exception as exc:
+        raise _user_code_failed(spec, flag, f"calling {spec.partition(':')[2]}()", exc) from exc
+
+
+def _user_code_failed(spec: str, flag: str, doing: str, exc: Exception) -> ConfigError:
+    # The user's module or factory is broken: bad input, not a bug in Reversa. Its
+    # message may quote configuration (a URL with a password), hence scrub().
+    said = " ".join(str(exc).split())
+    what = f"{type(exc).__name__}: {said}" if said else type(exc).__name__
+    return ConfigError(f"{flag} {spec!r}: {doing} raised {scrub(what)}; fix that error in "
+                       "your app and run the command again")
 
 
 def _cwd_on_path() -> None:

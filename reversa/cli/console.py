@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import ipaddress
+import logging
 import socket
 import sys
 from dataclasses import asdict
@@ -15,6 +16,7 @@ from rich.table import Table
 
 from ..core.errors import ReversaError
 from .common import APP_HELP, DB_HELP, ExitCode, console, emit_json, fail, open_store, ts
+from .logs import LogFormat, configure_logging
 
 if TYPE_CHECKING:
     from ..console import AuditKeys
@@ -75,6 +77,11 @@ def console_command(
     trusted_proxy: Annotated[list[str] | None, typer.Option(
         "--trusted-proxy", help="Address of a reverse proxy whose X-Forwarded-For/-Proto "
         "headers are believed (repeatable).")] = None,
+    wait_db: Annotated[float, typer.Option(
+        "--wait-db", min=0,
+        help="Seconds a starting console waits for a database that is unreachable for now "
+             "(restarting, still starting); a wrong URL, password or database name fails "
+             "at once.")] = 60.0,
 ) -> None:
     """Serve the review console: sagas, escalations, approvals and the audit, with logins."""
     _need_extra()
@@ -88,7 +95,10 @@ def console_command(
         audit = _audit_keys(pubkey, witness)
     except ReversaError as exc:
         fail(exc.message)
-    store = open_store(db)
+    # One scrubbed line per warning (the wait for the database among them), as the
+    # worker writes them; INFO stays off, as the console logged nothing below WARNING.
+    configure_logging(LogFormat.TEXT, level=logging.WARNING)
+    store = open_store(db, wait_s=wait_db)
     if audit is not None and not audit.witnesses:
         audit = AuditKeys(audit.verifiers, tuple(store.audit.witnesses))
     # Bound before any warning, so a taken port is the only line on stderr.

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ..core.errors import ConfigError, ReversaError
-from .apps import load_attr
+from .apps import call_factory, load_attr
 from .common import DB_HELP, fail, load_services, open_store
 from .governance import Policy as GovernancePolicy
 from .governance import load_governance
@@ -140,7 +140,7 @@ def _catalog(spec: str | None) -> Catalog:
         return demo
     found: Any = load_attr(spec, "--app", "package.module:catalog")
     if callable(found) and not isinstance(found, Catalog | Registry):
-        found = found()
+        found = call_factory(spec, "--app", found)
     if isinstance(found, Registry):
         found = _module_catalog(spec, found)
     if not isinstance(found, Catalog):

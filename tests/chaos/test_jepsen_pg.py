@@ -192,3 +192,64 @@ def test_a_wrong_database_name_fails_at_once(server: pg.PgServer, tmp_path: Path
     out = worker.communicate(timeout=60)[0]
     assert worker.returncode == 3, out
     assert "does not exist" in out and "retrying" not in out
+
+
+def _console(db: str, *args: str) -> subprocess.Popen[str]:
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    pytest.importorskip("argon2")
+    # Unbuffered: the line saying it serves must reach the pipe while it runs.
+    return subprocess.Popen([sys.executable, "-m", "reversa", "console", "--db", db,
+                             "--port", "0", *args], cwd=ROOT,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_starting_console_waits_for_a_database_that_is_down(server: pg.PgServer) -> None:
+    db = server.create_database("console_waiting")
+    server.shut_down()
+    lines: list[str] = []
+    try:
+        served = _console(db, "--wait-db", "120")
+        reader = threading.Thread(target=lambda: lines.extend(served.stdout or ()))
+        reader.start()
+        deadline = time.monotonic() + 60
+        while not any("database unreachable for now, retrying for up to 120s" in line
+                      for line in lines):
+            assert served.poll() is None, lines
+            assert time.monotonic() < deadline, ("the console never said it waits", lines)
+            time.sleep(0.1)
+        time.sleep(1.0)
+        assert served.poll() is None, lines  # still waiting, not dead
+    finally:
+        server.start_again()
+    # Once the server is back the console opens the store and serves.
+    deadline = time.monotonic() + 60
+    while not any("reversa console on http://" in line and f"{server.port}/console_waiting"
+                  in line for line in lines):
+        assert served.poll() is None, lines
+        assert time.monotonic() < deadline, ("the console never served", lines)
+        time.sleep(0.2)
+    served.send_signal(signal.SIGTERM)
+    served.wait(30)
+    reader.join(10)
+
+
+def test_a_console_gives_up_waiting_with_one_line() -> None:
+    closed = f"postgresql://reversa:hunter2@127.0.0.1:{pg.free_port()}/nothing"
+    started = time.monotonic()
+    served = _console(closed, "--wait-db", "1")
+    out = served.communicate(timeout=60)[0]
+    assert time.monotonic() - started >= 1.0
+    assert served.returncode == 3, out
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "connection" in errors[0].lower(), out
+    assert len(out.splitlines()) == 2, out  # the wait said once, then the error
+    assert "hunter2" not in out
+
+
+def test_a_console_on_a_wrong_database_name_fails_at_once(server: pg.PgServer) -> None:
+    served = _console(server.url_for("no_such_database"), "--wait-db", "600")
+    out = served.communicate(timeout=60)[0]
+    assert served.returncode == 3, out
+    assert "does not exist" in out and "retrying" not in out

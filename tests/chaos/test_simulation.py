@@ -25,13 +25,13 @@ from reversa.testing.chaos import (
     load_packs,
     register_pack,
     replay,
-    run_seeds,
     schedule_for,
     shrink,
     simulate,
 )
 from reversa.testing.chaos.packs.core import CorePack, CoreWorld, Ledger
 from reversa.testing.chaos.packs.payments import PaymentsPack, PaymentsWorld
+from tests.chaos.sweep import assert_boundary_refuses, assert_replays_exactly, assert_sweep_holds
 
 pytestmark = pytest.mark.simulation
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,38 +43,27 @@ PAYMENT_SEEDS = 300
 
 @pytest.mark.parametrize(("first", "last"), BLOCKS, ids=lambda b: str(b))
 def test_two_thousand_schedules_hold_every_invariant(first: int, last: int) -> None:
-    summary = run_seeds(range(first, last), PACKS)
-    failing = summary.failing[0].describe() if summary.failing else []
-    assert summary.violations == 0, "\n".join(failing)
-    assert summary.schedules == last - first
     # The schedules really hit what they claim to: faults of every kind fired, sagas
     # ended in every way, workers took over, and stale calls were refused.
-    fired = {k.removeprefix("fired_") for k, n in summary.stats.items()
-             if k.startswith("fired_") and n}
-    assert fired >= {"crash", "db", "pause", "net", "service", "steal", "sigterm", "human",
-                     "skew"}
-    assert {"completed", "compensated", "escalated", "failed"} <= set(summary.ends)
+    summary = assert_sweep_holds(
+        range(first, last), PACKS,
+        fired={"crash", "db", "pause", "net", "service", "steal", "sigterm", "human", "skew"},
+        ends={"completed", "compensated", "escalated", "failed"})
     assert summary.stats["takeovers"] > 0 and summary.stats["refused_at_services"] > 0
 
 
 def test_payments_schedules_hold_every_invariant() -> None:
     # The payments adapter's own operations against the simulated bank: holds voided,
     # transfers corrected by reference, under the same kinds of faults.
-    summary = run_seeds(range(PAYMENT_SEEDS), PAYMENTS)
-    failing = summary.failing[0].describe() if summary.failing else []
-    assert summary.violations == 0, "\n".join(failing)
-    assert summary.schedules == PAYMENT_SEEDS
-    fired = {k.removeprefix("fired_") for k, n in summary.stats.items()
-             if k.startswith("fired_") and n}
-    assert fired >= {"crash", "db", "pause", "net", "service", "steal", "sigterm", "human"}
-    assert {"completed", "compensated", "escalated", "failed"} <= set(summary.ends)
+    summary = assert_sweep_holds(
+        range(PAYMENT_SEEDS), PAYMENTS,
+        fired={"crash", "db", "pause", "net", "service", "steal", "sigterm", "human"},
+        ends={"completed", "compensated", "escalated", "failed"})
     assert summary.stats["takeovers"] > 0 and summary.stats["refused_at_services"] > 0
 
 
 def test_a_seed_replays_exactly() -> None:
-    first, again = replay(42, PACKS), replay(42, PACKS)
-    assert first.digest == again.digest and first.fired == again.fired
-    assert first.describe() == again.describe()
+    assert_replays_exactly(42, PACKS)
 
 
 def test_a_seed_replays_exactly_in_another_process() -> None:
@@ -188,13 +177,8 @@ def test_the_checks_catch_a_bank_that_keeps_no_boundary() -> None:
     # lands. The real bank refuses it; a bank without the boundary books it.
     register_pack("leaky-bank", _LeakyBankPack)
     leaky = load_packs(["leaky-bank"])
-    pause = Fault("pause", "agent1", 1, 1, 0.0, 12.0)
-    real = simulate(schedule_for(82, PAYMENTS).with_faults([pause]), PAYMENTS)
-    broken = simulate(schedule_for(82, leaky).with_faults([pause]), leaky)
-    assert real.ok, "\n".join(real.describe())
-    assert real.stats["refused_at_services"] > 0
+    _, broken = assert_boundary_refuses(82, PAYMENTS, leaky)
     assert {v.invariant for v in broken.violations} == {"no_effect_stands"}
-    assert "agent1 paused before execute of" in "\n".join(broken.describe())
 
 
 def test_shrinking_keeps_only_the_faults_that_matter() -> None:

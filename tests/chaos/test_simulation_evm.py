@@ -17,15 +17,14 @@ from reversa.adapters.evm.approve import ApproveOp
 from reversa.core.context import JournalRecord, StepContext
 from reversa.core.registry import Registry
 from reversa.testing.chaos import (
-    Fault,
     load_packs,
     register_pack,
-    replay,
-    run_seeds,
     schedule_for,
     simulate,
 )
 from reversa.testing.chaos.packs import evm
+from reversa.testing.chaos.packs.paced import Paced
+from tests.chaos.sweep import assert_boundary_refuses, assert_replays_exactly, assert_sweep_holds
 
 pytestmark = pytest.mark.simulation
 EVM = load_packs(["evm"])
@@ -33,14 +32,9 @@ EVM_SEEDS = 25
 
 
 def test_evm_schedules_hold_every_invariant() -> None:
-    summary = run_seeds(range(EVM_SEEDS), EVM)
-    failing = summary.failing[0].describe() if summary.failing else []
-    assert summary.violations == 0, "\n".join(failing)
-    assert summary.schedules == EVM_SEEDS
-    fired = {k.removeprefix("fired_") for k, n in summary.stats.items()
-             if k.startswith("fired_") and n}
-    assert fired >= {"crash", "pause", "service", "sigterm"}
-    assert {"completed", "compensated"} <= set(summary.ends)
+    summary = assert_sweep_holds(range(EVM_SEEDS), EVM,
+                                 fired={"crash", "pause", "service", "sigterm"},
+                                 ends={"completed", "compensated"})
     assert summary.stats["takeovers"] > 0
 
 
@@ -54,7 +48,7 @@ class _NoRevoke(ApproveOp):
 class _NoRevokeWorld(evm.EvmWorld):
     def registry(self) -> Registry:
         reg = Registry()
-        reg.register(evm._Paced(_NoRevoke(evm.SERVICE)))
+        reg.register(Paced(_NoRevoke(evm.SERVICE), evm.through_wallet))
         real = evm._registry()
         reg.add("snapshot", "evm.granted", real.get("snapshot", "evm.granted"))
         reg.add("predicate", "evm.revoked", real.get("predicate", "evm.revoked"))
@@ -105,20 +99,6 @@ class _OpenJournal:
         return max(seqs) if seqs else None
 
 
-class _Unfenced(evm._Paced):
-    """The adapter's approval, given a journal that fences nothing."""
-
-    def __init__(self, op: Any, journal: _OpenJournal) -> None:
-        super().__init__(op)
-        self.journal = journal
-
-    async def execute(self, ctx: StepContext) -> Any:
-        return await super().execute(dataclasses.replace(ctx, journal=self.journal))
-
-    async def _hooked(self, hook: str, ctx: StepContext) -> Any:
-        return await super()._hooked(hook, dataclasses.replace(ctx, journal=self.journal))
-
-
 class _UnfencedWorld(evm.EvmWorld):
     def __init__(self) -> None:
         super().__init__()
@@ -126,7 +106,9 @@ class _UnfencedWorld(evm.EvmWorld):
 
     def registry(self) -> Registry:
         reg = Registry()
-        reg.register(_Unfenced(ApproveOp(evm.SERVICE), self.journal))
+        # The adapter's approval, given a journal that fences nothing.
+        reg.register(Paced(ApproveOp(evm.SERVICE), evm.through_wallet,
+                           context=lambda ctx: dataclasses.replace(ctx, journal=self.journal)))
         real = evm._registry()
         reg.add("snapshot", "evm.granted", real.get("snapshot", "evm.granted"))
         reg.add("predicate", "evm.revoked", real.get("predicate", "evm.revoked"))
@@ -147,18 +129,11 @@ def test_the_checks_catch_a_journal_that_fences_nothing() -> None:
     # a journal without fence or tombstones lets the approvals land on the chain.
     register_pack("evm-unfenced", _UnfencedPack)
     unfenced = load_packs(["evm-unfenced"])
-    pause = Fault("pause", "agent1", 1, 1, 0.0, 12.0)
-    real = simulate(schedule_for(0, EVM).with_faults([pause]), EVM)
-    broken = simulate(schedule_for(0, unfenced).with_faults([pause]), unfenced)
-    assert real.ok, "\n".join(real.describe())
-    assert real.stats["refused_at_services"] > 0
+    _, broken = assert_boundary_refuses(0, EVM, unfenced)
     assert {v.invariant for v in broken.violations} == {"no_effect_stands"}
-    assert "agent1 paused before execute of" in "\n".join(broken.describe())
 
 
 def test_an_evm_seed_replays_exactly() -> None:
     # The chain is reverted to one snapshot per schedule and the agent's key is fixed:
     # the same seed signs, mines and ends the same way every time.
-    first, again = replay(3, EVM), replay(3, EVM)
-    assert first.digest == again.digest
-    assert first.describe() == again.describe()
+    assert_replays_exactly(3, EVM)

@@ -18,16 +18,14 @@ from reversa.adapters.robot import BlockOutcome, MoveTo, Pick, Place, Stamp
 from reversa.core.context import StepContext, idempotency_key
 from reversa.core.registry import Registry
 from reversa.testing.chaos import (
-    Fault,
     load_packs,
     register_pack,
-    replay,
-    run_seeds,
     schedule_for,
     simulate,
 )
 from reversa.testing.chaos.packs import Effects, robot
 from reversa.testing.chaos.packs.robot_cell import CellService
+from tests.chaos.sweep import assert_replays_exactly, assert_sweep_holds, paused_owner
 
 pytestmark = pytest.mark.simulation
 ROBOT_PACKS = load_packs(["robot"])
@@ -35,22 +33,15 @@ ROBOT_SEEDS = 16
 
 
 def test_robot_schedules_hold_every_invariant() -> None:
-    summary = run_seeds(range(ROBOT_SEEDS), ROBOT_PACKS)
-    failing = summary.failing[0].describe() if summary.failing else []
-    assert summary.violations == 0, "\n".join(failing)
-    assert summary.schedules == ROBOT_SEEDS
-    fired = {k.removeprefix("fired_") for k, n in summary.stats.items()
-             if k.startswith("fired_") and n}
-    assert fired >= {"crash", "net", "service", "sigterm", "window"}
-    assert {"completed", "compensated", "failed"} <= set(summary.ends)
+    assert_sweep_holds(range(ROBOT_SEEDS), ROBOT_PACKS,
+                       fired={"crash", "net", "service", "sigterm", "window"},
+                       ends={"completed", "compensated", "failed"})
 
 
 def test_a_robot_seed_replays_exactly() -> None:
     # Cells are PyBullet worlds reset to one start: the same seed moves the same arms
     # through the same physics steps and ends the same way every time.
-    first, again = replay(3, ROBOT_PACKS), replay(3, ROBOT_PACKS)
-    assert first.digest == again.digest
-    assert first.describe() == again.describe()
+    assert_replays_exactly(3, ROBOT_PACKS)
 
 
 class _Recording(robot.RobotPack):
@@ -93,8 +84,7 @@ def test_the_checks_catch_a_cell_that_keeps_no_boundary() -> None:
     register_pack("robot-recording", _Recording)
     register_pack("robot-unfenced", _UnfencedPack)
     real_packs, broken_packs = load_packs(["robot-recording"]), load_packs(["robot-unfenced"])
-    pause = Fault("pause", "agent1", 1, 1, 0.0, 12.0)
-    real = simulate(schedule_for(0, real_packs).with_faults([pause]), real_packs)
+    real = paused_owner(0, real_packs)
     assert real.ok, "\n".join(real.describe())
     assert real.stats["refused_at_services"] > 0
     assert real.stats["takeovers"] > 0
@@ -102,7 +92,7 @@ def test_the_checks_catch_a_cell_that_keeps_no_boundary() -> None:
     refused = [c for cell in _Recording.made[-1].cells.values()
                for c in cell.world.commands if c["outcome"].startswith("refused:")]
     assert refused and all(c["epoch"] == 1 for c in refused)  # the paused owner's
-    broken = simulate(schedule_for(0, broken_packs).with_faults([pause]), broken_packs)
+    broken = paused_owner(0, broken_packs)
     assert {v.invariant for v in broken.violations} & {"no_effect_stands",
                                                         "rows_match_services"}, \
         "\n".join(broken.describe())

@@ -105,6 +105,55 @@ def test_app_and_services_flags_find_modules_in_the_current_directory(
     assert missing.returncode == 2
 
 
+BROKEN_AT_IMPORT = """
+SETTINGS = {"url": "postgresql://ops:hunter2@db.internal/prod"}
+registry = SETTINGS["registry"]  # a KeyError while the module is imported
+"""
+
+BROKEN_FACTORY = """
+from myflows import registry as _registry
+
+
+def registry():
+    raise KeyError("no region in postgresql://ops:hunter2@db.internal/prod")
+
+
+def services():
+    raise RuntimeError("the vault is sealed")
+"""
+
+
+@pytest.mark.parametrize(("app", "services", "raised"), [
+    ("atimport:registry", None, "importing atimport raised KeyError: 'registry'"),
+    ("infactory:registry", None, "calling registry() raised KeyError: 'no region in "
+                                 "postgresql://ops:***@db.internal/prod'"),
+    ("myflows:registry", "infactory:services",
+     "calling services() raised RuntimeError: the vault is sealed"),
+])
+def test_an_app_that_raises_is_bad_input_in_one_line(
+    project: Path, db_url: str, app: str, services: str | None, raised: str
+) -> None:
+    # The user's module or factory is broken: one line naming it and what it raised,
+    # exit 2 (not "a bug in Reversa", exit 70), and the escalation stays as it was.
+    (project / "atimport.py").write_text(BROKEN_AT_IMPORT)
+    (project / "infactory.py").write_text(BROKEN_FACTORY)
+    _, esc_id = _start(project, db_url)
+    (project / "refund-desk-down").unlink()
+    before = _escalation(db_url, esc_id, project)
+    flag, spec = ("--services", services) if services else ("--app", app)
+    extra = ["--services", services] if services else []
+    for args in (["escalations", "resolve", str(esc_id), "--action", "retry", "--author",
+                  "ops", "--app", app, *extra],
+                 ["worker", "--once", "--app", app, *extra]):
+        proc = cli(*args, "--db", db_url, cwd=project)
+        assert proc.returncode == 2, proc.stderr
+        line = one_error_line(proc)
+        assert line.startswith(f"error: {flag} {spec!r}: {raised}; fix that error in your app")
+        assert "hunter2" not in proc.stderr and "bug in Reversa" not in line
+    assert _escalation(db_url, esc_id, project) == before
+    assert _book(project) == {"alice": 90, "shop": 10}  # no handler ran
+
+
 # The demos run on SQLite only: resolving is backend-independent and runs on both
 # backends above; what these show is that no demo's code is needed to close its escalation.
 @pytest.mark.parametrize("demo", ["robot-person-in-zone", "evm-market-moved"])

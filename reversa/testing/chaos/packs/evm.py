@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from ....adapters.evm import Confirmations, EvmNetwork, EvmWallet, LocalSigner
@@ -44,8 +44,9 @@ from ..faults import SagaPlan
 from ..network import Network
 from ..process import Process
 from . import Effects
+from .paced import Paced
 
-__all__ = ["EvmPack", "EvmWorld"]
+__all__ = ["EvmPack", "EvmWorld", "through_wallet"]
 
 SERVICE = "evm"
 STEP_RETRY = Retry(max_attempts=3, initial_s=0.2, max_s=1.0)
@@ -217,37 +218,25 @@ class _ProcWallet(EvmWallet):
         return result
 
 
-class _Paced:
-    """The adapter's operation, each hook run as one service call through the wallet."""
+async def through_wallet(hook: str, ctx: StepContext, run: Callable[[], Awaitable[Any]]) -> Any:
+    """Run one hook of the adapter's operation as one service call through the wallet.
 
-    def __init__(self, op: Any) -> None:
-        self.op = op
-        self.name: str = op.name
-        for hook in ("compensate", "probe", "block", "preconditions", "estimate_cost"):
-            if hasattr(op, hook):
-                setattr(self, hook, functools.partial(self._hooked, hook))
-
-    async def execute(self, ctx: StepContext) -> Any:
-        wallet = ctx.service(SERVICE, _ProcWallet)
+    Reads (``preconditions``, ``estimate_cost``) are not service calls of the
+    schedule: they run directly. An ``execute`` first records the step's action key,
+    which the pack's effect log counts approvals under.
+    """
+    wallet = ctx.service(SERVICE, _ProcWallet)
+    if hook == "execute":
         wallet.pack_world.keys[(ctx.saga_id, ctx.step)] = ctx.action_key
-        return await self._hooked("execute", ctx)
-
-    async def _hooked(self, hook: str, ctx: StepContext) -> Any:
-        wallet = ctx.service(SERVICE, _ProcWallet)
-
-        async def run() -> Any:
-            out = getattr(self.op, hook)(ctx)
-            return await out if asyncio.iscoroutine(out) else out
-
-        if hook in ("preconditions", "estimate_cost"):
-            return await run()  # reads: not a service call of the schedule
-        return await wallet.around(f"{hook} of {ctx.saga_id}/{ctx.step}", ctx.saga_id, run)
+    if hook in ("preconditions", "estimate_cost"):
+        return await run()
+    return await wallet.around(f"{hook} of {ctx.saga_id}/{ctx.step}", ctx.saga_id, run)
 
 
 @functools.lru_cache(maxsize=1)
 def _registry() -> Registry:
     reg = Registry()
-    reg.register(_Paced(ApproveOp(SERVICE)))
+    reg.register(Paced(ApproveOp(SERVICE), through_wallet))
     reg.add("snapshot", "evm.granted", _granted)
 
     def revoked(ctx: Any) -> Check:

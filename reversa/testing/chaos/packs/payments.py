@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ....adapters.payments.ledger_api import (
@@ -49,6 +49,7 @@ from ..faults import SagaPlan
 from ..network import CALL_TIMEOUT_S, Network
 from ..process import Process
 from . import Effects
+from .paced import Paced
 
 __all__ = ["BankLink", "PaymentsPack", "PaymentsWorld"]
 
@@ -303,33 +304,18 @@ class PaymentsPack:
         return PaymentsWorld()
 
 
-class _Paced:
-    """The adapter's operation, with the pause point a process can stop at first.
-
-    Every hook is the operation's own; this only awaits :meth:`BankLink.pause_point`
-    before it, since the synchronous adapter cannot be suspended in the middle.
-    """
-
-    def __init__(self, op: Any) -> None:
-        self.op = op
-        self.name: str = op.name
-        for hook in ("compensate", "probe", "block", "preconditions", "estimate_cost"):
-            if hasattr(op, hook):
-                setattr(self, hook, functools.partial(self._hooked, hook))
-
-    async def execute(self, ctx: StepContext) -> Any:
-        return await self._hooked("execute", ctx)
-
-    async def _hooked(self, hook: str, ctx: StepContext) -> Any:
-        await ctx.service(SERVICE, BankLink).pause_point(f"{hook} of {ctx.saga_id}/{ctx.step}")
-        return getattr(self.op, hook)(ctx)
+async def _paused_first(hook: str, ctx: StepContext, run: Callable[[], Awaitable[Any]]) -> Any:
+    # The synchronous adapter cannot be suspended in the middle: the process's pause
+    # point comes before the call.
+    await ctx.service(SERVICE, BankLink).pause_point(f"{hook} of {ctx.saga_id}/{ctx.step}")
+    return await run()
 
 
 @functools.lru_cache(maxsize=1)
 def _registry() -> Registry:
     reg = Registry()
-    reg.register(_Paced(LedgerHold(SERVICE)))
-    reg.register(_Paced(LedgerTransfer(SERVICE)))
+    reg.register(Paced(LedgerHold(SERVICE), _paused_first))
+    reg.register(Paced(LedgerTransfer(SERVICE), _paused_first))
     reg.add("snapshot", "pay.snapshot", _standing)
 
     def reconciled(ctx: Any) -> Check:

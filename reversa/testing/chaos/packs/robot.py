@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from ....adapters.robot import MoveTo, Pick, Place, pcb_cell
@@ -44,6 +44,7 @@ from ..faults import SagaPlan
 from ..network import Network
 from ..process import Process
 from . import Effects
+from .paced import Paced
 from .robot_cell import CellService, Intent, RobotLink
 
 __all__ = ["LINK", "RobotPack", "RobotWorld", "build_registry", "cell_of"]
@@ -160,32 +161,25 @@ def _with_cell(ctx: Any) -> Any:
                                               ROBOT: link.robot(cell_of(ctx.saga_id))})
 
 
-class _Paced:
+async def _on_cell(name: str, hook: str, ctx: StepContext,
+                   run: Callable[[], Awaitable[Any]]) -> Any:
+    # The cell learns what the call under this key is for before its first command
+    # (how its effects are counted); then the pause point.
+    link = ctx.service(LINK, RobotLink)
+    if hook in ("execute", "compensate"):
+        params = {p: str(ctx.param(p)) for p in _PARAMS if p in ctx.params}
+        intent = Intent(ctx.saga_id, ctx.step, name, hook == "compensate",
+                        ctx.action_key, params)
+        link.cells(cell_of(ctx.saga_id)).expect(intent, ctx.idempotency_key)
+    await link.pause_point(f"{hook} of {ctx.saga_id}/{ctx.step}")
+    return await run()
+
+
+def _paced(op: Any) -> Paced:
     """The adapter's operation on the saga's cell, with the pause point a process can
     stop at first; every hook is the operation's own."""
-
-    def __init__(self, op: Any) -> None:
-        self.op = op
-        self.name: str = op.name
-        for hook in ("compensate", "probe", "block", "preconditions", "estimate_cost"):
-            if hasattr(op, hook):
-                setattr(self, hook, functools.partial(self._hooked, hook))
-
-    def resources(self, ctx: StepContext) -> Any:
-        return self.op.resources(_with_cell(ctx))
-
-    async def execute(self, ctx: StepContext) -> Any:
-        return await self._hooked("execute", ctx)
-
-    async def _hooked(self, hook: str, ctx: StepContext) -> Any:
-        link = ctx.service(LINK, RobotLink)
-        if hook in ("execute", "compensate"):
-            params = {p: str(ctx.param(p)) for p in _PARAMS if p in ctx.params}
-            intent = Intent(ctx.saga_id, ctx.step, self.name, hook == "compensate",
-                            ctx.action_key, params)
-            link.cells(cell_of(ctx.saga_id)).expect(intent, ctx.idempotency_key)
-        await link.pause_point(f"{hook} of {ctx.saga_id}/{ctx.step}")
-        return getattr(self.op, hook)(_with_cell(ctx))
+    return Paced(op, functools.partial(_on_cell, op.name), context=_with_cell,
+                 resources=True)
 
 
 async def _safe_state(ctx: StepContext) -> dict[str, Any]:
@@ -206,7 +200,7 @@ def build_registry(ops: Sequence[Any] | None = None) -> Registry:
     ``Place``), each on the saga's cell; tests pass a broken operation to see it caught."""
     reg = Registry()
     for op in ops if ops is not None else (MoveTo(), Pick(), Place()):
-        reg.register(_Paced(op))
+        reg.register(_paced(op))
     reg.add("action", SAFE_STATE, _safe_state)
     reg.add("snapshot", SNAPSHOT, _snapshot)
     reg.add("predicate", PREDICATE, _predicate)
