@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -147,33 +147,43 @@ def _worker(db: str, *args: str, effects: Path) -> subprocess.Popen[str]:
 def test_a_starting_worker_waits_for_a_database_that_is_down(server: pg.PgServer,
                                                            tmp_path: Path) -> None:
     db = server.create_database("waiting")
+    worker = _waits_while_down(
+        server, lambda: _worker(db, "--wait-db", "120", effects=tmp_path / "effects.db"),
+        lambda line: " worker " in line and f"{server.port}/waiting" in line)
+    assert worker.wait(30) == 0
+
+
+def _waits_while_down(server: pg.PgServer, start: Callable[[], subprocess.Popen[str]],
+                      ready: Callable[[str], bool]) -> subprocess.Popen[str]:
+    """Start a process with the server down: it says it waits and stays alive; once the
+    server is back it says ``ready``. Returns it SIGTERMed (the caller awaits its exit)."""
     server.shut_down()
     lines: list[str] = []
     try:
-        worker = _worker(db, "--wait-db", "120", effects=tmp_path / "effects.db")
-        reader = threading.Thread(target=lambda: lines.extend(worker.stdout or ()))
+        proc = start()
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout or ()))
         reader.start()
         # However long its start takes on a loaded machine, it meets the server down,
         # says so, and stays alive.
         deadline = time.monotonic() + 60
         while not any("database unreachable for now, retrying for up to 120s" in line
                       for line in lines):
-            assert worker.poll() is None, lines
-            assert time.monotonic() < deadline, ("the worker never said it waits", lines)
+            assert proc.poll() is None, lines
+            assert time.monotonic() < deadline, ("it never said it waits", lines)
             time.sleep(0.1)
         time.sleep(1.0)
-        assert worker.poll() is None, lines  # still waiting, not dead
+        assert proc.poll() is None, lines  # still waiting, not dead
     finally:
         server.start_again()
-    # Once the server is back the worker opens the store and says it started.
     deadline = time.monotonic() + 60
-    while not any(" worker " in line and f"{server.port}/waiting" in line for line in lines):
-        assert worker.poll() is None, lines
-        assert time.monotonic() < deadline, ("the worker never started", lines)
+    while not any(ready(line) for line in lines):
+        assert proc.poll() is None, lines
+        assert time.monotonic() < deadline, ("it never started", lines)
         time.sleep(0.2)
-    worker.send_signal(signal.SIGTERM)
-    assert worker.wait(30) == 0, lines
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
     reader.join(10)
+    return proc
 
 
 def test_a_worker_gives_up_waiting_with_one_line(server: pg.PgServer, tmp_path: Path) -> None:
@@ -207,32 +217,10 @@ def _console(db: str, *args: str) -> subprocess.Popen[str]:
 
 def test_a_starting_console_waits_for_a_database_that_is_down(server: pg.PgServer) -> None:
     db = server.create_database("console_waiting")
-    server.shut_down()
-    lines: list[str] = []
-    try:
-        served = _console(db, "--wait-db", "120")
-        reader = threading.Thread(target=lambda: lines.extend(served.stdout or ()))
-        reader.start()
-        deadline = time.monotonic() + 60
-        while not any("database unreachable for now, retrying for up to 120s" in line
-                      for line in lines):
-            assert served.poll() is None, lines
-            assert time.monotonic() < deadline, ("the console never said it waits", lines)
-            time.sleep(0.1)
-        time.sleep(1.0)
-        assert served.poll() is None, lines  # still waiting, not dead
-    finally:
-        server.start_again()
-    # Once the server is back the console opens the store and serves.
-    deadline = time.monotonic() + 60
-    while not any("reversa console on http://" in line and f"{server.port}/console_waiting"
-                  in line for line in lines):
-        assert served.poll() is None, lines
-        assert time.monotonic() < deadline, ("the console never served", lines)
-        time.sleep(0.2)
-    served.send_signal(signal.SIGTERM)
-    served.wait(30)
-    reader.join(10)
+    _waits_while_down(
+        server, lambda: _console(db, "--wait-db", "120"),
+        lambda line: "reversa console on http://" in line
+        and f"{server.port}/console_waiting" in line)
 
 
 def test_a_console_gives_up_waiting_with_one_line() -> None:

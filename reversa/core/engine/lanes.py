@@ -118,15 +118,19 @@ class _Lane:
                 outcome: tuple[bool, Any] = (True, context.run(fn, arg))
             except BaseException as exc:  # handed to the awaiting coroutine, as an executor does
                 outcome = (False, exc)
+            # Idle again BEFORE the caller hears of the outcome: a caller that
+            # submits its next call at once finds this lane free, however late this
+            # thread runs again (a call queued meanwhile waits in the queue).
+            lanes = self.lanes()
+            keep = lanes is not None and lanes._release(self)
+            del lanes
             # The loop may be closed meanwhile (a hung call outliving its engine):
             # nobody is waiting for this outcome any more.
             with suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, future, outcome)
             del loop, future, context, fn, arg, outcome
-            lanes = self.lanes()
-            if lanes is None or not lanes._release(self):
+            if not keep:
                 return
-            del lanes
             call = self.queue.get()
 
 

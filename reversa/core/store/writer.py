@@ -23,7 +23,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 from sqlalchemy.pool import QueuePool
 
 from ..audit import entry_hash
@@ -128,7 +128,13 @@ class Writer:
         # PostgreSQL's go back to the pool, whose pre-ping notices a server restart.
         self._keep = self.sqlite and isinstance(engine.pool, QueuePool)
         self._idle: list[Any] = []
+        self._generation = 0
         self._pid = os.getpid()
+        if self._keep:
+            # Engine.dispose() promises that no idle connection holds the database
+            # any more (tests replace the file, operators restore backups): the kept
+            # ones are closed with the pool's.
+            event.listen(engine, "engine_disposed", self._disposed)
 
     def read_row(self, url: str, statement: str, params: tuple[Any, ...]
                  ) -> tuple[Any, ...] | None:
@@ -141,7 +147,7 @@ class Writer:
         Raises:
             StoreError: The database failed (retryable unless a constraint did).
         """
-        raw = self._checkout()
+        raw, generation = self._checkout()
         cur = raw.cursor()
         reusable = False
         try:
@@ -159,13 +165,13 @@ class Writer:
             raise
         finally:
             cur.close()
-            self._checkin(raw, reusable)
+            self._checkin(raw, generation, reusable)
         return None if row is None else tuple(row)
 
     @contextmanager
     def transaction(self, url: str) -> Iterator[Any]:
         """A DB-API cursor inside one transaction (``BEGIN IMMEDIATE`` on SQLite)."""
-        raw = self._checkout()
+        raw, generation = self._checkout()
         cur = raw.cursor()
         reusable = False
         try:
@@ -189,18 +195,21 @@ class Writer:
             raise
         finally:
             cur.close()
-            self._checkin(raw, reusable)
+            self._checkin(raw, generation, reusable)
 
-    def _checkout(self) -> Any:
+    def _checkout(self) -> tuple[Any, int]:
+        generation = self._generation
         if self._idle and self._pid == os.getpid():
             with suppress(IndexError):  # another thread took the last one meanwhile
-                return self._idle.pop()
-        return self.engine.raw_connection()
+                return self._idle.pop(), generation
+        return self.engine.raw_connection(), generation
 
-    def _checkin(self, raw: Any, reusable: bool) -> None:
-        # A connection that failed goes back to the pool, which decides its fate;
-        # one inherited across fork() is never used by the child.
-        if reusable and self._keep and len(self._idle) < 2 and self._pid == os.getpid():
+    def _checkin(self, raw: Any, generation: int, reusable: bool) -> None:
+        # A connection that failed goes back to the pool, which decides its fate; so
+        # does one in use while the engine was disposed, and one inherited across
+        # fork() is never used by the child.
+        if (reusable and self._keep and generation == self._generation
+                and len(self._idle) < 2 and self._pid == os.getpid()):
             self._idle.append(raw)
         else:
             raw.close()
@@ -210,6 +219,15 @@ class Writer:
         while self._idle:
             with suppress(IndexError):
                 self._idle.pop().close()
+
+    def _disposed(self, _engine: Engine) -> None:
+        self._generation += 1
+        while self._idle:
+            with suppress(IndexError):
+                raw = self._idle.pop()
+                with suppress(Exception):
+                    raw.invalidate()  # closes the driver's connection now
+                    raw.close()
 
     def create(self, cur: Any, live: LiveSaga, app: str | None) -> dict[str, Any]:
         """Insert the saga row (plan, hash, input, pre-state) and its steps.
