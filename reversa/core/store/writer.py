@@ -147,35 +147,23 @@ class Writer:
         Raises:
             StoreError: The database failed (retryable unless a constraint did).
         """
-        raw, generation = self._checkout()
-        cur = raw.cursor()
-        reusable = False
-        try:
+        with self.transaction(url, read=True) as cur:
             cur.execute(self.extra[statement], params)
             row = cur.fetchone()
-            raw.commit()  # ends the driver's implicit transaction (PostgreSQL)
-            reusable = True
-        except self._dbapi_error as exc:
-            _rollback(raw)
-            raise StoreError(
-                f"database error on {url}: {exc}; check that the database is reachable",
-                retryable=not isinstance(exc, self.integrity_error)) from exc
-        except BaseException:
-            reusable = _rollback(raw)
-            raise
-        finally:
-            cur.close()
-            self._checkin(raw, generation, reusable)
         return None if row is None else tuple(row)
 
     @contextmanager
-    def transaction(self, url: str) -> Iterator[Any]:
-        """A DB-API cursor inside one transaction (``BEGIN IMMEDIATE`` on SQLite)."""
+    def transaction(self, url: str, *, read: bool = False) -> Iterator[Any]:
+        """A DB-API cursor inside one transaction (``BEGIN IMMEDIATE`` on SQLite).
+
+        ``read``: for a single read statement, which sees a consistent snapshot on
+        its own; no explicit ``BEGIN`` (the commit ends PostgreSQL's implicit one).
+        """
         raw, generation = self._checkout()
         cur = raw.cursor()
         reusable = False
         try:
-            if self.sqlite:
+            if self.sqlite and not read:
                 cur.execute("BEGIN IMMEDIATE")
             yield cur
             raw.commit()
@@ -184,10 +172,10 @@ class Writer:
             _rollback(raw)
             # A constraint violation is the same on every retry; anything else (a lost
             # connection, a busy database) may pass.
-            raise StoreError(
-                f"database error on {url}: {exc}; the transaction was rolled back and "
-                "nothing of it was recorded",
-                retryable=not isinstance(exc, self.integrity_error)) from exc
+            hint = ("check that the database is reachable" if read else
+                    "the transaction was rolled back and nothing of it was recorded")
+            raise StoreError(f"database error on {url}: {exc}; {hint}",
+                             retryable=not isinstance(exc, self.integrity_error)) from exc
         except BaseException:
             # Not the database's failure (a lost lease, an interrupt): once rolled
             # back, the connection is as good as before.
