@@ -110,6 +110,104 @@ def test_calls_in_flight_together_run_at_the_same_time() -> None:
     assert not _lane_threads("reversa-lane-gather")
 
 
+def test_a_call_that_ends_within_the_wait_comes_back_settled() -> None:
+    lanes = Lanes()
+
+    async def main() -> tuple[bool, Any, bool, str, bool]:
+        LABEL.set("waiting caller")
+        # A generous wait: the lane's thread only has to start and run a lambda.
+        quick = lanes.submit(lambda arg: (arg, LABEL.get()), 3, wait=5.0)
+        settled = quick.done()
+        failed = lanes.submit(_raise, PermanentError("refused"), wait=5.0)
+        failed_settled = failed.done()
+        with pytest.raises(PermanentError, match="refused"):
+            await failed
+        stop = lanes.submit(_raise, StopIteration(), wait=5.0)
+        with pytest.raises(RuntimeError, match="StopIteration"):
+            await stop
+        thread = lanes.submit(lambda _: threading.current_thread().name, None, wait=5.0)
+        return settled, await quick, failed_settled, await thread, stop.done()
+
+    try:
+        settled, value, failed_settled, thread, _ = _run(main())
+    finally:
+        lanes.close()
+    assert settled and failed_settled  # no turn of the event loop was needed
+    assert value == (3, "waiting caller")
+    assert thread.startswith("reversa-lane")
+
+
+def test_a_call_outliving_the_wait_is_awaited_and_the_lane_is_reused() -> None:
+    lanes = Lanes(name="reversa-lane-slow")
+    release = threading.Event()
+
+    async def main() -> tuple[bool, Any, Any]:
+        slow = lanes.submit(lambda _: (release.wait(10), "slow")[1], None, wait=0.01)
+        pending = not slow.done()
+        release.set()
+        first = await slow
+        # The lane went idle before its outcome was posted: the next call reuses it.
+        second = await lanes.submit(lambda _: threading.current_thread().name, None,
+                                    wait=5.0)
+        return pending, first, second
+
+    try:
+        pending, first, second = _run(main())
+    finally:
+        release.set()
+        lanes.close()
+    assert pending
+    assert first == "slow"
+    assert second == "reversa-lane-slow-1"
+
+
+def test_every_outcome_is_delivered_once_when_calls_end_around_the_wait() -> None:
+    """Calls ending just before, at or just after the wait: both handovers race."""
+    lanes = Lanes(keep_idle=2)
+    unretrieved: list[Any] = []
+
+    def work(n: int) -> int:
+        # About as long as the waits below. Holding the GIL, the call is still
+        # running when the caller's wait runs out, and the caller cannot take the
+        # lane's outcome over before the lane is done: the late-handover path. A
+        # sleep lets the caller stop waiting before the call ends: the posted path.
+        if n % 3 == 0:
+            time.sleep(0.0002)
+        else:
+            until = time.perf_counter() + 0.0001
+            while time.perf_counter() < until:
+                pass
+        if n % 7 == 0:
+            raise PermanentError(f"call {n}")
+        return n
+
+    async def main() -> list[Any]:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, context: unretrieved.append(context))
+        outcomes: list[Any] = []
+        for n in range(3000):
+            future = lanes.submit(work, n, wait=0.00005 * (n % 5))
+            try:
+                # Bounded: an outcome lost between the two handovers would hang here.
+                outcomes.append(await asyncio.wait_for(future, 30))
+            except PermanentError as exc:
+                outcomes.append(str(exc))
+        await asyncio.sleep(0.05)  # any outcome the lanes still post arrives now
+        return outcomes
+
+    try:
+        outcomes = _run(main())
+    finally:
+        lanes.close()
+    assert outcomes == [f"call {n}" if n % 7 == 0 else n for n in range(3000)]
+    assert unretrieved == []
+
+
+def test_a_negative_wait_is_refused_in_one_line() -> None:
+    with pytest.raises(ValueError, match="wait_s=-1"):
+        Lanes(wait_s=-1)
+
+
 def test_the_idle_lanes_of_a_dropped_engine_end() -> None:
     lanes = Lanes(name="reversa-lane-dropped")
     assert _run(_call(lanes, lambda _: 1)) == 1

@@ -140,7 +140,7 @@ async def invoke(
         # thread cannot be stopped: hand its future to the caller, which must not
         # retry or probe while it may still land (see settle_timed_out).
         if lanes is not None:
-            running = lanes.submit(fn, ctx)
+            running = lanes.submit(fn, ctx, wait=min(timeout, lanes.wait_s))
         else:
             call = functools.partial(contextvars.copy_context().run, fn, ctx)
             running = asyncio.get_running_loop().run_in_executor(None, call)
