@@ -8,7 +8,13 @@ no cache simulation). The workload is run twice in fresh processes, with
 step executions between them is the cost of one step, interpreter start-up,
 imports and the first saga's plan validation cancelled out.
 
-    python bench/instructions.py [--sagas 100] [--steps 5] [--src DIR]
+    python bench/instructions.py [--sagas 100] [--steps 5] [--src DIR] [--traced]
+
+``--traced`` adds ``TracingObserver`` with an OpenTelemetry SDK provider recording
+every span into a batch processor (no exporter), closed at the end of the run:
+the count then includes building every span, on whichever thread it happens
+(valgrind runs one thread at a time), so against a run without it, it is the CPU
+cost of tracing free of the machine's noise.
 
 ``--src`` runs another source tree's ``reversa`` package (a checkout of an
 older commit, say) with this interpreter, so two versions are compared on the
@@ -34,14 +40,32 @@ _WORKLOAD = """
 import sys, tempfile
 from reversa.core.store import Store
 from reversa.benchkit.workload import run_durable
+observers = []
+if sys.argv[3] == "traced":
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+    from opentelemetry.sdk.trace.export import SpanExportResult
+    from reversa.observability.otel import TracingObserver
+
+    class Drop(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    observers = [TracingObserver(provider.get_tracer("bench"))]
 with tempfile.TemporaryDirectory() as d:
     store = Store.open(f"sqlite:///{d}/bench.db", synchronous="OFF")
-    run_durable(store, int(sys.argv[1]), int(sys.argv[2]), True)
+    run_durable(store, int(sys.argv[1]), int(sys.argv[2]), True, observers=observers)
+    for observer in observers:
+        observer.close()  # every span built inside the count
     store.close()
+if observers:
+    provider.shutdown()
 """
 
 
-def _count(sagas: int, steps: int, src: str | None) -> int:
+def _count(sagas: int, steps: int, src: str | None, traced: bool = False) -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
     if src is not None:
         env["PYTHONPATH"] = src
@@ -49,7 +73,7 @@ def _count(sagas: int, steps: int, src: str | None) -> int:
         out = subprocess.run(
             ["valgrind", "--tool=cachegrind", "--cache-sim=no",
              f"--cachegrind-out-file={tmp}/cg.out", sys.executable, "-c", _WORKLOAD,
-             str(sagas), str(steps)],
+             str(sagas), str(steps), "traced" if traced else "plain"],
             # Not the caller's directory: `python -c` puts it first on sys.path, where
             # a checkout's own reversa/ would shadow --src.
             env=env, capture_output=True, text=True, check=False, cwd=tmp)
@@ -67,6 +91,8 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=10, help="sagas of the shorter run")
     parser.add_argument("--steps", type=int, default=5, help="steps per saga (last fails)")
     parser.add_argument("--src", help="directory holding the reversa package to measure")
+    parser.add_argument("--traced", action="store_true",
+                        help="record every span with the OpenTelemetry SDK")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("bench/instructions.py needs valgrind; install it "
@@ -75,10 +101,11 @@ def main() -> None:
         raise SystemExit("bench/instructions.py: --sagas and --base must be at least 1 and "
                          "--steps at least 2")
     with ThreadPoolExecutor(2) as pool:
-        short, long = pool.map(lambda n: _count(n, args.steps, args.src),
+        short, long = pool.map(lambda n: _count(n, args.steps, args.src, args.traced),
                                (args.base, args.base + args.sagas))
     executions = args.sagas * (2 * args.steps - 1)  # K actions and K-1 compensations
     print(json.dumps({"src": args.src or "installed", "sagas": args.sagas, "steps": args.steps,
+                      "traced": args.traced,
                       "instructions_per_step": round((long - short) / executions)}))
 
 
