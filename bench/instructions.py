@@ -8,10 +8,13 @@ no cache simulation). The workload is run twice in fresh processes, with
 step executions between them is the cost of one step, interpreter start-up,
 imports and the first saga's plan validation cancelled out.
 
-    python bench/instructions.py [--sagas 100] [--steps 5] [--src DIR] [--traced]
+    python bench/instructions.py [--sagas 100] [--steps 5] [--src DIR]
+                                 [--traced [tracer|processor]]
 
 ``--traced`` adds ``TracingObserver`` with an OpenTelemetry SDK provider recording
-every span into a batch processor (no exporter), closed at the end of the run:
+every span into a batch processor (no exporter), closed at the end of the run
+(``--traced processor``: the observer hands finished spans to that processor
+itself, ``TracingObserver(processor=...)``, instead of through the tracer):
 the count then includes building every span, on whichever thread it happens
 (valgrind runs one thread at a time), so against a run without it, it is the CPU
 cost of tracing free of the machine's noise.
@@ -41,7 +44,7 @@ import sys, tempfile
 from reversa.core.store import Store
 from reversa.benchkit.workload import run_durable
 observers = []
-if sys.argv[3] == "traced":
+if sys.argv[3] != "plain":
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
     from opentelemetry.sdk.trace.export import SpanExportResult
@@ -51,9 +54,10 @@ if sys.argv[3] == "traced":
         def export(self, spans):
             return SpanExportResult.SUCCESS
 
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Drop()))
-    observers = [TracingObserver(provider.get_tracer("bench"))]
+    provider, processor = TracerProvider(), BatchSpanProcessor(Drop())
+    provider.add_span_processor(processor)
+    observers = [TracingObserver(provider.get_tracer("bench")) if sys.argv[3] == "tracer"
+                 else TracingObserver(processor=processor, resource=provider.resource)]
 with tempfile.TemporaryDirectory() as d:
     store = Store.open(f"sqlite:///{d}/bench.db", synchronous="OFF")
     run_durable(store, int(sys.argv[1]), int(sys.argv[2]), True, observers=observers)
@@ -65,7 +69,7 @@ if observers:
 """
 
 
-def _count(sagas: int, steps: int, src: str | None, traced: bool = False) -> int:
+def _count(sagas: int, steps: int, src: str | None, traced: str | None = None) -> int:
     env = dict(os.environ, PYTHONHASHSEED="0")
     if src is not None:
         env["PYTHONPATH"] = src
@@ -73,7 +77,7 @@ def _count(sagas: int, steps: int, src: str | None, traced: bool = False) -> int
         out = subprocess.run(
             ["valgrind", "--tool=cachegrind", "--cache-sim=no",
              f"--cachegrind-out-file={tmp}/cg.out", sys.executable, "-c", _WORKLOAD,
-             str(sagas), str(steps), "traced" if traced else "plain"],
+             str(sagas), str(steps), traced or "plain"],
             # Not the caller's directory: `python -c` puts it first on sys.path, where
             # a checkout's own reversa/ would shadow --src.
             env=env, capture_output=True, text=True, check=False, cwd=tmp)
@@ -91,8 +95,9 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=10, help="sagas of the shorter run")
     parser.add_argument("--steps", type=int, default=5, help="steps per saga (last fails)")
     parser.add_argument("--src", help="directory holding the reversa package to measure")
-    parser.add_argument("--traced", action="store_true",
-                        help="record every span with the OpenTelemetry SDK")
+    parser.add_argument("--traced", nargs="?", const="tracer", choices=("tracer", "processor"),
+                        help="record every span with the OpenTelemetry SDK (through a "
+                             "tracer, or handed straight to a span processor)")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         raise SystemExit("bench/instructions.py needs valgrind; install it "

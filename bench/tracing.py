@@ -3,7 +3,11 @@ without ``TracingObserver`` (an SDK ``TracerProvider`` recording every span into
 batch processor with no exporter, so span creation is real and nothing leaves the
 process), alternated run by run on fresh SQLite files; medians reported.
 
-    python bench/tracing.py --sagas 300 --rounds 7 [--synchronous OFF]
+    python bench/tracing.py --sagas 300 --rounds 7 [--synchronous OFF] [--via tracer]
+
+``--via processor`` (the default) has the observer hand finished spans straight to
+the batch processor (``TracingObserver(processor=...)``); ``--via tracer`` records
+them through the provider's tracer.
 
 A traced run is timed until its observer is closed: every span of the run is
 built on the clock, none left to the background thread during the next run.
@@ -37,11 +41,13 @@ class _Drop(SpanExporter):
 
 
 def _run(sagas: int, steps: int, synchronous: str, traced: bool, root: Path,
-         n: int) -> tuple[float, float]:
+         n: int, via: str = "processor") -> tuple[float, float]:
     store = Store.open(root / f"run{n}.db", synchronous=synchronous)
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(_Drop()))
-    observers = [TracingObserver(provider.get_tracer("bench"))] if traced else []
+    provider, processor = TracerProvider(), BatchSpanProcessor(_Drop())
+    provider.add_span_processor(processor)
+    observer = (TracingObserver(provider.get_tracer("bench")) if via == "tracer" else
+                TracingObserver(processor=processor, resource=provider.resource))
+    observers = [observer] if traced else []
     try:
         cpu, start = time.process_time(), time.perf_counter()
         run_durable(store, sagas, steps, True, observers=observers)
@@ -71,6 +77,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--synchronous", default="FULL")
+    parser.add_argument("--via", choices=("processor", "tracer"), default="processor")
     args = parser.parse_args()
     off: list[float] = []
     on: list[float] = []
@@ -78,19 +85,20 @@ def main() -> None:
     cpu_on: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        _run(50, args.steps, args.synchronous, True, root, -1)  # warm-up (imports, caches)
+        _run(50, args.steps, args.synchronous, True, root, -1, args.via)  # warm-up
         for n in range(args.rounds):
             # Alternate which goes first, so neither always follows the other.
             order = (False, True) if n % 2 == 0 else (True, False)
             for traced in order:
                 value, cpu = _run(args.sagas, args.steps, args.synchronous, traced, root,
-                                  2 * n + traced)
+                                  2 * n + traced, args.via)
                 (on if traced else off).append(value)
                 (cpu_on if traced else cpu_off).append(cpu)
     slowdowns = [1 - t / u for u, t in zip(off, on, strict=True)]
     cpu_extra = [t / u - 1 for u, t in zip(cpu_off, cpu_on, strict=True)]
     print(json.dumps({
-        "synchronous": args.synchronous, "sagas": args.sagas, "rounds": args.rounds,
+        "synchronous": args.synchronous, "via": args.via, "sagas": args.sagas,
+        "rounds": args.rounds,
         "steps_per_s_off": round(statistics.median(off), 1),
         "steps_per_s_on": round(statistics.median(on), 1),
         "median_slowdown_pct": round(100 * statistics.median(slowdowns), 2),
