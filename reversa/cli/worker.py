@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -67,6 +67,11 @@ def register(app: typer.Typer) -> None:
             help="Seconds a starting worker waits for a database that is unreachable for "
                  "now (restarting, still starting); a wrong URL, password or database "
                  "name fails at once.")] = 60.0,
+        trace: Annotated[bool, typer.Option(
+            "--trace",
+            help="OpenTelemetry spans per saga, step and compensation, through the "
+                 "process' tracer provider (set it up in an --app module, or run under "
+                 "opentelemetry-instrument); needs reversa[otel].")] = False,
     ) -> None:
         """Finish sagas whose owner died; detect stalled ones (SIGTERM releases leases)."""
         from ..core.errors import ReversaError
@@ -84,42 +89,67 @@ def register(app: typer.Typer) -> None:
             from .governance import make_dispatcher
 
             dispatcher = make_dispatcher(notify, db)
+        observers = [_tracing()] if trace else []
         w = Worker(registry, store, lease_s=lease_s, poll_s=poll_s, batch=batch,
                    stall_after_s=stall_after_s, services=resources,
                    feasibility_every_s=feasibility_every or None,
                    feasibility_horizon_s=feasibility_horizon,
                    reconcile_every_s=reconcile_every or None,
-                   reconcile_horizon_s=reconcile_horizon)
-        log.info("worker %s on %s (lease %gs, poll %gs, batch %d)%s", w.engine.owner,
-                 store.url, lease_s, poll_s, batch, ", one round" if once else "",
-                 extra={"event": "started", "saga": None, "fields": {
-                     "owner": w.engine.owner, "db": store.url, "lease_s": lease_s,
-                     "poll_s": poll_s, "batch": batch, "once": once}})
-        on_round = None if dispatcher is None else dispatcher.run_once
-        if not once:
+                   reconcile_horizon_s=reconcile_horizon, observers=observers)
+        try:
+            log.info("worker %s on %s (lease %gs, poll %gs, batch %d)%s", w.engine.owner,
+                     store.url, lease_s, poll_s, batch, ", one round" if once else "",
+                     extra={"event": "started", "saga": None, "fields": {
+                         "owner": w.engine.owner, "db": store.url, "lease_s": lease_s,
+                         "poll_s": poll_s, "batch": batch, "once": once}})
+            on_round = None if dispatcher is None else dispatcher.run_once
+            if not once:
+                try:
+                    w.run_forever(on_round=on_round)
+                finally:
+                    if dispatcher is not None:
+                        dispatcher.close()
+                log.info("worker %s stopped", w.engine.owner,
+                         extra={"event": "stopped", "saga": None, "fields": {}})
+                return
             try:
-                w.run_forever(on_round=on_round)
+                rnd = w.run_round()
+                if on_round is not None:
+                    on_round()
             finally:
+                w.engine.close()
                 if dispatcher is not None:
                     dispatcher.close()
-            log.info("worker %s stopped", w.engine.owner,
-                     extra={"event": "stopped", "saga": None, "fields": {}})
-            return
-        try:
-            rnd = w.run_round()
-            if on_round is not None:
-                on_round()
+            level = logging.ERROR if rnd.unfinished else logging.INFO
+            log.log(level, "round done: %d saga(s) ended, %d claimed but not finished",
+                    len(rnd.ended), len(rnd.unfinished),
+                    extra={"event": "round_done", "saga": None, "fields": {
+                        "ended": len(rnd.ended), "unfinished": sorted(rnd.unfinished)}})
+            if rnd.unfinished:
+                raise typer.Exit(int(ExitCode.CHECK_FAILED))
         finally:
-            w.engine.close()
-            if dispatcher is not None:
-                dispatcher.close()
-        level = logging.ERROR if rnd.unfinished else logging.INFO
-        log.log(level, "round done: %d saga(s) ended, %d claimed but not finished",
-                len(rnd.ended), len(rnd.unfinished),
-                extra={"event": "round_done", "saga": None, "fields": {
-                    "ended": len(rnd.ended), "unfinished": sorted(rnd.unfinished)}})
-        if rnd.unfinished:
-            raise typer.Exit(int(ExitCode.CHECK_FAILED))
+            for observer in observers:
+                observer.close()  # the spans of the last sagas reach the provider
+
+
+def _tracing() -> Any:
+    """A TracingObserver on the global tracer provider, or one line saying what is missing."""
+    try:
+        from opentelemetry import trace
+
+        from ..observability.otel import TracingObserver
+    except ImportError:
+        fail("--trace needs the OpenTelemetry API: pip install 'reversa[otel]' (and an "
+             "SDK with an exporter, configured in an --app module or by "
+             "opentelemetry-instrument)")
+    provider = trace.get_tracer_provider()
+    if type(provider).__name__ in ("ProxyTracerProvider", "NoOpTracerProvider"):
+        # Spans would go nowhere: say so once instead of tracing in silence.
+        log.warning("--trace: no OpenTelemetry tracer provider is set up in this process; "
+                    "spans are dropped until one is (configure a TracerProvider in an --app "
+                    "module, or run the worker under opentelemetry-instrument)",
+                    extra={"event": "tracing_unconfigured", "saga": None, "fields": {}})
+    return TracingObserver()
 
 
 def _builtin_hints() -> list[str | None]:
