@@ -52,7 +52,7 @@ import logging
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.trace import (
@@ -248,24 +248,21 @@ class TracingObserver(Observer):
                          start, at)
 
 
-class _Spans:
+class _Spans(Protocol):
     """How finished work becomes spans: through a tracer, or straight to a processor."""
 
     def open_saga(self, name: str, attributes: dict[str, Any], start: int) -> Any:
         """Begin a saga's span; returns the handle its children and its end take."""
-        raise NotImplementedError
 
     def close_saga(self, saga: Any, status: str, error: Status | None, end: int) -> None:
         """End a saga's span with its final status."""
-        raise NotImplementedError
 
     def call(self, saga: Any, name: str, attributes: dict[str, Any], error: Status | None,
              start: int, end: int) -> None:
         """Record one finished attempt's span (a child of ``saga`` unless it is None)."""
-        raise NotImplementedError
 
 
-class _TracerSpans(_Spans):
+class _TracerSpans:
     def __init__(self, tracer: Tracer) -> None:
         self.tracer = tracer
 
@@ -289,7 +286,7 @@ class _TracerSpans(_Spans):
         span.end(end_time=end)
 
 
-class _ProcessorSpans(_Spans):
+class _ProcessorSpans:
     """Finished spans built as the SDK's ``ReadableSpan`` and handed to ``on_end``."""
 
     def __init__(self, processor: SpanProcessor, resource: Resource | None,
