@@ -120,6 +120,7 @@ class BenchResult:
 def run_durable(
     store: Store, sagas: int, steps: int, fail_last: bool, concurrency: int = 1,
     on_saga: Callable[[], None] | None = None, observers: Sequence[Observer] = (),
+    finish: Callable[[], None] | None = None,
 ) -> BenchResult:
     """Run the workload through the engine; ``concurrency`` sagas in flight.
 
@@ -131,6 +132,8 @@ def run_durable(
         concurrency: Sagas in flight at once.
         on_saga: Called after each saga ends (progress display).
         observers: Engine observers (the tracing bench passes a tracer).
+        finish: Called once the last saga ended, inside the timed run (closing a
+            tracing observer, so the spans it still builds are on the clock).
     """
     if sagas < 1 or steps < 1 or concurrency < 1:
         raise ValueError(f"sagas={sagas}, steps={steps}, concurrency={concurrency}: "
@@ -161,6 +164,8 @@ def run_durable(
                 engine._sync(one())
         else:
             engine._sync(many())
+        if finish is not None:
+            finish()
         elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     finally:
         engine.close()

@@ -15,6 +15,14 @@ from .common import console, emit_json, err_console, fail, open_store
 from .progress import Phases, interactive, phases
 
 
+class Trace(StrEnum):
+    """How ``--trace`` records the spans: not at all, straight to a processor, via a tracer."""
+
+    OFF = "off"
+    PROCESSOR = "processor"
+    TRACER = "tracer"
+
+
 class Synchronous(StrEnum):
     """SQLite ``synchronous`` pragma values (``FULL`` fsyncs every commit)."""
 
@@ -64,9 +72,16 @@ def register(app: typer.Typer) -> None:
         = False,
         synchronous: Annotated[Synchronous, typer.Option(
             case_sensitive=False, help="SQLite synchronous pragma.")] = Synchronous.FULL,
+        trace: Annotated[Trace, typer.Option(
+            case_sensitive=False,
+            help="Record every span with the OpenTelemetry SDK (then dropped): handed "
+                 "straight to its batch processor, or through a tracer; compare with "
+                 "off to see what tracing costs. Needs opentelemetry-sdk.")] = Trace.OFF,
         json_out: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
     ) -> None:
         """Run N sagas of K no-op steps (the last failing) and report steps/s."""
+        if trace is not Trace.OFF and workers > 1:
+            fail(f"--trace {trace.value} measures one process; drop --workers")
         if workers > 1:
             if db is None or not resolve_url(db).startswith("postgresql"):
                 # SQLite has one writer: more processes only queue on its file lock,
@@ -80,7 +95,7 @@ def register(app: typer.Typer) -> None:
                 phases(interactive(json_out), err_console) as progress:
             out = _run(url, progress, sagas=sagas, steps=steps, fail_last=fail_last,
                        concurrency=concurrency, workers=workers, recovery=recovery,
-                       lease_s=lease_s, peers=peers, synchronous=synchronous)
+                       lease_s=lease_s, peers=peers, synchronous=synchronous, trace=trace)
             out["temporary_db"] = temporary
         if json_out:
             emit_json(out)
@@ -94,21 +109,65 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  {key:<16} {out[key]:,.3f}")
         console.print(f"  plain loop       {out['plain_loop']['steps_per_s']:,.0f} steps/s "
                       "(no durability)")
+        if "spans_recorded" in out:
+            console.print(f"  traced           {out['trace']}: {out['spans_recorded']:,} spans "
+                          "recorded (dropped after)")
         if "dbos" in out:
             console.print(f"  dbos             {out['dbos']}")
             if "ratio_vs_dbos" in out:
                 console.print(f"  reversa/dbos     {out['ratio_vs_dbos']}")
 
 
+class _Tracing:
+    """An SDK provider recording every span into a batch processor that drops them, counted."""
+
+    def __init__(self, how: Trace) -> None:
+        try:
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import (
+                BatchSpanProcessor,
+                SpanExporter,
+                SpanExportResult,
+            )
+
+            from ..observability.otel import TracingObserver
+        except ImportError:
+            fail(f"--trace {how.value} records real spans and needs the OpenTelemetry SDK: "
+                 "pip install 'reversa[otel]' opentelemetry-sdk")
+        counted = [0]
+
+        class Dropped(SpanExporter):
+            def export(self, spans: Any) -> SpanExportResult:
+                counted[0] += len(spans)
+                return SpanExportResult.SUCCESS
+
+        self.counted = counted
+        self.provider = TracerProvider()
+        processor = BatchSpanProcessor(Dropped())
+        self.provider.add_span_processor(processor)
+        self.observer = (TracingObserver(processor=processor, resource=self.provider.resource)
+                         if how is Trace.PROCESSOR else
+                         TracingObserver(self.provider.get_tracer("reversa.bench")))
+
+    def shutdown(self) -> int:
+        """Export what is left; the number of spans the exporter received."""
+        self.observer.close()
+        self.provider.shutdown()
+        return self.counted[0]
+
+
 def _run(url: str, progress: Phases, *, sagas: int, steps: int, fail_last: bool,
          concurrency: int, workers: int, recovery: bool, lease_s: float, peers: bool,
-         synchronous: Synchronous) -> dict[str, Any]:
+         synchronous: Synchronous, trace: Trace = Trace.OFF) -> dict[str, Any]:
     from ..benchkit.workload import plain_loop, run_durable
+
+    tracing = _Tracing(trace) if trace is not Trace.OFF else None
 
     check = open_store(url)  # one line (exit 2 or 3) if it cannot be opened
     out: dict[str, Any] = {"db": check.url, "sagas": sagas, "steps": steps,
                            "fail_last": fail_last, "concurrency": concurrency,
-                           "workers": workers, "synchronous": synchronous.value}
+                           "workers": workers, "synchronous": synchronous.value,
+                           "trace": trace.value}
     check.close()
     if workers > 1:
         from ..benchkit.scale import run_workers
@@ -119,10 +178,15 @@ def _run(url: str, progress: Phases, *, sagas: int, steps: int, fail_last: bool,
         store = Store.open(url, synchronous=synchronous.value)
         try:
             advance = progress.start(f"{sagas} sagas x {steps} steps", total=sagas)
-            out.update(run_durable(store, sagas, steps, fail_last, concurrency,
-                                   on_saga=advance).summary())
+            out.update(run_durable(
+                store, sagas, steps, fail_last, concurrency, on_saga=advance,
+                observers=[tracing.observer] if tracing is not None else (),
+                # Timed until every span is built: none is left to the background thread.
+                finish=tracing.observer.close if tracing is not None else None).summary())
         finally:
             store.close()
+            if tracing is not None:
+                out["spans_recorded"] = tracing.shutdown()
     progress.start("the same calls in a plain loop")
     plain = plain_loop(sagas, steps, fail_last)
     out["plain_loop"] = plain

@@ -79,6 +79,19 @@ def test_bad_db_url_is_a_clear_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "unsupported database 'mysql'" in proc.stderr
 
 
+@pytest.mark.parametrize("how", ["processor", "tracer"])
+def test_bench_with_tracing_records_every_span(tmp_path: Path, how: str) -> None:
+    out = json.loads(cli("bench", "--sagas", "3", "--steps", "2", "--trace", how, "--json",
+                         "--db", str(tmp_path / "b.db")).stdout)
+    assert out["trace"] == how
+    # Per saga: its own span, 2 steps, 1 compensation (the last step fails).
+    assert out["spans_recorded"] == 3 * 4
+    assert out["steps_per_s"] > 0
+    plain = json.loads(cli("bench", "--sagas", "3", "--steps", "2", "--json", "--db",
+                           str(tmp_path / "c.db")).stdout)
+    assert plain["trace"] == "off" and "spans_recorded" not in plain
+
+
 def test_bench_json_has_the_figures(tmp_path: Path) -> None:
     out = json.loads(cli("bench", "--sagas", "10", "--steps", "3", "--json", "--db",
                          str(tmp_path / "b.db")).stdout)
