@@ -17,7 +17,8 @@ every span into a batch processor (no exporter), closed at the end of the run
 itself, ``TracingObserver(processor=...)``, instead of through the tracer):
 the count then includes building every span, on whichever thread it happens
 (valgrind runs one thread at a time), so against a run without it, it is the CPU
-cost of tracing free of the machine's noise.
+cost of tracing free of the machine's noise (with ``--src``, a tree that has
+``reversa/benchkit/tracing.py``).
 
 ``--src`` runs another source tree's ``reversa`` package (a checkout of an
 older commit, say) with this interpreter, so two versions are compared on the
@@ -43,29 +44,17 @@ _WORKLOAD = """
 import sys, tempfile
 from reversa.core.store import Store
 from reversa.benchkit.workload import run_durable
-observers = []
+spans = None
 if sys.argv[3] != "plain":
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-    from opentelemetry.sdk.trace.export import SpanExportResult
-    from reversa.observability.otel import TracingObserver
-
-    class Drop(SpanExporter):
-        def export(self, spans):
-            return SpanExportResult.SUCCESS
-
-    provider, processor = TracerProvider(), BatchSpanProcessor(Drop())
-    provider.add_span_processor(processor)
-    observers = [TracingObserver(provider.get_tracer("bench")) if sys.argv[3] == "tracer"
-                 else TracingObserver(processor=processor, resource=provider.resource)]
+    from reversa.benchkit.tracing import RecordedSpans
+    spans = RecordedSpans(sys.argv[3])
 with tempfile.TemporaryDirectory() as d:
     store = Store.open(f"sqlite:///{d}/bench.db", synchronous="OFF")
-    run_durable(store, int(sys.argv[1]), int(sys.argv[2]), True, observers=observers)
-    for observer in observers:
-        observer.close()  # every span built inside the count
+    run_durable(store, int(sys.argv[1]), int(sys.argv[2]), True,
+                observers=[spans.observer] if spans else ())
     store.close()
-if observers:
-    provider.shutdown()
+if spans:
+    spans.shutdown()  # every span built and exported inside the count
 """
 
 

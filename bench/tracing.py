@@ -24,44 +24,30 @@ import argparse
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
 from reversa import Store
+from reversa.benchkit.tracing import RecordedSpans
 from reversa.benchkit.workload import run_durable
-from reversa.observability.otel import TracingObserver
-
-
-class _Drop(SpanExporter):
-    def export(self, spans: object) -> SpanExportResult:
-        return SpanExportResult.SUCCESS
 
 
 def _run(sagas: int, steps: int, synchronous: str, traced: bool, root: Path,
          n: int, via: str = "processor") -> tuple[float, float]:
     store = Store.open(root / f"run{n}.db", synchronous=synchronous)
-    provider, processor = TracerProvider(), BatchSpanProcessor(_Drop())
-    provider.add_span_processor(processor)
-    observer = (TracingObserver(provider.get_tracer("bench")) if via == "tracer" else
-                TracingObserver(processor=processor, resource=provider.resource))
-    observers = [observer] if traced else []
+    # Both kinds of run have the provider and its processor's thread; only a traced
+    # run feeds it.
+    spans = RecordedSpans(via)
     try:
-        cpu, start = time.process_time(), time.perf_counter()
-        run_durable(store, sagas, steps, True, observers=observers)
         # A run is done once its spans are built: what the background thread has not
-        # built yet is built here, on the clock, never during the next run.
-        for observer in observers:
-            observer.close()
-        elapsed = time.perf_counter() - start
-        cpu = time.process_time() - cpu
+        # built yet is built on the clock (``finish``), never during the next run.
+        result = run_durable(store, sagas, steps, True,
+                             observers=[spans.observer] if traced else (),
+                             finish=spans.observer.close if traced else None)
     finally:
         store.close()
-        provider.shutdown()
-    executions = sagas * (2 * steps - 1)  # the last step fails: steps - 1 compensations
-    return executions / elapsed, 1e6 * cpu / executions
+        spans.shutdown()
+    assert result.cpu_s is not None
+    return result.steps / result.elapsed_s, 1e6 * result.cpu_s / result.steps
 
 
 def _quartiles(values: list[float]) -> list[float]:

@@ -118,42 +118,13 @@ def register(app: typer.Typer) -> None:
                 console.print(f"  reversa/dbos     {out['ratio_vs_dbos']}")
 
 
-class _Tracing:
-    """An SDK provider recording every span into a batch processor that drops them, counted."""
-
-    def __init__(self, how: Trace) -> None:
-        try:
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import (
-                BatchSpanProcessor,
-                SpanExporter,
-                SpanExportResult,
-            )
-
-            from ..observability.otel import TracingObserver
-        except ImportError:
-            fail(f"--trace {how.value} records real spans and needs the OpenTelemetry SDK: "
-                 "pip install 'reversa[otel]' opentelemetry-sdk")
-        counted = [0]
-
-        class Dropped(SpanExporter):
-            def export(self, spans: Any) -> SpanExportResult:
-                counted[0] += len(spans)
-                return SpanExportResult.SUCCESS
-
-        self.counted = counted
-        self.provider = TracerProvider()
-        processor = BatchSpanProcessor(Dropped())
-        self.provider.add_span_processor(processor)
-        self.observer = (TracingObserver(processor=processor, resource=self.provider.resource)
-                         if how is Trace.PROCESSOR else
-                         TracingObserver(self.provider.get_tracer("reversa.bench")))
-
-    def shutdown(self) -> int:
-        """Export what is left; the number of spans the exporter received."""
-        self.observer.close()
-        self.provider.shutdown()
-        return self.counted[0]
+def _recorded_spans(how: Trace) -> Any:
+    try:
+        from ..benchkit.tracing import RecordedSpans
+    except ImportError:
+        fail(f"--trace {how.value} records real spans and needs the OpenTelemetry SDK: "
+             "pip install 'reversa[otel]' opentelemetry-sdk")
+    return RecordedSpans(how.value)
 
 
 def _run(url: str, progress: Phases, *, sagas: int, steps: int, fail_last: bool,
@@ -161,7 +132,7 @@ def _run(url: str, progress: Phases, *, sagas: int, steps: int, fail_last: bool,
          synchronous: Synchronous, trace: Trace = Trace.OFF) -> dict[str, Any]:
     from ..benchkit.workload import plain_loop, run_durable
 
-    tracing = _Tracing(trace) if trace is not Trace.OFF else None
+    tracing = _recorded_spans(trace) if trace is not Trace.OFF else None
 
     check = open_store(url)  # one line (exit 2 or 3) if it cannot be opened
     out: dict[str, Any] = {"db": check.url, "sagas": sagas, "steps": steps,

@@ -202,20 +202,22 @@ class Writer:
         else:
             raw.close()
 
-    def release(self) -> None:
-        """Return the connections kept between transactions to the pool."""
-        while self._idle:
-            with suppress(IndexError):
-                self._idle.pop().close()
+    def release(self, *, invalidate: bool = False) -> None:
+        """Return the connections kept between transactions to the pool.
 
-    def _disposed(self, _engine: Engine) -> None:
-        self._generation += 1
+        ``invalidate`` closes their driver connections instead of pooling them.
+        """
         while self._idle:
             with suppress(IndexError):
                 raw = self._idle.pop()
                 with suppress(Exception):
-                    raw.invalidate()  # closes the driver's connection now
+                    if invalidate:
+                        raw.invalidate()
                     raw.close()
+
+    def _disposed(self, _engine: Engine) -> None:
+        self._generation += 1
+        self.release(invalidate=True)
 
     def create(self, cur: Any, live: LiveSaga, app: str | None) -> dict[str, Any]:
         """Insert the saga row (plan, hash, input, pre-state) and its steps.
